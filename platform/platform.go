@@ -297,4 +297,3 @@ func unwrapMessage(err error) string {
 	}
 	return msg
 }
-

@@ -1,0 +1,46 @@
+# kiln — build, test, measure.
+#   make            build bin/kiln
+#   make test       everything CI runs: vet, gofmt, unit and end-to-end tests
+#   make e2e        only the end-to-end tests (real registry process, the built binary)
+#   make bench      benchmarks: kiln vs crane, skopeo and the raw limit (bench/)
+#   make lint       go vet + gofmt
+#   make demo       README's main command: warm a sample multi-arch image from a local registry
+#   make deps       install the system packages tests need (Debian; root or sudo)
+
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+export CGO_ENABLED ?= 0
+
+.PHONY: all build test unit e2e bench lint deps demo clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kiln ./cmd/kiln
+
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+unit:
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v '^kiln/test')
+
+e2e: deps build
+	$(GO) test -count=1 -timeout 40m ./test/...
+
+test: deps lint
+	$(GO) test -count=1 -timeout 60m ./...
+
+bench: deps build
+	bash bench/run.sh
+
+deps:
+	@bash .ci/deps.sh
+
+demo: deps build
+	$(GO) run ./test/demo
+
+clean:
+	rm -rf bin out .cache

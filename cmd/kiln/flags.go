@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/urfave/cli/v2"
+
+	"kiln/config"
+	"kiln/platform"
+)
+
+// envs names the environment variable of a flag: KILN_<FLAG>.
+func envs(flag string) []string { return []string{"KILN_" + flag} }
+
+func configFlag() cli.Flag {
+	return &cli.StringFlag{Name: "config", Aliases: []string{"c"}, Value: "build.toml", Usage: "the build.toml to read (optional for warm when --image is given)", EnvVars: envs("CONFIG")}
+}
+
+func progressFlag() cli.Flag {
+	return &cli.StringFlag{Name: "progress", Value: "auto", Usage: "auto (a live display on a terminal, log lines otherwise), tty or plain", EnvVars: envs("PROGRESS")}
+}
+
+func logFormatFlag() cli.Flag {
+	return &cli.StringFlag{Name: "log-format", Value: "text", Usage: "log lines as text (key=value) or json", EnvVars: envs("LOG_FORMAT")}
+}
+
+// loadConfig reads --config. A missing default ./build.toml is no error
+// (warm can run on flags alone); a missing file named explicitly is.
+func loadConfig(c *cli.Context) (*config.Config, error) {
+	path := c.String("config")
+	cfg, err := config.Load(path)
+	if err == nil {
+		return cfg, nil
+	}
+	if errors.Is(err, fs.ErrNotExist) && !c.IsSet("config") {
+		return nil, nil
+	}
+	return nil, err
+}
+
+// defaultCacheDir is where a laptop keeps its cache: $XDG_CACHE_HOME/kiln.
+func defaultCacheDir() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "kiln")
+	}
+	return filepath.Join(os.TempDir(), "kiln-cache")
+}
+
+func manifestParse(ref string) (name.Reference, error) { return name.ParseReference(ref) }
+
+func hostString() string {
+	return fmt.Sprintf("%s, %s", platform.Format(platform.Host()), runtime.Version())
+}
+
+func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, d)
+}

@@ -1,0 +1,77 @@
+// Command kiln builds container images without a Docker daemon and keeps a
+// shared cache of their base images warm. See `kiln --help`.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+// version is set at link time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+// Exit codes.
+const (
+	exitFailed = 1 // the work was attempted and some of it failed
+	exitUsage  = 2 // bad flags, bad build.toml, bad Dockerfile: nothing was attempted
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := newApp().RunContext(ctx, os.Args)
+	if err == nil {
+		return
+	}
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintln(os.Stderr, "kiln:", msg)
+		}
+		os.Exit(ec.ExitCode())
+	}
+	fmt.Fprintln(os.Stderr, "kiln:", err)
+	os.Exit(exitFailed)
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:    "kiln",
+		Usage:   "build container images without a Docker daemon, for every platform, natively",
+		Version: version,
+		Description: `kiln reads one build.toml and does three jobs, in Kubernetes and on a laptop alike:
+
+   kiln warm        pre-pull every base image, for every platform, into a shared cache (an OCI layout)
+   kiln build       build one platform of an image from a Dockerfile, in userspace        (coming)
+   kiln build-all   build every platform on a machine of that architecture, push one index (coming)
+
+Every flag can also be set by an environment variable KILN_<FLAG>, e.g. KILN_CACHE_DIR.`,
+		HideVersion:          true,
+		EnableBashCompletion: true,
+		Commands: []*cli.Command{
+			warmCommand(),
+			versionCommand(),
+		},
+		ExitErrHandler: func(*cli.Context, error) {}, // main prints and exits
+		OnUsageError: func(c *cli.Context, err error, _ bool) error {
+			return cli.Exit(fmt.Sprintf("%v (see kiln %s --help)", err, c.Command.Name), exitUsage)
+		},
+	}
+}
+
+func versionCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "version",
+		Usage: "print kiln's version and the platform it runs on",
+		Action: func(c *cli.Context) error {
+			fmt.Fprintf(c.App.Writer, "kiln %s (%s)\n", version, hostString())
+			return nil
+		},
+	}
+}

@@ -1,0 +1,300 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+
+	"kiln/warmer"
+)
+
+// output is where a command's words go: structured log lines to stderr, or a
+// live display when stderr is a terminal; the summary goes to stdout.
+type output struct {
+	log  *slog.Logger
+	live *liveDisplay
+}
+
+func newOutput(c *cli.Context) *output {
+	errw := c.App.ErrWriter
+	if errw == nil {
+		errw = os.Stderr
+	}
+	tty := isTerminal(errw)
+	switch c.String("progress") {
+	case "tty":
+		tty = true
+	case "plain":
+		tty = false
+	}
+	o := &output{}
+	level := slog.LevelInfo
+	if tty {
+		level = slog.LevelWarn // the display shows progress; logs only for trouble
+		o.live = newLiveDisplay(errw)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	if c.String("log-format") == "json" {
+		o.log = slog.New(slog.NewJSONHandler(errw, hopts))
+	} else {
+		o.log = slog.New(slog.NewTextHandler(errw, hopts))
+	}
+	if o.live != nil {
+		o.log = slog.New(&pausingHandler{inner: o.log.Handler(), live: o.live})
+	}
+	return o
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd())) && os.Getenv("TERM") != "dumb"
+}
+
+func (o *output) start() {
+	if o.live != nil {
+		o.live.start()
+	}
+}
+
+func (o *output) stop() {
+	if o.live != nil {
+		o.live.stop()
+	}
+}
+
+// liveDisplay redraws one line per image in flight, with bytes and rate.
+type liveDisplay struct {
+	w      io.Writer
+	mu     sync.Mutex
+	rows   map[string]*row
+	order  []string
+	drawn  int
+	quit   chan struct{}
+	wg     sync.WaitGroup
+	frames int
+}
+
+type row struct {
+	ref     string
+	bytes   int64
+	total   int64
+	started time.Time
+	done    int
+	failed  int
+}
+
+func newLiveDisplay(w io.Writer) *liveDisplay {
+	return &liveDisplay{w: w, rows: map[string]*row{}, quit: make(chan struct{})}
+}
+
+func (d *liveDisplay) event(e warmer.Event) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r, ok := d.rows[e.Ref]
+	if !ok {
+		r = &row{ref: e.Ref, started: time.Now()}
+		d.rows[e.Ref] = r
+		d.order = append(d.order, e.Ref)
+	}
+	switch e.Kind {
+	case warmer.EventTotal:
+		r.total += e.Total
+	case warmer.EventBytes:
+		r.bytes += e.Bytes
+	case warmer.EventDone:
+		r.done++
+		if e.Result.Status == warmer.StatusFailed {
+			r.failed++
+		}
+	}
+}
+
+func (d *liveDisplay) start() {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		t := time.NewTicker(150 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-d.quit:
+				d.draw(true)
+				return
+			case <-t.C:
+				d.draw(false)
+			}
+		}
+	}()
+}
+
+func (d *liveDisplay) stop() {
+	close(d.quit)
+	d.wg.Wait()
+}
+
+var spinner = []string{"⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"}
+
+func (d *liveDisplay) draw(final bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.clearLocked()
+	d.frames++
+	var b strings.Builder
+	lines := 0
+	for _, ref := range d.order {
+		r := d.rows[ref]
+		mark := spinner[d.frames%len(spinner)]
+		if final {
+			mark = "✔"
+			if r.failed > 0 {
+				mark = "✘"
+			}
+		}
+		elapsed := time.Since(r.started).Seconds()
+		rate := ""
+		if elapsed > 0.2 && r.bytes > 0 && !final {
+			rate = humanBytes(int64(float64(r.bytes)/elapsed)) + "/s"
+		}
+		fmt.Fprintf(&b, "%s %-50s %10s / %-10s %s\n", mark, trim(ref, 50), humanBytes(r.bytes), humanBytes(r.total), rate)
+		lines++
+	}
+	fmt.Fprint(d.w, b.String())
+	d.drawn = lines
+	if final {
+		d.drawn = 0
+	}
+}
+
+func (d *liveDisplay) clearLocked() {
+	if d.drawn > 0 {
+		fmt.Fprintf(d.w, "\x1b[%dA\x1b[J", d.drawn)
+		d.drawn = 0
+	}
+}
+
+// pausingHandler clears the live display before a log line so the two do
+// not interleave.
+type pausingHandler struct {
+	inner slog.Handler
+	live  *liveDisplay
+}
+
+func (h *pausingHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.inner.Enabled(ctx, l)
+}
+func (h *pausingHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.live.mu.Lock()
+	h.live.clearLocked()
+	h.live.mu.Unlock()
+	return h.inner.Handle(ctx, r)
+}
+func (h *pausingHandler) WithAttrs(a []slog.Attr) slog.Handler {
+	return &pausingHandler{inner: h.inner.WithAttrs(a), live: h.live}
+}
+func (h *pausingHandler) WithGroup(n string) slog.Handler {
+	return &pausingHandler{inner: h.inner.WithGroup(n), live: h.live}
+}
+
+func trim(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n+1:]
+}
+
+func humanBytes(n int64) string {
+	const unit = 1000
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
+}
+
+func shortDigest(d string) string {
+	if i := strings.Index(d, ":"); i >= 0 && len(d) > i+13 {
+		return d[:i+13]
+	}
+	return d
+}
+
+// printWarmSummary prints the table a person reads at the end.
+func printWarmSummary(w io.Writer, rep *warmer.Report) {
+	res := append([]warmer.Result(nil), rep.Results...)
+	sort.SliceStable(res, func(i, j int) bool {
+		if res[i].Ref != res[j].Ref {
+			return res[i].Ref < res[j].Ref
+		}
+		return res[i].Platform < res[j].Platform
+	})
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "IMAGE\tPLATFORM\tDIGEST\tSTATUS\tDOWNLOADED\tSIZE\tTIME")
+	for _, r := range res {
+		status := string(r.Status)
+		if r.Revalidated {
+			status += " (checked)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.1fs\n", r.Ref, r.Platform, shortDigest(r.Digest), status, humanBytes(r.Bytes), humanBytes(r.Size), r.Duration.Seconds())
+	}
+	tw.Flush()
+	for _, r := range res {
+		if r.Error != "" {
+			fmt.Fprintf(w, "  %s %s: %s\n", r.Ref, r.Platform, r.Error)
+		}
+	}
+	fmt.Fprintf(w, "%d pulled, %d updated, %d fresh, %d failed; %s downloaded in %.1fs into %s\n",
+		rep.Counts[warmer.StatusPulled], rep.Counts[warmer.StatusUpdated], rep.Counts[warmer.StatusFresh], rep.Counts[warmer.StatusFailed],
+		humanBytes(rep.Bytes), rep.Seconds, rep.CacheDir)
+	if p := rep.Pruned; p != nil {
+		fmt.Fprintf(w, "pruned %d entries and %d blobs (%s), removed %d temp files; %d blobs kept\n", len(p.Entries), p.Blobs, humanBytes(p.Bytes), p.Temps, p.Kept)
+	}
+}
+
+func printVerifySummary(w io.Writer, dir string, v *warmer.VerifyReport) {
+	for _, p := range v.Problems {
+		fmt.Fprintf(w, "DAMAGED %s %s: %s\n", p.Digest, p.Ref, p.Msg)
+	}
+	fmt.Fprintf(w, "verified %d blobs (%s) and %d entries in %s: %d problems, %d leftover temp files\n",
+		v.Blobs, humanBytes(v.Bytes), v.Entries, dir, len(v.Problems), v.Temps)
+}
+
+// writeReport writes the JSON report atomically (a CronJob's reader never
+// sees half a file).
+func writeReport(path string, rep *warmer.Report) error {
+	if path == "" {
+		return nil
+	}
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".report-*")
+	if err != nil {
+		return fmt.Errorf("--report: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(data, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("--report: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

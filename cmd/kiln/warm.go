@@ -1,0 +1,146 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"kiln/manifest"
+	"kiln/warmer"
+)
+
+func warmCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "warm",
+		Usage:     "pre-pull base images for every platform into the shared cache",
+		UsageText: "kiln warm [--config build.toml] [--image REF]... [--platform P]... [--refresh] [--prune] [--verify]",
+		Description: `warm fills the cache folder (an OCI image layout) with the base images of every image in
+build.toml — every FROM of every stage, ARGs resolved — plus [warm].extra and --image, for
+every platform in [warm].platforms (or --platform; default: the union of the images'
+platforms). Blobs are shared between images and platforms and downloaded once.
+
+It is safe to run many at once on one folder (init containers on several pods, the nightly
+CronJob) and to kill at any moment: a blob appears whole or not at all.
+
+Examples:
+   # As an init container: make sure everything the build needs is there (no network if it is)
+   kiln warm --config /workspace/build.toml --cache-dir /cache
+
+   # Without a build.toml
+   kiln warm --image busybox:1.36 --image alpine:3.20 --platform linux/amd64 --platform linux/arm64
+
+   # As the nightly CronJob: re-check tags older than cache.max_age, pull what moved,
+   # and delete what no configured image uses any more
+   kiln warm --refresh --prune --report /cache/last-warm.json
+
+   # Check every blob's digest and every reference (no network); exit 1 on damage
+   kiln warm --verify --cache-dir /cache
+
+Exit status: 0 only if every requested (image, platform) is in the cache; 1 if some
+failed; 2 for bad flags, build.toml or Dockerfile.`,
+		Flags: []cli.Flag{
+			configFlag(),
+			&cli.StringFlag{Name: "cache-dir", Usage: "the cache folder (default: cache.dir of build.toml, else ~/.cache/kiln)", EnvVars: envs("CACHE_DIR")},
+			&cli.StringSliceFlag{Name: "image", Usage: "also warm this image `REF` (repeatable)", EnvVars: envs("IMAGE")},
+			&cli.StringSliceFlag{Name: "platform", Usage: "warm for this platform `P`, e.g. linux/arm64 (repeatable; replaces [warm].platforms)", EnvVars: envs("PLATFORM")},
+			&cli.IntFlag{Name: "jobs", Usage: "parallel downloads (default: cache.jobs of build.toml, else 8)", EnvVars: envs("JOBS")},
+			&cli.BoolFlag{Name: "refresh", Usage: "re-check cached tags older than --max-age with a HEAD and pull those that moved", EnvVars: envs("REFRESH")},
+			&cli.DurationFlag{Name: "max-age", Usage: "with --refresh: how old an entry may be before it is re-checked (default: cache.max_age, else 24h)", EnvVars: envs("MAX_AGE")},
+			&cli.BoolFlag{Name: "prune", Usage: "after warming, drop entries for images no longer configured and delete unreferenced blobs (waits for running builds)", EnvVars: envs("PRUNE")},
+			&cli.BoolFlag{Name: "verify", Usage: "only verify the cache: rehash every blob, check every reference; no network", EnvVars: envs("VERIFY")},
+			&cli.StringFlag{Name: "report", Usage: "write the results as JSON to `FILE`", EnvVars: envs("REPORT")},
+			&cli.DurationFlag{Name: "stall-timeout", Value: 60 * time.Second, Usage: "cut off and resume a transfer that makes no progress for this long", EnvVars: envs("STALL_TIMEOUT")},
+			&cli.DurationFlag{Name: "lock-timeout", Value: time.Hour, Usage: "how long --prune waits for builds that use the cache", EnvVars: envs("LOCK_TIMEOUT")},
+			progressFlag(),
+			logFormatFlag(),
+		},
+		Action: runWarm,
+	}
+}
+
+func runWarm(c *cli.Context) error {
+	out := newOutput(c)
+	plan, err := planWarm(c)
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	client, err := manifest.NewClient(
+		manifest.WithRegistries(plan.registries),
+		manifest.WithStallTimeout(c.Duration("stall-timeout")),
+		manifest.WithClientLogger(out.log),
+		manifest.WithUserAgent("kiln/"+version),
+	)
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	opts := []warmer.Option{warmer.WithJobs(plan.jobs), warmer.WithClient(client), warmer.WithLogger(out.log)}
+	if c.Bool("refresh") {
+		opts = append(opts, warmer.WithRefresh(plan.maxAge))
+	}
+	if out.live != nil {
+		opts = append(opts, warmer.WithProgress(out.live.event))
+	}
+	w, err := warmer.New(plan.cacheDir, opts...)
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	if c.Bool("verify") {
+		return runVerify(c, w, out)
+	}
+	if len(plan.items) == 0 {
+		return cli.Exit("nothing to warm: no images in build.toml, no [warm].extra, no --image", exitUsage)
+	}
+	out.log.Info("warm starting", "cache", plan.cacheDir, "images", plan.refCount(), "platforms", plan.platformList(), "jobs", plan.jobs, "refresh", c.Bool("refresh"))
+	out.start()
+	rep, err := w.Warm(c.Context, plan.items)
+	out.stop()
+	if err != nil && rep == nil {
+		return cli.Exit(err.Error(), exitFailed)
+	}
+	if c.Bool("prune") && err == nil {
+		if rep.Pruned, err = prune(c, w, plan); err != nil {
+			err = fmt.Errorf("prune: %w", err)
+		}
+	}
+	printWarmSummary(c.App.Writer, rep)
+	if rerr := writeReport(c.String("report"), rep); rerr != nil && err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return cli.Exit(err.Error(), exitFailed)
+	}
+	if !rep.OK() {
+		return cli.Exit(fmt.Sprintf("%d of %d (image, platform) pairs are not in the cache", rep.Counts[warmer.StatusFailed], len(rep.Results)), exitFailed)
+	}
+	return nil
+}
+
+func prune(c *cli.Context, w *warmer.Warmer, plan *warmPlan) (*warmer.PruneReport, error) {
+	keep := plan.refs()
+	if len(keep) == 0 {
+		return nil, fmt.Errorf("refusing to prune: no configured images to keep")
+	}
+	ctx := c.Context
+	if d := c.Duration("lock-timeout"); d > 0 {
+		var cancel func()
+		ctx, cancel = contextWithTimeout(ctx, d)
+		defer cancel()
+	}
+	return w.Prune(ctx, keep)
+}
+
+func runVerify(c *cli.Context, w *warmer.Warmer, out *output) error {
+	vr, err := w.Verify(c.Context)
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("verify: %v", err), exitFailed)
+	}
+	printVerifySummary(c.App.Writer, w.Dir(), vr)
+	if rerr := writeReport(c.String("report"), &warmer.Report{CacheDir: w.Dir(), Verify: vr, Counts: map[warmer.Status]int{}}); rerr != nil {
+		return cli.Exit(rerr.Error(), exitFailed)
+	}
+	if !vr.OK() {
+		return cli.Exit(fmt.Sprintf("cache %s is damaged: %d problems", w.Dir(), len(vr.Problems)), exitFailed)
+	}
+	return nil
+}

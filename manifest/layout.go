@@ -1,0 +1,443 @@
+package manifest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// Errors a Layout returns; check them with errors.Is.
+var (
+	// ErrDigestMismatch: the bytes written do not hash to the digest they were
+	// promised under. Nothing was stored.
+	ErrDigestMismatch = errors.New("digest mismatch")
+	// ErrSizeMismatch: the bytes written are more or fewer than promised.
+	ErrSizeMismatch = errors.New("size mismatch")
+	// ErrNotLayout: the folder holds something that is not an OCI image layout.
+	ErrNotLayout = errors.New("not an OCI image layout")
+	// ErrUnsupportedDigest: only sha256 blobs are stored.
+	ErrUnsupportedDigest = errors.New("unsupported digest algorithm")
+)
+
+const (
+	layoutFile    = "oci-layout"
+	indexFile     = "index.json"
+	kilnDir       = ".kiln"
+	useLockFile   = "use.lock"
+	indexLockFile = "index.lock"
+	tmpPrefix     = ".tmp-"
+	// maxManifestSize bounds what ReadBlob will load: manifests and configs are
+	// small, and a hostile registry must not make kiln allocate gigabytes.
+	maxManifestSize = 8 << 20
+)
+
+// Layout is an OCI image layout folder that many processes may share.
+type Layout struct {
+	dir string
+}
+
+// OpenLayout opens the layout at dir, creating an empty one if the folder is
+// missing or empty. Creation is safe against other processes doing the same.
+func OpenLayout(dir string) (*Layout, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	l := &Layout{dir: abs}
+	for _, d := range []string{filepath.Join(abs, "blobs", "sha256"), filepath.Join(abs, kilnDir)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("creating layout %s: %w", abs, err)
+		}
+	}
+	if err := l.ensureLayoutFile(); err != nil {
+		return nil, err
+	}
+	if err := l.ensureIndex(); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// Dir is the layout's absolute path.
+func (l *Layout) Dir() string { return l.dir }
+
+func (l *Layout) ensureLayoutFile() error {
+	path := filepath.Join(l.dir, layoutFile)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return writeFileAtomic(path, []byte(`{"imageLayoutVersion":"1.0.0"}`))
+	}
+	if err != nil {
+		return err
+	}
+	var lf struct {
+		Version string `json:"imageLayoutVersion"`
+	}
+	if err := json.Unmarshal(data, &lf); err != nil || lf.Version == "" {
+		return fmt.Errorf("%s: %w: bad oci-layout file", l.dir, ErrNotLayout)
+	}
+	if !strings.HasPrefix(lf.Version, "1.") {
+		return fmt.Errorf("%s: %w: layout version %q", l.dir, ErrNotLayout, lf.Version)
+	}
+	return nil
+}
+
+func (l *Layout) ensureIndex() error {
+	path := filepath.Join(l.dir, indexFile)
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	lock, err := lockFile(context.Background(), filepath.Join(l.dir, kilnDir, indexLockFile), true, nil)
+	if err != nil {
+		return err
+	}
+	defer lock.unlock()
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	return l.writeIndex(&v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{}})
+}
+
+// BlobPath is where the blob with digest h lives.
+func (l *Layout) BlobPath(h v1.Hash) string {
+	return filepath.Join(l.dir, "blobs", h.Algorithm, h.Hex)
+}
+
+// HasBlob reports whether the blob is stored with the given size (size < 0:
+// any size). It does not rehash: blobs are only ever renamed into place after
+// their digest was checked.
+func (l *Layout) HasBlob(h v1.Hash, size int64) bool {
+	fi, err := os.Stat(l.BlobPath(h))
+	return err == nil && fi.Mode().IsRegular() && (size < 0 || fi.Size() == size)
+}
+
+// OpenBlob opens a stored blob for reading.
+func (l *Layout) OpenBlob(h v1.Hash) (*os.File, error) {
+	if err := checkHash(h); err != nil {
+		return nil, err
+	}
+	return os.Open(l.BlobPath(h))
+}
+
+// ReadBlob reads a small blob (a manifest, index or config) whole and checks
+// its digest.
+func (l *Layout) ReadBlob(h v1.Hash) ([]byte, error) {
+	f, err := l.OpenBlob(h)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxManifestSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxManifestSize {
+		return nil, fmt.Errorf("blob %s: larger than %d bytes, not a manifest", h, maxManifestSize)
+	}
+	if got := sha256.Sum256(data); hex.EncodeToString(got[:]) != h.Hex {
+		return nil, fmt.Errorf("blob %s: %w", h, ErrDigestMismatch)
+	}
+	return data, nil
+}
+
+// PutBlob stores small bytes (a manifest or index kiln made) and returns
+// their digest.
+func (l *Layout) PutBlob(data []byte) (v1.Hash, error) {
+	sum := sha256.Sum256(data)
+	h := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
+	if l.HasBlob(h, int64(len(data))) {
+		return h, nil
+	}
+	_, err := l.WriteBlob(context.Background(), h, int64(len(data)), bytes.NewReader(data))
+	return h, err
+}
+
+// WriteBlob streams r into the layout as blob h. The bytes go to a temporary
+// file beside the final place, are hashed on the way, fsynced, and renamed
+// only if digest and size (size < 0: unknown) match.
+func (l *Layout) WriteBlob(ctx context.Context, h v1.Hash, size int64, r io.Reader) (int64, error) {
+	w, err := l.NewBlobWriter(h, size)
+	if err != nil {
+		return 0, err
+	}
+	defer w.Abort()
+	n, err := io.Copy(w, ctxReader{ctx, r})
+	if err != nil {
+		return n, err
+	}
+	return n, w.Commit()
+}
+
+// BlobWriter receives one blob. Write appends; Reset starts over (a server
+// that ignored a Range request); Commit verifies and publishes; Abort (safe
+// after Commit) removes the temporary file.
+type BlobWriter struct {
+	l     *Layout
+	f     *os.File
+	h     hash.Hash
+	want  v1.Hash
+	size  int64
+	n     int64
+	final string
+	done  bool
+}
+
+// NewBlobWriter starts writing blob want of the given size (< 0: unknown).
+func (l *Layout) NewBlobWriter(want v1.Hash, size int64) (*BlobWriter, error) {
+	if err := checkHash(want); err != nil {
+		return nil, err
+	}
+	final := l.BlobPath(want)
+	f, err := os.CreateTemp(filepath.Dir(final), tmpPrefix+want.Hex[:12]+"-")
+	if err != nil {
+		return nil, fmt.Errorf("creating temp blob for %s: %w", want, err)
+	}
+	return &BlobWriter{l: l, f: f, h: sha256.New(), want: want, size: size, final: final}, nil
+}
+
+func (w *BlobWriter) Write(p []byte) (int, error) {
+	if w.size >= 0 && w.n+int64(len(p)) > w.size {
+		return 0, fmt.Errorf("blob %s: %w: more than the %d bytes promised", w.want, ErrSizeMismatch, w.size)
+	}
+	n, err := w.f.Write(p)
+	w.h.Write(p[:n])
+	w.n += int64(n)
+	return n, err
+}
+
+// Written is how many bytes were written since the start or the last Reset.
+func (w *BlobWriter) Written() int64 { return w.n }
+
+// Reset discards what was written.
+func (w *BlobWriter) Reset() error {
+	if err := w.f.Truncate(0); err != nil {
+		return err
+	}
+	if _, err := w.f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	w.h.Reset()
+	w.n = 0
+	return nil
+}
+
+// Commit checks size and digest, fsyncs, and renames the blob into place.
+// If another process stored the same blob meanwhile, its copy is kept.
+func (w *BlobWriter) Commit() error {
+	if w.size >= 0 && w.n != w.size {
+		return fmt.Errorf("blob %s: %w: got %d bytes, want %d", w.want, ErrSizeMismatch, w.n, w.size)
+	}
+	if got := hex.EncodeToString(w.h.Sum(nil)); got != w.want.Hex {
+		return fmt.Errorf("blob %s: %w: content hashes to sha256:%s", w.want, ErrDigestMismatch, got)
+	}
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("syncing blob %s: %w", w.want, err)
+	}
+	if err := w.f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(w.f.Name(), w.final); err != nil {
+		return fmt.Errorf("storing blob %s: %w", w.want, err)
+	}
+	w.done = true
+	return syncDir(filepath.Dir(w.final))
+}
+
+// Abort drops the temporary file unless the blob was committed.
+func (w *BlobWriter) Abort() {
+	if w.done {
+		return
+	}
+	w.done = true
+	w.f.Close()
+	os.Remove(w.f.Name())
+}
+
+// RemoveBlob deletes a blob. Callers hold the exclusive use lock.
+func (l *Layout) RemoveBlob(h v1.Hash) error {
+	if err := checkHash(h); err != nil {
+		return err
+	}
+	err := os.Remove(l.BlobPath(h))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// StoredBlob is one file under blobs/.
+type StoredBlob struct {
+	Hash v1.Hash
+	Size int64
+	Path string
+	// Temp marks a leftover temporary file of an interrupted write.
+	Temp bool
+}
+
+// Blobs lists what is under blobs/sha256, including leftover temporary files
+// and files whose names are not digests (Temp set, Hash zero).
+func (l *Layout) Blobs() ([]StoredBlob, error) {
+	dir := filepath.Join(l.dir, "blobs", "sha256")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]StoredBlob, 0, len(entries))
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		b := StoredBlob{Size: info.Size(), Path: filepath.Join(dir, e.Name())}
+		if h, err := v1.NewHash("sha256:" + e.Name()); err == nil && info.Mode().IsRegular() {
+			b.Hash = h
+		} else {
+			b.Temp = true
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// ReadIndex returns the layout's index.json.
+func (l *Layout) ReadIndex() (*v1.IndexManifest, error) {
+	data, err := os.ReadFile(filepath.Join(l.dir, indexFile))
+	if err != nil {
+		return nil, err
+	}
+	var idx v1.IndexManifest
+	if err := json.Unmarshal(data, &idx); err != nil {
+		return nil, fmt.Errorf("%s: %w: index.json: %v", l.dir, ErrNotLayout, err)
+	}
+	if idx.Manifests == nil {
+		idx.Manifests = []v1.Descriptor{}
+	}
+	return &idx, nil
+}
+
+// UpdateIndex applies fn to index.json under the exclusive index lock and
+// replaces the file atomically. fn returns false to leave the file untouched.
+func (l *Layout) UpdateIndex(ctx context.Context, fn func(*v1.IndexManifest) (bool, error)) error {
+	lock, err := lockFile(ctx, filepath.Join(l.dir, kilnDir, indexLockFile), true, nil)
+	if err != nil {
+		return err
+	}
+	defer lock.unlock()
+	idx, err := l.ReadIndex()
+	if err != nil {
+		return err
+	}
+	changed, err := fn(idx)
+	if err != nil || !changed {
+		return err
+	}
+	return l.writeIndex(idx)
+}
+
+func (l *Layout) writeIndex(idx *v1.IndexManifest) error {
+	data, err := json.MarshalIndent(idx, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(l.dir, indexFile), append(data, '\n'))
+}
+
+// LockShared takes the layout's "in use" lock in shared mode: blobs visible
+// now are not deleted until the returned function is called. Builds and
+// warmers hold it for their whole run.
+func (l *Layout) LockShared(ctx context.Context) (func() error, error) {
+	return l.lockUse(ctx, false, nil)
+}
+
+// LockExclusive takes the "in use" lock alone (prune). waiting, if not nil,
+// is called once when another process holds the lock.
+func (l *Layout) LockExclusive(ctx context.Context, waiting func()) (func() error, error) {
+	return l.lockUse(ctx, true, waiting)
+}
+
+func (l *Layout) lockUse(ctx context.Context, exclusive bool, waiting func()) (func() error, error) {
+	lock, err := lockFile(ctx, filepath.Join(l.dir, kilnDir, useLockFile), exclusive, waiting)
+	if err != nil {
+		return nil, err
+	}
+	return lock.unlock, nil
+}
+
+// writeFileAtomic writes data to a temporary file in path's folder, fsyncs
+// it and renames it over path, then fsyncs the folder.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, tmpPrefix+filepath.Base(path)+"-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
+		return err
+	}
+	return nil
+}
+
+func checkHash(h v1.Hash) error {
+	if h.Algorithm != "sha256" {
+		return fmt.Errorf("%w: %q", ErrUnsupportedDigest, h.Algorithm)
+	}
+	if len(h.Hex) != 64 || strings.Trim(h.Hex, "0123456789abcdef") != "" {
+		return fmt.Errorf("bad sha256 digest %q", h.Hex)
+	}
+	return nil
+}
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }

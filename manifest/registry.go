@@ -1,0 +1,399 @@
+package manifest
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+// RegistryConfig is what kiln knows about one registry.
+type RegistryConfig struct {
+	// Insecure allows plain HTTP and unverified TLS.
+	Insecure bool
+	// Mirrors are tried in order before the registry itself, for pulls only.
+	// Each is host[:port] optionally followed by a path prefix.
+	Mirrors []string
+}
+
+// Client talks to registries for pulls: manifests, HEADs and blobs, with
+// each registry's settings, credentials from a keychain, retries and mirrors.
+type Client struct {
+	o          clientOptions
+	registries map[string]RegistryConfig // keyed by canonical registry name
+
+	mu    sync.Mutex
+	authd map[string]http.RoundTripper // authenticated transports by registry+repo
+}
+
+type clientOptions struct {
+	keychain   authn.Keychain
+	registries map[string]RegistryConfig
+	base       http.RoundTripper
+	backoff    Backoff
+	stall      time.Duration
+	userAgent  string
+	log        *slog.Logger
+}
+
+// ClientOption configures a Client.
+type ClientOption func(*clientOptions)
+
+// WithKeychain sets where credentials come from (default: the Docker config,
+// $DOCKER_CONFIG or ~/.docker/config.json, as a Kubernetes dockerconfigjson
+// secret mounts it).
+func WithKeychain(k authn.Keychain) ClientOption { return func(o *clientOptions) { o.keychain = k } }
+
+// WithRegistries sets per-registry settings, keyed by host[:port] as a user
+// writes it ("docker.io" and "index.docker.io" are the same).
+func WithRegistries(m map[string]RegistryConfig) ClientOption {
+	return func(o *clientOptions) { o.registries = m }
+}
+
+// WithBaseTransport replaces the HTTP transport under retries and auth.
+func WithBaseTransport(t http.RoundTripper) ClientOption {
+	return func(o *clientOptions) { o.base = t }
+}
+
+// WithBackoff sets the retry policy.
+func WithBackoff(b Backoff) ClientOption { return func(o *clientOptions) { o.backoff = b } }
+
+// WithStallTimeout sets how long a transfer may make no progress before it
+// is cut off and retried (default 60s).
+func WithStallTimeout(d time.Duration) ClientOption { return func(o *clientOptions) { o.stall = d } }
+
+// WithUserAgent sets the User-Agent sent to registries.
+func WithUserAgent(ua string) ClientOption { return func(o *clientOptions) { o.userAgent = ua } }
+
+// WithClientLogger receives a line for every retry (default: discard).
+func WithClientLogger(l *slog.Logger) ClientOption { return func(o *clientOptions) { o.log = l } }
+
+// NewClient makes a Client.
+func NewClient(opts ...ClientOption) (*Client, error) {
+	o := clientOptions{
+		keychain:  authn.DefaultKeychain,
+		backoff:   DefaultBackoff,
+		stall:     60 * time.Second,
+		userAgent: "kiln",
+		log:       slog.New(slog.DiscardHandler),
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.backoff.Attempts < 1 {
+		return nil, fmt.Errorf("backoff: attempts must be at least 1, got %d", o.backoff.Attempts)
+	}
+	c := &Client{o: o, registries: map[string]RegistryConfig{}, authd: map[string]http.RoundTripper{}}
+	for host, rc := range o.registries {
+		reg, err := name.NewRegistry(host)
+		if err != nil {
+			return nil, fmt.Errorf("registry %q: %w", host, err)
+		}
+		c.registries[reg.Name()] = rc
+	}
+	if c.o.base == nil {
+		c.o.base = newBaseTransport(false)
+	}
+	return c, nil
+}
+
+func newBaseTransport(insecureTLS bool) *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          100,
+		MaxIdleConnsPerHost:   32,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   15 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		TLSClientConfig:       &tls.Config{InsecureSkipVerify: insecureTLS}, //nolint:gosec // only for registries marked insecure
+	}
+}
+
+// transportFor is the retrying transport for a registry.
+func (c *Client) transportFor(reg name.Registry) http.RoundTripper {
+	base := c.o.base
+	if c.registryConfig(reg).Insecure {
+		if t, ok := base.(*http.Transport); ok {
+			t = t.Clone()
+			t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the user marked it insecure
+			base = t
+		}
+	}
+	return &retryTransport{inner: base, backoff: c.o.backoff, stall: c.o.stall, onRetry: c.logRetry}
+}
+
+func (c *Client) logRetry(req *http.Request, attempt int, reason string, wait time.Duration) {
+	c.o.log.Warn("retrying", "method", req.Method, "url", req.URL.Redacted(), "attempt", attempt, "reason", reason, "wait", wait.Round(time.Millisecond))
+}
+
+func (c *Client) registryConfig(reg name.Registry) RegistryConfig {
+	return c.registries[reg.Name()]
+}
+
+// ParseReference parses an image reference, applying the registry's insecure
+// setting.
+func (c *Client) ParseReference(s string) (name.Reference, error) {
+	ref, err := name.ParseReference(s)
+	if err != nil {
+		return nil, err
+	}
+	if c.registryConfig(ref.Context().Registry).Insecure {
+		return name.ParseReference(s, name.Insecure)
+	}
+	return ref, nil
+}
+
+// Source is where a pull was served from: the reference's own repository or
+// one of its mirrors.
+type Source struct {
+	Repo   name.Repository
+	Mirror bool
+}
+
+// candidates lists the repositories to try for ref, mirrors first.
+func (c *Client) candidates(ref name.Reference) []Source {
+	repo := ref.Context()
+	var out []Source
+	for _, m := range c.registryConfig(repo.Registry).Mirrors {
+		host, prefix, _ := strings.Cut(m, "/")
+		opts := []name.Option{}
+		if c.registryConfig(mustRegistry(host)).Insecure || isLoopback(host) {
+			opts = append(opts, name.Insecure)
+		}
+		path := repo.RepositoryStr()
+		if prefix != "" {
+			path = strings.Trim(prefix, "/") + "/" + path
+		}
+		mr, err := name.NewRepository(host+"/"+path, opts...)
+		if err != nil {
+			continue
+		}
+		out = append(out, Source{Repo: mr, Mirror: true})
+	}
+	return append(out, Source{Repo: repo})
+}
+
+func mustRegistry(host string) name.Registry {
+	r, err := name.NewRegistry(host)
+	if err != nil {
+		return name.Registry{}
+	}
+	return r
+}
+
+func isLoopback(host string) bool {
+	h, _, err := net.SplitHostPort(host)
+	if err != nil {
+		h = host
+	}
+	ip := net.ParseIP(h)
+	return h == "localhost" || ip != nil && ip.IsLoopback()
+}
+
+// RemoteOptions are the go-containerregistry options that make remote.* use
+// this client's transport, credentials and retries for registry reg.
+func (c *Client) RemoteOptions(ctx context.Context, reg name.Registry) []remote.Option {
+	return []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(c.o.keychain),
+		remote.WithTransport(c.transportFor(reg)),
+		remote.WithUserAgent(c.o.userAgent),
+		// Our transport retries; ggcr's own retry layer would multiply attempts.
+		remote.WithRetryBackoff(remote.Backoff{Steps: 1}),
+	}
+}
+
+// Head resolves ref to a descriptor with one HEAD request (mirrors first).
+func (c *Client) Head(ctx context.Context, ref name.Reference) (*v1.Descriptor, Source, error) {
+	var firstErr error
+	for _, src := range c.candidates(ref) {
+		r := retarget(ref, src.Repo)
+		desc, err := remote.Head(r, c.RemoteOptions(ctx, src.Repo.Registry)...)
+		if err == nil {
+			return desc, src, nil
+		}
+		if firstErr == nil || !src.Mirror {
+			firstErr = err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, Source{}, fmt.Errorf("resolving %s: %w", ref, firstErr)
+}
+
+// Get fetches ref's manifest or index (mirrors first).
+func (c *Client) Get(ctx context.Context, ref name.Reference) (*remote.Descriptor, Source, error) {
+	var lastErr error
+	for _, src := range c.candidates(ref) {
+		r := retarget(ref, src.Repo)
+		desc, err := remote.Get(r, c.RemoteOptions(ctx, src.Repo.Registry)...)
+		if err == nil {
+			return desc, src, nil
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, Source{}, fmt.Errorf("fetching %s: %w", ref, lastErr)
+}
+
+// retarget points ref at another repository, keeping its tag or digest.
+func retarget(ref name.Reference, repo name.Repository) name.Reference {
+	if repo == ref.Context() {
+		return ref
+	}
+	if d, ok := ref.(name.Digest); ok {
+		return repo.Digest(d.DigestStr())
+	}
+	return repo.Tag(ref.Identifier())
+}
+
+// IsNotFound reports whether err is a registry's "no such manifest/blob/repo"
+// or a refusal (401, 403): failures that retrying cannot fix.
+func IsNotFound(err error) bool {
+	var te *transport.Error
+	if errors.As(err, &te) {
+		switch te.StatusCode {
+		case http.StatusNotFound, http.StatusUnauthorized, http.StatusForbidden:
+			return true
+		}
+	}
+	return false
+}
+
+// authTransport returns a transport authenticated for pulls from repo.
+func (c *Client) authTransport(ctx context.Context, repo name.Repository) (http.RoundTripper, error) {
+	key := repo.Name()
+	c.mu.Lock()
+	rt, ok := c.authd[key]
+	c.mu.Unlock()
+	if ok {
+		return rt, nil
+	}
+	auth, err := c.o.keychain.Resolve(repo)
+	if err != nil {
+		return nil, fmt.Errorf("credentials for %s: %w", repo.RegistryStr(), err)
+	}
+	rt, err = transport.NewWithContext(ctx, repo.Registry, auth, c.transportFor(repo.Registry), []string{repo.Scope(transport.PullScope)})
+	if err != nil {
+		return nil, fmt.Errorf("authenticating to %s: %w", repo.RegistryStr(), err)
+	}
+	rt = transport.NewUserAgent(rt, c.o.userAgent)
+	c.mu.Lock()
+	c.authd[key] = rt
+	c.mu.Unlock()
+	return rt, nil
+}
+
+// FetchBlob streams blob desc from the first source that serves it into w,
+// resuming with Range requests after a broken or stalled transfer. progress,
+// if not nil, is called with each chunk's size as it arrives.
+func (c *Client) FetchBlob(ctx context.Context, sources []Source, desc v1.Descriptor, w *BlobWriter, progress func(int64)) error {
+	var lastErr error
+	for _, src := range sources {
+		err := c.fetchBlobFrom(ctx, src.Repo, desc, w, progress)
+		if err == nil {
+			return nil
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			return err
+		}
+		if err := w.Reset(); err != nil {
+			return err
+		}
+	}
+	return lastErr
+}
+
+func (c *Client) fetchBlobFrom(ctx context.Context, repo name.Repository, desc v1.Descriptor, w *BlobWriter, progress func(int64)) error {
+	rt, err := c.authTransport(ctx, repo)
+	if err != nil {
+		return err
+	}
+	client := &http.Client{Transport: rt}
+	url := fmt.Sprintf("%s://%s/v2/%s/blobs/%s", repo.Scheme(), repo.RegistryStr(), repo.RepositoryStr(), desc.Digest)
+	for attempt := 0; ; attempt++ {
+		err := c.fetchRange(ctx, client, url, desc, w, progress)
+		if err == nil {
+			return nil
+		}
+		if !Retryable(err) || attempt+1 >= c.o.backoff.Attempts || ctx.Err() != nil {
+			return fmt.Errorf("fetching blob %s from %s: %w", desc.Digest, repo, err)
+		}
+		wait := c.o.backoff.delay(attempt)
+		c.o.log.Warn("resuming blob", "digest", desc.Digest.String(), "repo", repo.String(), "at", w.Written(), "of", desc.Size, "reason", err.Error(), "wait", wait.Round(time.Millisecond))
+		if err := sleepCtx(ctx, wait); err != nil {
+			return err
+		}
+	}
+}
+
+// fetchRange sends one GET for the bytes w still lacks and copies them in.
+func (c *Client) fetchRange(ctx context.Context, client *http.Client, url string, desc v1.Descriptor, w *BlobWriter, progress func(int64)) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	offset := w.Written()
+	if offset > 0 {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", offset))
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusPartialContent && offset > 0:
+	case resp.StatusCode == http.StatusOK:
+		if offset > 0 {
+			if err := w.Reset(); err != nil {
+				return err
+			}
+			if progress != nil {
+				progress(-offset)
+			}
+		}
+	default:
+		return transport.CheckError(resp, http.StatusOK)
+	}
+	_, err = io.Copy(w, &progressReader{r: resp.Body, fn: progress})
+	if err != nil {
+		return err
+	}
+	if desc.Size >= 0 && w.Written() < desc.Size {
+		return io.ErrUnexpectedEOF
+	}
+	return nil
+}
+
+type progressReader struct {
+	r  io.Reader
+	fn func(int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 && p.fn != nil {
+		p.fn(int64(n))
+	}
+	return n, err
+}

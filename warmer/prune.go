@@ -1,0 +1,163 @@
+package warmer
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"kiln/manifest"
+)
+
+// PruneReport says what Prune removed.
+type PruneReport struct {
+	// Entries are the references dropped from index.json.
+	Entries []string `json:"entries"`
+	// Blobs deleted because nothing referenced them, and their bytes.
+	Blobs int   `json:"blobs"`
+	Bytes int64 `json:"bytes"`
+	// Temps are leftover temporary files of interrupted writes.
+	Temps int `json:"temps"`
+	// Kept is how many blobs remain.
+	Kept int `json:"kept"`
+}
+
+// Prune drops every cache entry whose reference is not in keep, then deletes
+// every blob no remaining entry reaches. It takes the exclusive "in use"
+// lock, so it waits for running builds and warmers, and none can start
+// until it is done.
+func (w *Warmer) Prune(ctx context.Context, keep []string) (*PruneReport, error) {
+	l, err := manifest.OpenLayout(w.dir)
+	if err != nil {
+		return nil, fmt.Errorf("opening cache: %w", err)
+	}
+	wanted := map[string]bool{}
+	for _, k := range keep {
+		ref, err := w.o.client.ParseReference(k)
+		if err != nil {
+			return nil, fmt.Errorf("prune: bad reference %q: %w", k, err)
+		}
+		wanted[manifest.CacheKey(ref)] = true
+	}
+	unlock, err := l.LockExclusive(ctx, func() {
+		w.o.log.Info("prune waiting for builds and warmers using the cache to finish", "cache", l.Dir())
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	rep := &PruneReport{}
+	err = l.UpdateIndex(ctx, func(idx *v1.IndexManifest) (bool, error) {
+		kept := idx.Manifests[:0]
+		for _, d := range idx.Manifests {
+			if ref := d.Annotations[manifest.AnnotationRefName]; !wanted[ref] && !wantedDigest(wanted, ref) {
+				rep.Entries = append(rep.Entries, ref)
+				continue
+			}
+			kept = append(kept, d)
+		}
+		idx.Manifests = kept
+		return len(rep.Entries) > 0, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	live, err := reachable(l)
+	if err != nil {
+		return nil, err
+	}
+	if err := sweep(l, live, rep); err != nil {
+		return rep, err
+	}
+	for _, e := range rep.Entries {
+		w.o.log.Info("pruned entry", "ref", e)
+	}
+	w.o.log.Info("prune done", "entries", len(rep.Entries), "blobs", rep.Blobs, "bytes", rep.Bytes, "temps", rep.Temps, "kept", rep.Kept)
+	return rep, nil
+}
+
+// wantedDigest keeps a digest entry ("repo@sha256:…") when the same
+// reference written with a tag and that digest was asked for.
+func wantedDigest(wanted map[string]bool, ref string) bool {
+	for k := range wanted {
+		if i := strings.Index(k, "@"); i > 0 && strings.HasSuffix(ref, k[i:]) {
+			if r, err := name.ParseReference(ref); err == nil && strings.HasPrefix(k, r.Context().Name()) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// reachable walks index.json down to every blob it references.
+func reachable(l *manifest.Layout) (map[v1.Hash]bool, error) {
+	idx, err := l.ReadIndex()
+	if err != nil {
+		return nil, err
+	}
+	live := map[v1.Hash]bool{}
+	var walk func(d v1.Descriptor)
+	walk = func(d v1.Descriptor) {
+		if live[d.Digest] {
+			return
+		}
+		live[d.Digest] = true
+		if !d.MediaType.IsIndex() && !d.MediaType.IsImage() {
+			return
+		}
+		data, err := l.ReadBlob(d.Digest)
+		if err != nil {
+			return // missing or damaged: nothing below it to keep
+		}
+		kids, err := manifest.Children(d.MediaType, data)
+		if err != nil {
+			return
+		}
+		for _, k := range kids {
+			walk(k)
+		}
+	}
+	for _, d := range idx.Manifests {
+		walk(d)
+	}
+	return live, nil
+}
+
+// sweep deletes unreachable blobs and all temporary files. Callers hold the
+// exclusive lock, so no writer is midway.
+func sweep(l *manifest.Layout, live map[v1.Hash]bool, rep *PruneReport) error {
+	blobs, err := l.Blobs()
+	if err != nil {
+		return err
+	}
+	sort.Slice(blobs, func(i, j int) bool { return blobs[i].Path < blobs[j].Path })
+	for _, b := range blobs {
+		switch {
+		case b.Temp:
+			if strings.HasPrefix(filepath.Base(b.Path), ".tmp-") && os.Remove(b.Path) == nil {
+				rep.Temps++
+			}
+		case live[b.Hash]:
+			rep.Kept++
+		default:
+			if err := l.RemoveBlob(b.Hash); err != nil {
+				return fmt.Errorf("deleting blob %s: %w", b.Hash, err)
+			}
+			rep.Blobs++
+			rep.Bytes += b.Size
+		}
+	}
+	tmps, _ := filepath.Glob(filepath.Join(l.Dir(), ".tmp-*"))
+	for _, t := range tmps {
+		if os.Remove(t) == nil {
+			rep.Temps++
+		}
+	}
+	return nil
+}
