@@ -27,17 +27,23 @@ type output struct {
 	live *liveDisplay
 }
 
-func newOutput(c *cli.Context) *output {
+func newOutput(c *cli.Context) (*output, error) {
 	errw := c.App.ErrWriter
 	if errw == nil {
 		errw = os.Stderr
 	}
 	tty := isTerminal(errw)
 	switch c.String("progress") {
+	case "auto":
 	case "tty":
 		tty = true
 	case "plain":
 		tty = false
+	default:
+		return nil, fmt.Errorf("--progress: want auto, tty or plain, got %q", c.String("progress"))
+	}
+	if f := c.String("log-format"); f != "text" && f != "json" {
+		return nil, fmt.Errorf("--log-format: want text or json, got %q", f)
 	}
 	o := &output{}
 	level := slog.LevelInfo
@@ -54,7 +60,7 @@ func newOutput(c *cli.Context) *output {
 	if o.live != nil {
 		o.log = slog.New(&pausingHandler{inner: o.log.Handler(), live: o.live})
 	}
-	return o
+	return o, nil
 }
 
 func isTerminal(w io.Writer) bool {

@@ -32,6 +32,7 @@ type warmPlan struct {
 	registries map[string]manifest.RegistryConfig
 	platforms  []specs.Platform
 	items      []warmer.Item
+	images     int // images in build.toml
 }
 
 func (p *warmPlan) refs() []string {
@@ -139,6 +140,7 @@ func containsPlatform(ps []specs.Platform, p specs.Platform) bool {
 func collectItems(c *cli.Context, cfg *config.Config, plan *warmPlan) error {
 	var refs []string
 	if cfg != nil {
+		plan.images = len(cfg.Images)
 		for _, name := range cfg.ImageNames() {
 			if err := addBaseImages(cfg.Images[name], plan); err != nil {
 				return err

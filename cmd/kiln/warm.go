@@ -41,12 +41,12 @@ Exit status: 0 only if every requested (image, platform) is in the cache; 1 if s
 failed; 2 for bad flags, build.toml or Dockerfile.`,
 		Flags: []cli.Flag{
 			configFlag(),
-			&cli.StringFlag{Name: "cache-dir", Usage: "the cache folder (default: cache.dir of build.toml, else ~/.cache/kiln)", EnvVars: envs("CACHE_DIR")},
+			&cli.StringFlag{Name: "cache-dir", Usage: "the cache folder", DefaultText: "cache.dir of build.toml, else ~/.cache/kiln", EnvVars: envs("CACHE_DIR")},
 			&cli.StringSliceFlag{Name: "image", Usage: "also warm this image `REF` (repeatable)", EnvVars: envs("IMAGE")},
 			&cli.StringSliceFlag{Name: "platform", Usage: "warm for this platform `P`, e.g. linux/arm64 (repeatable; replaces [warm].platforms)", EnvVars: envs("PLATFORM")},
-			&cli.IntFlag{Name: "jobs", Usage: "parallel downloads (default: cache.jobs of build.toml, else 8)", EnvVars: envs("JOBS")},
+			&cli.IntFlag{Name: "jobs", Usage: "parallel downloads", DefaultText: "cache.jobs of build.toml, else 8", EnvVars: envs("JOBS")},
 			&cli.BoolFlag{Name: "refresh", Usage: "re-check cached tags older than --max-age with a HEAD and pull those that moved", EnvVars: envs("REFRESH")},
-			&cli.DurationFlag{Name: "max-age", Usage: "with --refresh: how old an entry may be before it is re-checked (default: cache.max_age, else 24h)", EnvVars: envs("MAX_AGE")},
+			&cli.DurationFlag{Name: "max-age", Usage: "with --refresh: how old an entry may be before it is re-checked", DefaultText: "cache.max_age of build.toml, else 24h", EnvVars: envs("MAX_AGE")},
 			&cli.BoolFlag{Name: "prune", Usage: "after warming, drop entries for images no longer configured and delete unreferenced blobs (waits for running builds)", EnvVars: envs("PRUNE")},
 			&cli.BoolFlag{Name: "verify", Usage: "only verify the cache: rehash every blob, check every reference; no network", EnvVars: envs("VERIFY")},
 			&cli.StringFlag{Name: "report", Usage: "write the results as JSON to `FILE`", EnvVars: envs("REPORT")},
@@ -60,7 +60,10 @@ failed; 2 for bad flags, build.toml or Dockerfile.`,
 }
 
 func runWarm(c *cli.Context) error {
-	out := newOutput(c)
+	out, err := newOutput(c)
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
 	plan, err := planWarm(c)
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
@@ -89,7 +92,11 @@ func runWarm(c *cli.Context) error {
 		return runVerify(c, w, out)
 	}
 	if len(plan.items) == 0 {
-		return cli.Exit("nothing to warm: no images in build.toml, no [warm].extra, no --image", exitUsage)
+		if plan.images > 0 {
+			fmt.Fprintf(c.App.Writer, "nothing to warm: the %d images in %s need no base image (FROM scratch only) and there is no [warm].extra or --image\n", plan.images, c.String("config"))
+			return nil
+		}
+		return cli.Exit("nothing to warm: no build.toml images, no [warm].extra, no --image (see kiln warm --help)", exitUsage)
 	}
 	out.log.Info("warm starting", "cache", plan.cacheDir, "images", plan.refCount(), "platforms", plan.platformList(), "jobs", plan.jobs, "refresh", c.Bool("refresh"))
 	out.start()
