@@ -37,6 +37,9 @@ type Result struct {
 	Duration time.Duration `json:"-"`
 	Seconds  float64       `json:"seconds"`
 	Error    string        `json:"error,omitempty"`
+	// Warning: it is in the cache, but something went wrong (a registry that
+	// could not be reached to revalidate it).
+	Warning string `json:"warning,omitempty"`
 }
 
 // Report is the outcome of one Warm.

@@ -141,10 +141,29 @@ func (r *run) warmRef(ctx context.Context, gr group) []Result {
 			return r.fromCache(gr, ref, st, true, start)
 		}
 		if err != nil {
-			r.w.o.log.Warn("revalidation failed, pulling", "ref", gr.ref, "err", err)
+			// Some registries answer HEAD badly; a GET decides.
+			r.w.o.log.Warn("revalidation HEAD failed, trying GET", "ref", gr.ref, "err", err)
 		}
+		return r.pullOrKeep(ctx, gr, ref, st, start)
 	}
 	return r.pull(ctx, gr, ref, st, start)
+}
+
+// pullOrKeep pulls an entry that may have moved; if the registry cannot be
+// reached, the cached image stays in use and the result carries a warning:
+// the cache still serves builds, which is what warm promises.
+func (r *run) pullOrKeep(ctx context.Context, gr group, ref name.Reference, st refState, start time.Time) []Result {
+	res := r.pullQuiet(ctx, gr, ref, st, start)
+	for _, x := range res {
+		if x.Status != StatusFailed {
+			return r.report(res)
+		}
+	}
+	kept := r.fromCacheQuiet(gr, ref, st, false, start)
+	for i := range kept {
+		kept[i].Warning = "could not revalidate, kept the cached image: " + res[i].Error
+	}
+	return r.report(kept)
 }
 
 // needsCheck: a tag entry older than max-age under --refresh.
@@ -210,10 +229,22 @@ func (r *run) complete(d v1.Descriptor) bool {
 }
 
 func (r *run) fromCache(gr group, ref name.Reference, st refState, revalidated bool, start time.Time) []Result {
+	return r.report(r.fromCacheQuiet(gr, ref, st, revalidated, start))
+}
+
+// report announces finished results.
+func (r *run) report(res []Result) []Result {
+	for i := range res {
+		res[i] = r.done(res[i])
+	}
+	return res
+}
+
+func (r *run) fromCacheQuiet(gr group, ref name.Reference, st refState, revalidated bool, start time.Time) []Result {
 	out := make([]Result, len(gr.plats))
 	for i, p := range gr.plats {
 		d := st.have[platform.Format(p)]
-		out[i] = r.done(Result{
+		out[i] = (Result{
 			Ref: gr.ref, Key: manifest.CacheKey(ref), Platform: platform.Format(p), Digest: d.Digest.String(),
 			Status: StatusFresh, Revalidated: revalidated, Size: r.imageSize(d), Duration: time.Since(start),
 		})
@@ -240,7 +271,9 @@ func (r *run) done(res Result) Result {
 	if res.Digest != "" {
 		attrs = append(attrs, "digest", res.Digest)
 	}
-	if res.Error != "" {
+	if res.Warning != "" {
+		r.w.o.log.Warn("warmed with a warning", append(attrs, "warning", res.Warning)...)
+	} else if res.Error != "" {
 		r.w.o.log.Error("warm failed", append(attrs, "err", res.Error)...)
 	} else {
 		r.w.o.log.Info("warmed", attrs...)
@@ -267,6 +300,10 @@ func (r *run) touch(ctx context.Context, ref name.Reference, src v1.Hash) error 
 
 // pull fetches ref from the registry and files the wanted platforms.
 func (r *run) pull(ctx context.Context, gr group, ref name.Reference, st0 refState, start time.Time) []Result {
+	return r.report(r.pullQuiet(ctx, gr, ref, st0, start))
+}
+
+func (r *run) pullQuiet(ctx context.Context, gr group, ref name.Reference, st0 refState, start time.Time) []Result {
 	out := make([]Result, len(gr.plats))
 	fail := func(i int, err error) {
 		out[i] = Result{Ref: gr.ref, Key: manifest.CacheKey(ref), Platform: platform.Format(gr.plats[i]), Status: StatusFailed, Error: err.Error()}
@@ -336,7 +373,6 @@ func (r *run) finish(out []Result, start time.Time) []Result {
 		if out[i].Duration == 0 {
 			out[i].Duration = time.Since(start)
 		}
-		out[i] = r.done(out[i])
 	}
 	return out
 }

@@ -414,3 +414,49 @@ func TestConcurrentWarmersShareOneCache(t *testing.T) {
 		t.Fatalf("after concurrent warms: %v %v requests=%v", err, statuses(rep), reg.count)
 	}
 }
+
+func TestRefreshKeepsCacheWhenRegistryIsDown(t *testing.T) {
+	reg := newTestRegistry(t)
+	ref := reg.ref("offline:1")
+	pushIndex(t, ref, layer(t), "linux/amd64")
+	dir := t.TempDir()
+	if rep, err := newWarmer(t, dir).Warm(context.Background(), items(ref, "linux/amd64")); err != nil || !rep.OK() {
+		t.Fatalf("warm: %v", err)
+	}
+	// The registry now refuses everything.
+	fast, err := manifest.NewClient(manifest.WithBackoff(manifest.Backoff{Attempts: 1, Initial: time.Millisecond, Max: time.Millisecond}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}))
+	defer down.Close()
+	moved := strings.Replace(ref, reg.host, strings.TrimPrefix(down.URL, "http://"), 1)
+	// File the same content under the down registry's name so only the network differs.
+	if _, err := newWarmer(t, dir).Warm(context.Background(), items(ref, "linux/amd64")); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := manifest.OpenLayout(dir)
+	err = l.UpdateIndex(context.Background(), func(idx *v1.IndexManifest) (bool, error) {
+		d := idx.Manifests[0]
+		d.Annotations = map[string]string{}
+		for k, v := range idx.Manifests[0].Annotations {
+			d.Annotations[k] = v
+		}
+		d.Annotations[manifest.AnnotationRefName] = manifest.CacheKey(mustRef(t, moved))
+		idx.Manifests = append(idx.Manifests, d)
+		return true, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := newWarmer(t, dir, WithClient(fast), WithRefresh(0)).Warm(context.Background(), items(moved, "linux/amd64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rep.Results[0]
+	if !rep.OK() || r.Status != StatusFresh || !strings.Contains(r.Warning, "could not revalidate") {
+		t.Fatalf("want fresh with a warning, got %+v", r)
+	}
+}

@@ -260,7 +260,10 @@ func printWarmSummary(w io.Writer, rep *warmer.Report) {
 	}
 	tw.Flush()
 	for _, r := range res {
-		if r.Error != "" {
+		switch {
+		case r.Warning != "":
+			fmt.Fprintf(w, "  warning: %s %s: %s\n", r.Ref, r.Platform, r.Warning)
+		case r.Error != "":
 			fmt.Fprintf(w, "  %s %s: %s\n", r.Ref, r.Platform, r.Error)
 		}
 	}
