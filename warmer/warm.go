@@ -43,11 +43,7 @@ type group struct {
 // result per item; the error is only for failures of the cache itself (a
 // failed pull is a failed result, and Report.OK is false).
 func (w *Warmer) Warm(ctx context.Context, items []Item) (*Report, error) {
-	l, err := manifest.OpenLayout(w.dir)
-	if err != nil {
-		return nil, fmt.Errorf("opening cache: %w", err)
-	}
-	unlock, err := l.LockShared(ctx)
+	l, unlock, err := w.openShared(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@
 package warmer
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -114,6 +115,20 @@ func New(dir string, opts ...Option) (*Warmer, error) {
 
 // Dir is the cache folder.
 func (w *Warmer) Dir() string { return w.dir }
+
+// openShared opens the cache and takes its shared "in use" lock, which
+// keeps prune from deleting blobs until unlock is called.
+func (w *Warmer) openShared(ctx context.Context) (*manifest.Layout, func() error, error) {
+	l, err := manifest.OpenLayout(w.dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening cache: %w", err)
+	}
+	unlock, err := l.LockShared(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return l, unlock, nil
+}
 
 func (w *Warmer) emit(e Event) {
 	if w.o.progress != nil {
