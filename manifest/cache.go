@@ -138,9 +138,13 @@ func (l *Layout) Image(ref name.Reference, p specs.Platform) (v1.Image, v1.Descr
 // NewIndex returns an OCI image index of the descriptors, sorted by platform
 // so the same set always gives the same digest.
 func NewIndex(descs []v1.Descriptor) *v1.IndexManifest {
-	sorted := append([]v1.Descriptor(nil), descs...)
+	sorted := append([]v1.Descriptor{}, descs...) // never null: "manifests" is a required array
 	sort.SliceStable(sorted, func(i, j int) bool {
-		return platform.Format(platform.FromV1(sorted[i].Platform)) < platform.Format(platform.FromV1(sorted[j].Platform))
+		pi, pj := platform.Format(platform.FromV1(sorted[i].Platform)), platform.Format(platform.FromV1(sorted[j].Platform))
+		if pi != pj {
+			return pi < pj
+		}
+		return sorted[i].Digest.String() < sorted[j].Digest.String()
 	})
 	return &v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: sorted}
 }

@@ -57,6 +57,9 @@ func OpenLayout(dir string) (*Layout, error) {
 		return nil, err
 	}
 	l := &Layout{dir: abs}
+	if err := l.checkFolder(); err != nil {
+		return nil, err
+	}
 	for _, d := range []string{filepath.Join(abs, "blobs", "sha256"), filepath.Join(abs, kilnDir)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("creating layout %s: %w", abs, err)
@@ -73,6 +76,33 @@ func OpenLayout(dir string) (*Layout, error) {
 
 // Dir is the layout's absolute path.
 func (l *Layout) Dir() string { return l.dir }
+
+// checkFolder refuses a folder that holds something other than a layout:
+// kiln must never scatter blobs into, or later prune, a user's files. A
+// fresh volume's lost+found and dot files are fine.
+func (l *Layout) checkFolder() error {
+	entries, err := os.ReadDir(l.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("opening layout: %w", err)
+	}
+	var foreign []string
+	for _, e := range entries {
+		switch n := e.Name(); {
+		case n == layoutFile:
+			return nil
+		case n == "lost+found", n == "blobs", n == indexFile, strings.HasPrefix(n, "."):
+		default:
+			foreign = append(foreign, n)
+		}
+	}
+	if len(foreign) > 0 {
+		return fmt.Errorf("%s: %w: no oci-layout file, and it holds other files (%s)", l.dir, ErrNotLayout, strings.Join(foreign[:min(len(foreign), 3)], ", "))
+	}
+	return nil
+}
 
 func (l *Layout) ensureLayoutFile() error {
 	path := filepath.Join(l.dir, layoutFile)
@@ -235,7 +265,8 @@ func (w *BlobWriter) Reset() error {
 }
 
 // Commit checks size and digest, fsyncs, and renames the blob into place.
-// If another process stored the same blob meanwhile, its copy is kept.
+// If another process stored the same blob meanwhile, the rename replaces
+// it with identical bytes; readers holding it open keep their copy.
 func (w *BlobWriter) Commit() error {
 	if w.size >= 0 && w.n != w.size {
 		return fmt.Errorf("blob %s: %w: got %d bytes, want %d", w.want, ErrSizeMismatch, w.n, w.size)

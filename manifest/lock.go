@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"time"
 
@@ -29,7 +30,9 @@ func lockFile(ctx context.Context, path string, exclusive bool, waiting func()) 
 	if exclusive {
 		how = unix.LOCK_EX
 	}
-	delay := 20 * time.Millisecond
+	// Short polls: index.json updates hold the lock for milliseconds, and a
+	// long sleep would leave it idle between holders.
+	delay := 5 * time.Millisecond
 	for first := true; ; first = false {
 		err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
 		if err == nil {
@@ -46,9 +49,9 @@ func lockFile(ctx context.Context, path string, exclusive bool, waiting func()) 
 		case <-ctx.Done():
 			f.Close()
 			return nil, fmt.Errorf("waiting for lock %s: %w", path, ctx.Err())
-		case <-time.After(delay):
+		case <-time.After(delay/2 + time.Duration(rand.Int64N(int64(delay)))):
 		}
-		if delay < 500*time.Millisecond {
+		if delay < 50*time.Millisecond {
 			delay *= 2
 		}
 	}

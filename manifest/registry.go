@@ -35,8 +35,9 @@ type Client struct {
 	o          clientOptions
 	registries map[string]RegistryConfig // keyed by canonical registry name
 
-	mu    sync.Mutex
-	authd map[string]http.RoundTripper // authenticated transports by registry+repo
+	mu       sync.Mutex
+	authd    map[string]http.RoundTripper // authenticated transports by registry+repo
+	insecure http.RoundTripper            // base transport for insecure registries
 }
 
 type clientOptions struct {
@@ -124,17 +125,29 @@ func newBaseTransport(insecureTLS bool) *http.Transport {
 	}
 }
 
-// transportFor is the retrying transport for a registry.
+// transportFor is the retrying transport for a registry. Registries marked
+// insecure share one transport that skips TLS verification, made once so
+// that its connections are pooled.
 func (c *Client) transportFor(reg name.Registry) http.RoundTripper {
 	base := c.o.base
 	if c.registryConfig(reg).Insecure {
-		if t, ok := base.(*http.Transport); ok {
-			t = t.Clone()
-			t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the user marked it insecure
-			base = t
-		}
+		base = c.insecureBase()
 	}
 	return &retryTransport{inner: base, backoff: c.o.backoff, stall: c.o.stall, onRetry: c.logRetry}
+}
+
+func (c *Client) insecureBase() http.RoundTripper {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.insecure == nil {
+		c.insecure = c.o.base
+		if t, ok := c.o.base.(*http.Transport); ok {
+			t = t.Clone()
+			t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the user marked it insecure
+			c.insecure = t
+		}
+	}
+	return c.insecure
 }
 
 func (c *Client) logRetry(req *http.Request, attempt int, reason string, wait time.Duration) {
@@ -362,8 +375,9 @@ func (c *Client) fetchRange(ctx context.Context, client *http.Client, url string
 	}
 	defer resp.Body.Close()
 	switch {
-	case resp.StatusCode == http.StatusPartialContent && offset > 0:
-	case resp.StatusCode == http.StatusOK:
+	case resp.StatusCode == http.StatusPartialContent && offset > 0 && rangeStart(resp) == offset:
+	case resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent:
+		// A full body, or a range we did not ask for: start over.
 		if offset > 0 {
 			if err := w.Reset(); err != nil {
 				return err
@@ -372,11 +386,17 @@ func (c *Client) fetchRange(ctx context.Context, client *http.Client, url string
 				progress(-offset)
 			}
 		}
+		if resp.StatusCode == http.StatusPartialContent {
+			return fmt.Errorf("server answered Range bytes=%d- with %q: %w", offset, resp.Header.Get("Content-Range"), io.ErrUnexpectedEOF)
+		}
 	default:
 		return transport.CheckError(resp, http.StatusOK)
 	}
 	_, err = io.Copy(w, &progressReader{r: resp.Body, fn: progress})
 	if err != nil {
+		if desc.Size >= 0 && w.Written() == desc.Size && !errors.Is(err, ErrSizeMismatch) {
+			return nil // every byte arrived; the framing broke after. Commit checks the digest.
+		}
 		return err
 	}
 	if desc.Size >= 0 && w.Written() < desc.Size {
@@ -396,4 +416,17 @@ func (p *progressReader) Read(b []byte) (int, error) {
 		p.fn(int64(n))
 	}
 	return n, err
+}
+
+// rangeStart is the first byte of a 206 response's Content-Range, or -1.
+func rangeStart(resp *http.Response) int64 {
+	var start, end, total int64
+	cr := resp.Header.Get("Content-Range")
+	if _, err := fmt.Sscanf(cr, "bytes %d-%d/%d", &start, &end, &total); err == nil {
+		return start
+	}
+	if _, err := fmt.Sscanf(cr, "bytes %d-%d/*", &start, &end); err == nil {
+		return start
+	}
+	return -1
 }

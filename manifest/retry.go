@@ -122,6 +122,10 @@ func Retryable(err error) bool {
 	if isStall(err) {
 		return true
 	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+		return false // no such host: a typo, not a flake
+	}
 	var ne net.Error
 	switch {
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF),
@@ -192,7 +196,7 @@ func retryAfter(v string, now time.Time) (time.Duration, bool) {
 		return 0, false
 	}
 	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second, true
+		return time.Duration(min(s, 1<<30)) * time.Second, true // capped: a huge value must not wrap around to a short wait
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		d := t.Sub(now)
