@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -47,6 +48,9 @@ const (
 // Layout is an OCI image layout folder that many processes may share.
 type Layout struct {
 	dir string
+	// indexMu serialises this process's index updates before the file lock,
+	// so goroutines queue on a mutex instead of polling flock.
+	indexMu sync.Mutex
 }
 
 // OpenLayout opens the layout at dir, creating an empty one if the folder is
@@ -362,6 +366,8 @@ func (l *Layout) ReadIndex() (*v1.IndexManifest, error) {
 // UpdateIndex applies fn to index.json under the exclusive index lock and
 // replaces the file atomically. fn returns false to leave the file untouched.
 func (l *Layout) UpdateIndex(ctx context.Context, fn func(*v1.IndexManifest) (bool, error)) error {
+	l.indexMu.Lock()
+	defer l.indexMu.Unlock()
 	lock, err := lockFile(ctx, filepath.Join(l.dir, kilnDir, indexLockFile), true, nil)
 	if err != nil {
 		return err

@@ -18,6 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"golang.org/x/sync/singleflight"
 )
 
 // RegistryConfig is what kiln knows about one registry.
@@ -38,6 +39,8 @@ type Client struct {
 	mu       sync.Mutex
 	authd    map[string]http.RoundTripper // authenticated transports by registry+repo
 	insecure http.RoundTripper            // base transport for insecure registries
+
+	handshakes singleflight.Group // one ping+token per repository at a time
 }
 
 type clientOptions struct {
@@ -218,25 +221,26 @@ func isLoopback(host string) bool {
 	return h == "localhost" || ip != nil && ip.IsLoopback()
 }
 
-// RemoteOptions are the go-containerregistry options that make remote.* use
-// this client's transport, credentials and retries for registry reg.
-func (c *Client) RemoteOptions(ctx context.Context, reg name.Registry) []remote.Option {
+// RemoteOptions are the go-containerregistry options that make remote.*
+// calls on repo use this client's transport, credentials and retries. The
+// registry handshake (ping, token) is done once per repository and reused.
+func (c *Client) RemoteOptions(ctx context.Context, repo name.Repository) ([]remote.Option, error) {
+	rt, err := c.authTransport(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
 	return []remote.Option{
 		remote.WithContext(ctx),
-		remote.WithAuthFromKeychain(c.o.keychain),
-		remote.WithTransport(c.transportFor(reg)),
-		remote.WithUserAgent(c.o.userAgent),
-		// Our transport retries; ggcr's own retry layer would multiply attempts.
-		remote.WithRetryBackoff(remote.Backoff{Steps: 1}),
-	}
+		// A *transport.Wrapper: ggcr adds no auth, retry or ping of its own.
+		remote.WithTransport(rt),
+	}, nil
 }
 
 // Head resolves ref to a descriptor with one HEAD request (mirrors first).
 func (c *Client) Head(ctx context.Context, ref name.Reference) (*v1.Descriptor, Source, error) {
 	var firstErr error
 	for _, src := range c.candidates(ref) {
-		r := retarget(ref, src.Repo)
-		desc, err := remote.Head(r, c.RemoteOptions(ctx, src.Repo.Registry)...)
+		desc, err := c.head(ctx, retarget(ref, src.Repo))
 		if err == nil {
 			return desc, src, nil
 		}
@@ -254,8 +258,7 @@ func (c *Client) Head(ctx context.Context, ref name.Reference) (*v1.Descriptor, 
 func (c *Client) Get(ctx context.Context, ref name.Reference) (*remote.Descriptor, Source, error) {
 	var lastErr error
 	for _, src := range c.candidates(ref) {
-		r := retarget(ref, src.Repo)
-		desc, err := remote.Get(r, c.RemoteOptions(ctx, src.Repo.Registry)...)
+		desc, err := c.get(ctx, retarget(ref, src.Repo))
 		if err == nil {
 			return desc, src, nil
 		}
@@ -265,6 +268,22 @@ func (c *Client) Get(ctx context.Context, ref name.Reference) (*remote.Descripto
 		}
 	}
 	return nil, Source{}, fmt.Errorf("fetching %s: %w", ref, lastErr)
+}
+
+func (c *Client) head(ctx context.Context, ref name.Reference) (*v1.Descriptor, error) {
+	opts, err := c.RemoteOptions(ctx, ref.Context())
+	if err != nil {
+		return nil, err
+	}
+	return remote.Head(ref, opts...)
+}
+
+func (c *Client) get(ctx context.Context, ref name.Reference) (*remote.Descriptor, error) {
+	opts, err := c.RemoteOptions(ctx, ref.Context())
+	if err != nil {
+		return nil, err
+	}
+	return remote.Get(ref, opts...)
 }
 
 // retarget points ref at another repository, keeping its tag or digest.
@@ -291,28 +310,35 @@ func IsNotFound(err error) bool {
 	return false
 }
 
-// authTransport returns a transport authenticated for pulls from repo.
+// authTransport returns a transport authenticated for pulls from repo,
+// made once per repository: one ping and one token for a whole run.
 func (c *Client) authTransport(ctx context.Context, repo name.Repository) (http.RoundTripper, error) {
 	key := repo.Name()
-	c.mu.Lock()
-	rt, ok := c.authd[key]
-	c.mu.Unlock()
-	if ok {
+	v, err, _ := c.handshakes.Do(key, func() (any, error) {
+		c.mu.Lock()
+		rt, ok := c.authd[key]
+		c.mu.Unlock()
+		if ok {
+			return rt, nil
+		}
+		auth, err := c.o.keychain.Resolve(repo)
+		if err != nil {
+			return nil, fmt.Errorf("credentials for %s: %w", repo.RegistryStr(), err)
+		}
+		inner := transport.NewUserAgent(c.transportFor(repo.Registry), c.o.userAgent)
+		rt, err = transport.NewWithContext(ctx, repo.Registry, auth, inner, []string{repo.Scope(transport.PullScope)})
+		if err != nil {
+			return nil, fmt.Errorf("authenticating to %s: %w", repo.RegistryStr(), err)
+		}
+		c.mu.Lock()
+		c.authd[key] = rt
+		c.mu.Unlock()
 		return rt, nil
-	}
-	auth, err := c.o.keychain.Resolve(repo)
+	})
 	if err != nil {
-		return nil, fmt.Errorf("credentials for %s: %w", repo.RegistryStr(), err)
+		return nil, err
 	}
-	rt, err = transport.NewWithContext(ctx, repo.Registry, auth, c.transportFor(repo.Registry), []string{repo.Scope(transport.PullScope)})
-	if err != nil {
-		return nil, fmt.Errorf("authenticating to %s: %w", repo.RegistryStr(), err)
-	}
-	rt = transport.NewUserAgent(rt, c.o.userAgent)
-	c.mu.Lock()
-	c.authd[key] = rt
-	c.mu.Unlock()
-	return rt, nil
+	return v.(http.RoundTripper), nil
 }
 
 // FetchBlob streams blob desc from the first source that serves it into w,

@@ -430,7 +430,11 @@ func (r *run) fetchManifest(ctx context.Context, repo name.Repository, d v1.Desc
 			return data, nil
 		}
 	}
-	got, err := remote.Get(repo.Digest(d.Digest.String()), r.w.o.client.RemoteOptions(ctx, repo.Registry)...)
+	opts, err := r.w.o.client.RemoteOptions(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	got, err := remote.Get(repo.Digest(d.Digest.String()), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("fetching manifest %s: %w", d.Digest, err)
 	}
