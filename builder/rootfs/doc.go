@@ -1,0 +1,53 @@
+// Package rootfs turns image layers into a directory tree, the build's root
+// filesystem, the way a container runtime would, and never writes outside
+// that directory whatever a layer contains. It is Linux-only (openat,
+// O_PATH, mknodat, xattrs), like the builds it serves.
+//
+// A Root names the directory. Layers are applied in order; each is an
+// uncompressed OCI layer tar with its whiteouts:
+//
+//	root, err := rootfs.Open(dir)
+//	if err != nil {
+//		return err
+//	}
+//	stats, err := root.Unpack(ctx, img) // every layer of a go-containerregistry v1.Image
+//	if err != nil {
+//		return err
+//	}
+//	for _, w := range stats.Warnings {
+//		log.Warn(w) // devices not created, xattrs or ownership not applied...
+//	}
+//
+//	rc, _ := layer.Uncompressed()
+//	defer rc.Close()
+//	_, err = root.ApplyLayer(ctx, rc) // one more layer on top
+//
+// Paths as the container sees them map to host paths with Resolve, which
+// follows symlinks as the kernel would if the root were "/":
+//
+//	host, err := root.Resolve("/usr/bin/../lib/os-release", true) // dir/usr/lib/os-release
+//
+// # Confinement
+//
+// No path is ever resolved by the host kernel from a joined string. Every
+// walk starts from a descriptor of the root and goes one component at a time
+// (openat with O_NOFOLLOW), reading symlinks itself: an absolute target
+// restarts at the root, ".." stops at the root, and the last component of an
+// entry is never followed. Files are created with O_CREAT|O_EXCL|O_NOFOLLOW
+// after whatever held their name is removed. Like containerd's archive.Apply,
+// an entry named "../../etc/x" or "/etc/x" lands at root/etc/x (the former
+// with a warning) and a hardlink target is resolved the same way; a hardlink
+// whose target is missing inside the root is an error.
+//
+// The guarantee is against the layer's content. A Root must not be written
+// by anything else (a running container) while a layer is applied.
+//
+// # Privilege
+//
+// Run as root, a Root applies ownership, creates device nodes and sets every
+// xattr namespace. Otherwise (or with WithPrivileged(false)) ownership is
+// recorded in ApplyStats.SkippedOwners instead, devices and trusted.* and
+// security.* xattrs are skipped with a warning, and directories are kept
+// writable by their owner until the end of each layer so that read-only
+// directories (0555 /usr/lib on Fedora) can still be filled.
+package rootfs

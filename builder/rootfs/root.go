@@ -1,0 +1,73 @@
+package rootfs
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// Root is a directory that holds an unpacked root filesystem. All path
+// operations go through it and are confined to it. Resolve may be called
+// concurrently; ApplyLayer and Unpack must not run concurrently with anything
+// else on the same directory.
+type Root struct {
+	dir        string
+	privileged bool
+}
+
+// Option configures a Root.
+type Option func(*Root)
+
+// WithPrivileged overrides what Open detects (the effective user is root):
+// false makes a Root behave as an unprivileged user would (no ownership, no
+// device nodes, no trusted.*/security.* xattrs) even when it could do more,
+// as rootless builds and tests want.
+func WithPrivileged(privileged bool) Option {
+	return func(r *Root) { r.privileged = privileged }
+}
+
+// Open returns the Root for dir, which must exist and be a directory. The
+// path to dir itself is trusted: it is made absolute and its symlinks are
+// resolved once, so that Resolve returns canonical paths.
+func Open(dir string, opts ...Option) (*Root, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("opening root %s: %w", dir, err)
+	}
+	if abs, err = filepath.EvalSymlinks(abs); err != nil {
+		return nil, fmt.Errorf("opening root %s: %w", dir, err)
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return nil, fmt.Errorf("opening root %s: %w", dir, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("opening root %s: %w", dir, unix.ENOTDIR)
+	}
+	r := &Root{dir: abs, privileged: os.Geteuid() == 0}
+	for _, opt := range opts {
+		opt(r)
+	}
+	return r, nil
+}
+
+// Dir returns the absolute host path of the root directory.
+func (r *Root) Dir() string { return r.dir }
+
+// openRoot returns a descriptor every walk starts from; the caller closes it.
+func (r *Root) openRoot() (int, error) {
+	fd, err := unix.Open(r.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: r.dir, Err: err}
+	}
+	return fd, nil
+}
+
+// hostPath is the host path of name inside the directory c leads to. Only
+// for calls that have no *at form (lsetxattr): every directory in c was
+// checked not to be a symlink, which holds while nothing else writes the root.
+func (r *Root) hostPath(c *chain, name string) string {
+	return filepath.Join(r.dir, filepath.FromSlash(c.rel()), name)
+}

@@ -1,0 +1,109 @@
+package rootfs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// OCI whiteouts (image-spec layer.md): ".wh.NAME" deletes NAME from lower
+// layers, ".wh..wh..opq" hides everything lower layers put in its directory.
+const (
+	whiteoutPrefix = ".wh."
+	whiteoutMeta   = ".wh..wh."
+	opaqueMarker   = ".wh..wh..opq"
+)
+
+// isWhiteout tells entries that delete rather than add: whiteouts, opaque
+// markers, and AUFS metadata (".wh..wh.plnk/...") which is skipped.
+func isWhiteout(rel string) bool {
+	return strings.HasPrefix(path.Base(rel), whiteoutPrefix) || strings.HasPrefix(rel, whiteoutMeta)
+}
+
+// whiteout applies the whiteout entry rel. Its directory is resolved inside
+// the root like any entry's, and its name must be one plain component.
+func (a *applier) whiteout(rel string) error {
+	dir, base := path.Split(rel)
+	switch {
+	case base == opaqueMarker:
+		return a.opaque(dir)
+	case strings.HasPrefix(rel, whiteoutMeta) || strings.HasPrefix(base, whiteoutMeta):
+		a.stats.warn("AUFS metadata /%s ignored", rel)
+		return nil
+	}
+	name := strings.TrimPrefix(base, whiteoutPrefix)
+	if name == "" || name == "." || name == ".." {
+		return fmt.Errorf("%w: whiteout %q names no file", ErrInvalidLayer, base)
+	}
+	c, err := a.whiteoutDir(dir)
+	if err != nil || c == nil {
+		return err
+	}
+	defer c.close()
+	return removeAllAt(c.fd(), name, "/"+c.join(name))
+}
+
+// opaque removes from dir everything this layer did not write, before or
+// after the marker (containerd's order-independent reading).
+func (a *applier) opaque(dir string) error {
+	c, err := a.whiteoutDir(dir)
+	if err != nil || c == nil {
+		return err
+	}
+	defer c.close()
+	return a.clearOpaque(c.fd(), c.rel())
+}
+
+// whiteoutDir resolves the directory a whiteout applies to, nil when there
+// is none (missing, or a file in the way): then there is nothing to delete.
+func (a *applier) whiteoutDir(dir string) (*chain, error) {
+	a.stats.Whiteouts++
+	c, _, err := a.walk(dir, walkMode{followLast: true, enterLast: true})
+	if errors.Is(err, unix.ENOTDIR) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if c.fd() < 0 {
+		c.close()
+		return nil, nil
+	}
+	return c, nil
+}
+
+// clearOpaque removes what the layer did not write below the directory
+// dir (at rel), keeping what it did and descending into kept directories:
+// their lower contents are hidden too.
+func (a *applier) clearOpaque(dir int, rel string) error {
+	names, err := readDirNames(dir, "/"+rel)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		p := path.Join(rel, n)
+		if !a.unpacked[p] {
+			if err := removeAllAt(dir, n, "/"+p); err != nil {
+				return err
+			}
+			continue
+		}
+		sub, err := unix.Openat(dir, n, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if errors.Is(err, unix.ENOTDIR) {
+			continue
+		}
+		if err != nil {
+			return &os.PathError{Op: "open", Path: "/" + p, Err: err}
+		}
+		err = a.clearOpaque(sub, p)
+		unix.Close(sub)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
