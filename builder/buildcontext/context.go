@@ -1,0 +1,192 @@
+package buildcontext
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+// DefaultDockerfile is the Dockerfile's name when Options.Dockerfile is empty.
+const DefaultDockerfile = "Dockerfile"
+
+// Options says where the Dockerfile is and how to materialise a context that
+// is not already a directory. The zero value is usable for directories.
+type Options struct {
+	// Dockerfile is the Dockerfile's path relative to the context root
+	// (default "Dockerfile"). "<Dockerfile>.dockerignore" wins over the root
+	// ".dockerignore", as in Docker and BuildKit.
+	Dockerfile string
+	// TempDir is where tar, stdin and git contexts are materialised, in a new
+	// folder that Close removes (default os.TempDir()).
+	TempDir string
+	// Stdin is read for the source "-".
+	Stdin io.Reader
+	// Git is the git binary (default "git", looked up in PATH).
+	Git string
+}
+
+// Context is a build context on local disk (materialised if it came as a
+// tar, on stdin or from git) with .dockerignore applied.
+type Context struct {
+	root       string // absolute, symlink-free host path of the context root
+	dockerfile string // cleaned context-relative path of the Dockerfile
+	ignore     *ignorer
+
+	mu  sync.Mutex
+	tmp string // what Open materialised; removed by Close
+}
+
+// Open makes a Context from source: "-" (a tar, or a lone Dockerfile, on
+// opts.Stdin), an existing directory, an existing tar file, or a git URL (see
+// ParseGitURL). A local path wins over a git URL of the same spelling, as in
+// the docker CLI.
+func Open(ctx context.Context, source string, opts Options) (*Context, error) {
+	dockerfile, err := cleanDockerfile(opts.Dockerfile)
+	if err != nil {
+		return nil, err
+	}
+	opts.Dockerfile = dockerfile
+	if opts.TempDir == "" {
+		opts.TempDir = os.TempDir()
+	}
+	c, err := materialise(ctx, source, opts)
+	if err != nil {
+		return nil, fmt.Errorf("opening build context %s: %w", redact(source), err)
+	}
+	c.dockerfile = dockerfile
+	if c.ignore, err = c.loadIgnore(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("opening build context %s: %w", redact(source), err)
+	}
+	return c, nil
+}
+
+// materialise returns a Context whose root is set, by source kind.
+func materialise(ctx context.Context, source string, opts Options) (*Context, error) {
+	if source == "-" {
+		if opts.Stdin == nil {
+			return nil, errors.New(`source "-" needs Options.Stdin`)
+		}
+		return fromStdin(ctx, opts)
+	}
+	fi, err := os.Stat(source)
+	switch {
+	case err == nil && fi.IsDir():
+		return fromDir(source)
+	case err == nil:
+		return fromArchiveFile(ctx, source, opts)
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, err
+	}
+	if repo, ok := ParseGitURL(source); ok {
+		return fromGit(ctx, repo, opts)
+	}
+	if strings.HasPrefix(source, "http://") || strings.HasPrefix(source, "https://") {
+		return nil, fmt.Errorf("%w: remote tarball URLs are not supported", ErrUnsupportedSource)
+	}
+	return nil, err
+}
+
+func fromDir(dir string) (*Context, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	root, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return nil, err
+	}
+	return &Context{root: root}, nil
+}
+
+// newTemp makes the folder a materialised context lives in.
+func newTemp(opts Options) (*Context, error) {
+	tmp, err := os.MkdirTemp(opts.TempDir, "kiln-context-")
+	if err != nil {
+		return nil, err
+	}
+	root, err := filepath.EvalSymlinks(tmp)
+	if err != nil {
+		os.RemoveAll(tmp)
+		return nil, err
+	}
+	return &Context{root: root, tmp: root}, nil
+}
+
+// cleanDockerfile refuses a Dockerfile path that is not inside the context.
+func cleanDockerfile(p string) (string, error) {
+	if p == "" {
+		return DefaultDockerfile, nil
+	}
+	clean := path.Clean(filepath.ToSlash(p))
+	if path.IsAbs(clean) || clean == "." || clean == ".." || strings.HasPrefix(clean, "../") {
+		return "", fmt.Errorf("dockerfile %q: must be a file path relative to the context, inside it", p)
+	}
+	return clean, nil
+}
+
+// Root is the absolute host path of the context root.
+func (c *Context) Root() string { return c.root }
+
+// Close removes what Open materialised; it does nothing for a directory
+// context. It is safe to call more than once.
+func (c *Context) Close() error {
+	c.mu.Lock()
+	tmp := c.tmp
+	c.tmp = ""
+	c.mu.Unlock()
+	if tmp == "" {
+		return nil
+	}
+	if err := os.RemoveAll(tmp); err != nil {
+		// A tar may have made folders we cannot write to; open them up and retry.
+		makeWritable(tmp)
+		if err := os.RemoveAll(tmp); err != nil {
+			return fmt.Errorf("removing build context %s: %w", tmp, err)
+		}
+	}
+	return nil
+}
+
+func makeWritable(dir string) {
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			if info, err := d.Info(); err == nil {
+				os.Chmod(p, info.Mode().Perm()|0o700)
+			}
+		}
+		return nil
+	})
+	os.Chmod(dir, 0o700)
+}
+
+// Dockerfile returns the Dockerfile's bytes. Like Docker, it reads the file
+// even when .dockerignore excludes it from the context.
+func (c *Context) Dockerfile() ([]byte, error) {
+	b, err := c.readFile(c.dockerfile)
+	if err != nil {
+		return nil, fmt.Errorf("reading dockerfile %s: %w", c.dockerfile, err)
+	}
+	return b, nil
+}
+
+// readFile reads a context file, confined but ignoring .dockerignore.
+func (c *Context) readFile(rel string) ([]byte, error) {
+	real, fi, err := c.resolve(rel, false)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, &fs.PathError{Op: "read", Path: rel, Err: errNotRegular}
+	}
+	return os.ReadFile(c.host(real))
+}
+
+var errNotRegular = errors.New("not a regular file")
