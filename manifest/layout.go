@@ -78,6 +78,20 @@ func OpenLayout(dir string) (*Layout, error) {
 	return l, nil
 }
 
+// OpenExistingLayout opens a layout that must already exist: for readers
+// and checkers, which must not turn a typo or an unmounted volume into an
+// empty cache.
+func OpenExistingLayout(dir string) (*Layout, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(abs, layoutFile)); err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", abs, ErrNotLayout, err)
+	}
+	return OpenLayout(abs)
+}
+
 // Dir is the layout's absolute path.
 func (l *Layout) Dir() string { return l.dir }
 

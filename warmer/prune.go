@@ -36,13 +36,9 @@ func (w *Warmer) Prune(ctx context.Context, keep []string) (*PruneReport, error)
 	if err != nil {
 		return nil, fmt.Errorf("opening cache: %w", err)
 	}
-	wanted := map[string]bool{}
-	for _, k := range keep {
-		ref, err := w.o.client.ParseReference(k)
-		if err != nil {
-			return nil, fmt.Errorf("prune: bad reference %q: %w", k, err)
-		}
-		wanted[manifest.CacheKey(ref)] = true
+	keepSet, err := w.keepSet(keep)
+	if err != nil {
+		return nil, err
 	}
 	unlock, err := l.LockExclusive(ctx, func() {
 		w.o.log.Info("prune waiting for builds and warmers using the cache to finish", "cache", l.Dir())
@@ -56,8 +52,8 @@ func (w *Warmer) Prune(ctx context.Context, keep []string) (*PruneReport, error)
 	err = l.UpdateIndex(ctx, func(idx *v1.IndexManifest) (bool, error) {
 		kept := idx.Manifests[:0]
 		for _, d := range idx.Manifests {
-			if ref := d.Annotations[manifest.AnnotationRefName]; !wanted[ref] && !wantedDigest(wanted, ref) {
-				rep.Entries = append(rep.Entries, ref)
+			if !keepSet.keeps(d) {
+				rep.Entries = append(rep.Entries, d.Annotations[manifest.AnnotationRefName])
 				continue
 			}
 			kept = append(kept, d)
@@ -82,17 +78,40 @@ func (w *Warmer) Prune(ctx context.Context, keep []string) (*PruneReport, error)
 	return rep, nil
 }
 
-// wantedDigest keeps a digest entry ("repo@sha256:…") when the same
-// reference written with a tag and that digest was asked for.
-func wantedDigest(wanted map[string]bool, ref string) bool {
-	for k := range wanted {
-		if i := strings.Index(k, "@"); i > 0 && strings.HasSuffix(ref, k[i:]) {
-			if r, err := name.ParseReference(ref); err == nil && strings.HasPrefix(k, r.Context().Name()) {
-				return true
-			}
+// keepSet is what prune must not drop: entries filed under a configured
+// reference, and entries whose source digest a configured digest
+// reference ("repo@sha256:…") names in the same repository — warm serves
+// such a reference from the tag entry that holds it.
+type keepSet struct {
+	keys    map[string]bool
+	digests map[string]bool // "repo@sha256:…" with repo canonical
+}
+
+func (w *Warmer) keepSet(keep []string) (keepSet, error) {
+	ks := keepSet{keys: map[string]bool{}, digests: map[string]bool{}}
+	for _, k := range keep {
+		ref, err := w.o.client.ParseReference(k)
+		if err != nil {
+			return ks, fmt.Errorf("prune: bad reference %q: %w", k, err)
+		}
+		ks.keys[manifest.CacheKey(ref)] = true
+		if d, ok := ref.(name.Digest); ok {
+			ks.digests[ref.Context().Name()+"@"+d.DigestStr()] = true
 		}
 	}
-	return false
+	return ks, nil
+}
+
+func (ks keepSet) keeps(d v1.Descriptor) bool {
+	key := d.Annotations[manifest.AnnotationRefName]
+	if ks.keys[key] {
+		return true
+	}
+	ref, err := name.ParseReference(key)
+	if err != nil {
+		return false
+	}
+	return ks.digests[ref.Context().Name()+"@"+d.Annotations[manifest.AnnotationSourceDigest]]
 }
 
 // reachable walks index.json down to every blob it references.

@@ -38,7 +38,11 @@ func (v *VerifyReport) OK() bool { return len(v.Problems) == 0 }
 // references is stored whole. It needs no network. It holds the shared lock:
 // it runs beside builds and warmers, never beside a prune.
 func (w *Warmer) Verify(ctx context.Context) (*VerifyReport, error) {
-	l, unlock, err := w.openShared(ctx)
+	l, err := manifest.OpenExistingLayout(w.dir)
+	if err != nil {
+		return nil, fmt.Errorf("opening cache: %w", err)
+	}
+	unlock, err := l.LockShared(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -26,6 +26,7 @@ import (
 
 // run is the state of one Warm call.
 type run struct {
+	ctx    context.Context // the whole run's; shared downloads use it
 	w      *Warmer
 	layout *manifest.Layout
 	sem    *semaphore.Weighted
@@ -48,7 +49,7 @@ func (w *Warmer) Warm(ctx context.Context, items []Item) (*Report, error) {
 		return nil, err
 	}
 	defer unlock()
-	r := &run{w: w, layout: l, sem: semaphore.NewWeighted(int64(w.o.jobs)), start: w.o.now()}
+	r := &run{ctx: ctx, w: w, layout: l, sem: semaphore.NewWeighted(int64(w.o.jobs)), start: w.o.now()}
 	r.removeStaleTemps()
 
 	groups := groupItems(items)
@@ -317,7 +318,7 @@ func (r *run) pullQuiet(ctx context.Context, gr group, ref name.Reference, st0 r
 	if st0.found && !same {
 		status = StatusUpdated
 	}
-	children, err := r.platformManifests(ctx, ref, top, src, gr.plats)
+	children, fetched, err := r.platformManifests(ctx, ref, top, src, gr.plats)
 	if err != nil {
 		for i := range gr.plats {
 			fail(i, err)
@@ -352,6 +353,12 @@ func (r *run) pullQuiet(ctx context.Context, gr group, ref name.Reference, st0 r
 		})
 	}
 	g.Wait()
+	for i := range out { // what was fetched to learn the platform counts once
+		if out[i].Status != StatusFailed {
+			out[i].Bytes += fetched
+			break
+		}
+	}
 	if len(descs) > 0 {
 		if err := r.file(ctx, ref, top.Digest, descs); err != nil {
 			for i := range out {
@@ -383,13 +390,15 @@ type child struct {
 // platformManifests picks, for each wanted platform, the image manifest that
 // serves it: from an index by platform, or a single-platform image whose
 // config says it is that platform.
-func (r *run) platformManifests(ctx context.Context, ref name.Reference, top *remote.Descriptor, src manifest.Source, plats []specs.Platform) ([]child, error) {
-	out := make([]child, len(plats))
+//
+// fetched is what was downloaded on the way (a single image's config).
+func (r *run) platformManifests(ctx context.Context, ref name.Reference, top *remote.Descriptor, src manifest.Source, plats []specs.Platform) (out []child, fetched int64, err error) {
+	out = make([]child, len(plats))
 	switch {
 	case top.MediaType.IsIndex():
 		idx, err := v1.ParseIndexManifest(strings.NewReader(string(top.Manifest)))
 		if err != nil {
-			return nil, fmt.Errorf("parsing index of %s: %w", ref, err)
+			return nil, 0, fmt.Errorf("parsing index of %s: %w", ref, err)
 		}
 		for i, p := range plats {
 			d, err := platform.Select(p, idx.Manifests)
@@ -405,10 +414,11 @@ func (r *run) platformManifests(ctx context.Context, ref name.Reference, top *re
 			out[i] = child{desc: d, raw: raw, err: err}
 		}
 	case top.MediaType.IsImage():
-		have, err := r.configPlatform(ctx, ref, src, top)
+		have, n, err := r.configPlatform(ctx, ref, src, top)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
+		fetched = n
 		d := top.Descriptor
 		d.Platform = platform.ToV1(have)
 		for i, p := range plats {
@@ -419,9 +429,9 @@ func (r *run) platformManifests(ctx context.Context, ref name.Reference, top *re
 			out[i] = child{desc: d, raw: top.Manifest}
 		}
 	default:
-		return nil, fmt.Errorf("%s: unsupported manifest type %q", ref, top.MediaType)
+		return nil, 0, fmt.Errorf("%s: unsupported manifest type %q", ref, top.MediaType)
 	}
-	return out, nil
+	return out, fetched, nil
 }
 
 func (r *run) fetchManifest(ctx context.Context, repo name.Repository, d v1.Descriptor) ([]byte, error) {
@@ -443,15 +453,21 @@ func (r *run) fetchManifest(ctx context.Context, repo name.Repository, d v1.Desc
 
 // configPlatform reads a single image's platform from its config, storing
 // the config blob on the way.
-func (r *run) configPlatform(ctx context.Context, ref name.Reference, src manifest.Source, top *remote.Descriptor) (specs.Platform, error) {
+func (r *run) configPlatform(ctx context.Context, ref name.Reference, src manifest.Source, top *remote.Descriptor) (specs.Platform, int64, error) {
 	m, err := v1.ParseManifest(strings.NewReader(string(top.Manifest)))
 	if err != nil {
-		return specs.Platform{}, fmt.Errorf("parsing manifest of %s: %w", ref, err)
+		return specs.Platform{}, 0, fmt.Errorf("parsing manifest of %s: %w", ref, err)
 	}
-	if _, err := r.blob(ctx, ref.String(), r.sources(ref, src), m.Config); err != nil {
-		return specs.Platform{}, fmt.Errorf("config of %s: %w", ref, err)
+	n, err := r.blob(ctx, ref.String(), r.sources(ref, src), m.Config)
+	if err != nil {
+		return specs.Platform{}, 0, fmt.Errorf("config of %s: %w", ref, err)
 	}
-	data, err := r.layout.ReadBlob(m.Config.Digest)
+	p, err := r.readConfigPlatform(ref, m.Config.Digest)
+	return p, n, err
+}
+
+func (r *run) readConfigPlatform(ref name.Reference, h v1.Hash) (specs.Platform, error) {
+	data, err := r.layout.ReadBlob(h)
 	if err != nil {
 		return specs.Platform{}, err
 	}
@@ -520,11 +536,20 @@ func (r *run) blob(ctx context.Context, label string, srcs []manifest.Source, d 
 		r.w.emit(Event{Kind: EventBytes, Ref: label, Bytes: d.Size})
 		return 0, nil
 	}
+	// The download runs under the run's context, not this image's: an image
+	// that fails must not cancel a blob another image waits for too.
 	var mine bool
-	v, err, _ := r.blobs.Do(d.Digest.String(), func() (any, error) {
+	ch := r.blobs.DoChan(d.Digest.String(), func() (any, error) {
 		mine = true
-		return r.download(ctx, label, srcs, d)
+		return r.download(r.ctx, label, srcs, d)
 	})
+	var res singleflight.Result
+	select {
+	case res = <-ch:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	v, err := res.Val, res.Err
 	if err != nil {
 		return 0, err
 	}
@@ -636,13 +661,17 @@ func (r *run) removeStaleTemps() {
 	if err != nil {
 		return
 	}
+	var paths []string
 	for _, b := range blobs {
-		if !b.Temp || !strings.HasPrefix(filepath.Base(b.Path), ".tmp-") {
-			continue
+		if b.Temp && strings.HasPrefix(filepath.Base(b.Path), ".tmp-") {
+			paths = append(paths, b.Path)
 		}
-		if fi, err := os.Stat(b.Path); err == nil && r.w.o.now().Sub(fi.ModTime()) > r.w.o.staleTmp {
-			if os.Remove(b.Path) == nil {
-				r.w.o.log.Info("removed stale temp file", "path", b.Path)
+	}
+	roots, _ := filepath.Glob(filepath.Join(r.layout.Dir(), ".tmp-*")) // index.json's
+	for _, p := range append(paths, roots...) {
+		if fi, err := os.Stat(p); err == nil && r.w.o.now().Sub(fi.ModTime()) > r.w.o.staleTmp {
+			if os.Remove(p) == nil {
+				r.w.o.log.Info("removed stale temp file", "path", p)
 			}
 		}
 	}

@@ -59,10 +59,19 @@ Every flag can also be set by an environment variable KILN_<FLAG>, e.g. KILN_CAC
 			versionCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints and exits
-		OnUsageError: func(c *cli.Context, err error, _ bool) error {
-			return cli.Exit(fmt.Sprintf("%v (see kiln %s --help)", err, c.Command.Name), exitUsage)
-		},
+		OnUsageError:   usageError,
 	}
+}
+
+// usageError turns a flag parsing error into exit status 2 with a pointer to
+// --help. urfave/cli consults the command's handler for its own flags, so
+// every command sets it too.
+func usageError(c *cli.Context, err error, _ bool) error {
+	cmd := "kiln"
+	if c.Command != nil && c.Command.Name != "" {
+		cmd += " " + c.Command.Name
+	}
+	return cli.Exit(fmt.Sprintf("%v (see %s --help)", err, cmd), exitUsage)
 }
 
 func versionCommand() *cli.Command {

@@ -55,7 +55,8 @@ failed; 2 for bad flags, build.toml or Dockerfile.`,
 			progressFlag(),
 			logFormatFlag(),
 		},
-		Action: runWarm,
+		Action:       runWarm,
+		OnUsageError: usageError,
 	}
 }
 
@@ -92,6 +93,9 @@ func runWarm(c *cli.Context) error {
 		return runVerify(c, w, out)
 	}
 	if len(plan.items) == 0 {
+		if c.Bool("prune") {
+			return cli.Exit("refusing to prune: nothing configured to keep (no base images, no [warm].extra, no --image)", exitUsage)
+		}
 		if plan.images > 0 {
 			fmt.Fprintf(c.App.Writer, "nothing to warm: the %d images in %s need no base image (FROM scratch only) and there is no [warm].extra or --image\n", plan.images, c.String("config"))
 			return nil
