@@ -1,0 +1,224 @@
+package manifest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"golang.org/x/sync/errgroup"
+)
+
+// WriteImage stores img in the layout, streaming each layer, and files it
+// in index.json under refName (replacing an entry of that name). It returns
+// the image's descriptor as filed.
+func (l *Layout) WriteImage(ctx context.Context, img v1.Image, refName string) (v1.Descriptor, error) {
+	desc, err := l.putImage(ctx, img)
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	return desc, l.fileEntry(ctx, desc, refName)
+}
+
+// WriteIndex stores every image of an index, then the index itself, filed
+// under refName.
+func (l *Layout) WriteIndex(ctx context.Context, idx v1.ImageIndex, refName string) (v1.Descriptor, error) {
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	for _, d := range im.Manifests {
+		img, err := idx.Image(d.Digest)
+		if err != nil {
+			return v1.Descriptor{}, fmt.Errorf("index child %s: %w", d.Digest, err)
+		}
+		if _, err := l.putImage(ctx, img); err != nil {
+			return v1.Descriptor{}, err
+		}
+	}
+	raw, err := idx.RawManifest()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	h, err := l.PutBlob(raw)
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	mt, err := idx.MediaType()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	desc := v1.Descriptor{MediaType: mt, Digest: h, Size: int64(len(raw))}
+	return desc, l.fileEntry(ctx, desc, refName)
+}
+
+// putImage stores an image's layers, config and manifest (in that order,
+// so a stored manifest always has its blobs).
+func (l *Layout) putImage(ctx context.Context, img v1.Image) (v1.Descriptor, error) {
+	layers, err := img.Layers()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for _, layer := range layers {
+		g.Go(func() error { return l.putLayer(gctx, layer) })
+	}
+	if err := g.Wait(); err != nil {
+		return v1.Descriptor{}, err
+	}
+	cfg, err := img.RawConfigFile()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	if _, err := l.PutBlob(cfg); err != nil {
+		return v1.Descriptor{}, err
+	}
+	raw, err := img.RawManifest()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	h, err := l.PutBlob(raw)
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	mt, err := img.MediaType()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	desc := v1.Descriptor{MediaType: mt, Digest: h, Size: int64(len(raw))}
+	if cf, err := img.ConfigFile(); err == nil && cf.OS != "" {
+		desc.Platform = cf.Platform()
+	}
+	return desc, nil
+}
+
+func (l *Layout) putLayer(ctx context.Context, layer v1.Layer) error {
+	h, err := layer.Digest()
+	if err != nil {
+		return err
+	}
+	size, err := layer.Size()
+	if err != nil {
+		return err
+	}
+	if l.HasBlob(h, size) {
+		return nil
+	}
+	rc, err := layer.Compressed()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if _, err := l.WriteBlob(ctx, h, size, rc); err != nil {
+		return fmt.Errorf("writing layer %s: %w", h, err)
+	}
+	return nil
+}
+
+// fileEntry puts desc into index.json under refName, replacing an entry of
+// the same name.
+func (l *Layout) fileEntry(ctx context.Context, desc v1.Descriptor, refName string) error {
+	return l.UpdateIndex(ctx, func(idx *v1.IndexManifest) (bool, error) {
+		kept := idx.Manifests[:0]
+		for _, d := range idx.Manifests {
+			if refName == "" || d.Annotations[AnnotationRefName] != refName {
+				kept = append(kept, d)
+			}
+		}
+		if refName != "" {
+			desc.Annotations = map[string]string{AnnotationRefName: refName}
+		}
+		idx.Manifests = append(kept, desc)
+		return true, nil
+	})
+}
+
+// WriteTarball writes img as a `docker load`-able tarball at path, tagged
+// with tags (none: loaded untagged). The file appears whole or not at all.
+func WriteTarball(path string, img v1.Image, tags []name.Tag) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".kiln-tar-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	refs := map[name.Reference]v1.Image{}
+	for _, t := range tags {
+		refs[t] = img
+	}
+	if len(refs) == 0 {
+		if err := tarball.Write(nil, img, tmp); err != nil {
+			tmp.Close()
+			return fmt.Errorf("writing %s: %w", path, err)
+		}
+	} else if err := tarball.MultiRefWrite(refs, tmp); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// PushOptions are the go-containerregistry options for pushing to repo:
+// credentials from the keychain with push scope, this client's transport
+// underneath and go-containerregistry's retries for uploads.
+func (c *Client) PushOptions(ctx context.Context, repo name.Repository) []remote.Option {
+	return []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(c.o.keychain),
+		remote.WithTransport(c.transportFor(repo.Registry)),
+		remote.WithUserAgent(c.o.userAgent),
+		remote.WithJobs(4),
+	}
+}
+
+// Push uploads img (layers streamed, blobs the registry has skipped,
+// cross-repository mounts where go-containerregistry can) to every ref:
+// the first ref of each repository gets the upload, the others a tag.
+func (c *Client) Push(ctx context.Context, img v1.Image, refs []name.Reference) (v1.Hash, error) {
+	h, err := img.Digest()
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	pushed := map[string]bool{}
+	for _, ref := range refs {
+		repo := ref.Context()
+		opts := c.PushOptions(ctx, repo)
+		if _, isTag := ref.(name.Tag); isTag && pushed[repo.Name()] {
+			if err := remote.Tag(repo.Tag(ref.Identifier()), img, opts...); err != nil {
+				return h, fmt.Errorf("tagging %s: %w", ref, err)
+			}
+			continue
+		}
+		if err := remote.Write(ref, img, opts...); err != nil {
+			return h, fmt.Errorf("pushing %s: %w", ref, err)
+		}
+		pushed[repo.Name()] = true
+	}
+	return h, nil
+}
+
+// PushIndex uploads an index and its images to every ref.
+func (c *Client) PushIndex(ctx context.Context, idx v1.ImageIndex, refs []name.Reference) (v1.Hash, error) {
+	h, err := idx.Digest()
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	for _, ref := range refs {
+		if err := remote.WriteIndex(ref, idx, c.PushOptions(ctx, ref.Context())...); err != nil {
+			return h, fmt.Errorf("pushing %s: %w", ref, err)
+		}
+	}
+	return h, nil
+}
+
