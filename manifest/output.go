@@ -221,4 +221,3 @@ func (c *Client) PushIndex(ctx context.Context, idx v1.ImageIndex, refs []name.R
 	}
 	return h, nil
 }
-
