@@ -16,6 +16,14 @@
 //		fmt.Println(img.Ref, platform.Format(img.Platform)) // golang:1.22 linux/arm64 ...
 //	}
 //
+// The builder asks for the whole evaluated file with NewPlan: every stage with
+// its FROM expanded, the target, and the ARG scope of the FROM lines.
+//
+//	plan, err := dockerfile.NewPlan(data, "Dockerfile", opts)
+//	for _, st := range plan.Stages {
+//		fmt.Println(st.Base, st.BaseStage, len(st.Commands))
+//	}
+//
 // Errors about the Dockerfile are *Error values carrying the file and line:
 //
 //	var derr *dockerfile.Error

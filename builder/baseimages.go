@@ -1,0 +1,135 @@
+package builder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	specs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"kiln/manifest"
+	"kiln/platform"
+)
+
+// BaseImages gives the builder the images FROM and COPY --from name, for a
+// platform. Implementations: CacheThenRemote; tests pass their own.
+type BaseImages interface {
+	Image(ctx context.Context, ref name.Reference, p specs.Platform) (v1.Image, error)
+}
+
+// OfflineReporter is the optional capability of a BaseImages that can say
+// whether it ever reaches a registry. Build refuses an offline Request with
+// one that does.
+type OfflineReporter interface {
+	Offline() bool
+}
+
+// CachedBases reads base images from the warm cache, holding its shared lock
+// from the first read until Close, and pulls what the cache lacks unless
+// offline.
+type CachedBases struct {
+	layout  *manifest.Layout
+	client  *manifest.Client
+	offline bool
+
+	mu     sync.Mutex
+	unlock func() error
+}
+
+var (
+	_ BaseImages      = (*CachedBases)(nil)
+	_ OfflineReporter = (*CachedBases)(nil)
+)
+
+// CacheThenRemote returns BaseImages that look in layout (which may be nil:
+// no cache) and then, unless offline, in the registry through client. Images
+// from the cache read their layers lazily: Close it only once the built image
+// has been written or pushed.
+func CacheThenRemote(layout *manifest.Layout, client *manifest.Client, offline bool) *CachedBases {
+	return &CachedBases{layout: layout, client: client, offline: offline}
+}
+
+// Offline reports whether a cache miss is an error rather than a pull.
+func (c *CachedBases) Offline() bool { return c.offline || c.client == nil }
+
+// Image returns ref for platform p: from the cache if it holds it, else
+// from the registry.
+func (c *CachedBases) Image(ctx context.Context, ref name.Reference, p specs.Platform) (v1.Image, error) {
+	img, err := c.cached(ctx, ref, p)
+	if err == nil || !errors.Is(err, manifest.ErrNotCached) {
+		return img, err
+	}
+	if c.Offline() {
+		return nil, fmt.Errorf("base image %s for %s: %w", ref, platform.Format(p), ErrOffline)
+	}
+	return c.remote(ctx, ref, p)
+}
+
+// cached looks ref up in the cache, taking the shared lock first.
+func (c *CachedBases) cached(ctx context.Context, ref name.Reference, p specs.Platform) (v1.Image, error) {
+	if c.layout == nil {
+		return nil, manifest.ErrNotCached
+	}
+	if err := c.lock(ctx); err != nil {
+		return nil, err
+	}
+	img, _, err := c.layout.Image(ref, p)
+	return img, err
+}
+
+func (c *CachedBases) lock(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.unlock != nil {
+		return nil
+	}
+	unlock, err := c.layout.LockShared(ctx)
+	if err != nil {
+		return fmt.Errorf("locking the cache %s: %w", c.layout.Dir(), err)
+	}
+	c.unlock = unlock
+	return nil
+}
+
+// remote pulls ref's manifest and picks p out of an index.
+func (c *CachedBases) remote(ctx context.Context, ref name.Reference, p specs.Platform) (v1.Image, error) {
+	ref, err := c.client.ParseReference(ref.String()) // the registry's insecure setting
+	if err != nil {
+		return nil, err
+	}
+	desc, _, err := c.client.Get(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("pulling %s for %s: %w", ref, platform.Format(p), err)
+	}
+	if !desc.MediaType.IsIndex() {
+		return desc.Image()
+	}
+	idx, err := desc.ImageIndex()
+	if err != nil {
+		return nil, fmt.Errorf("reading the index of %s: %w", ref, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("reading the index of %s: %w", ref, err)
+	}
+	d, err := platform.Select(p, im.Manifests)
+	if err != nil {
+		return nil, fmt.Errorf("%s for %s: %w", ref, platform.Format(p), err)
+	}
+	return idx.Image(d.Digest)
+}
+
+// Close releases the cache's shared lock, if it was taken.
+func (c *CachedBases) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.unlock == nil {
+		return nil
+	}
+	err := c.unlock()
+	c.unlock = nil
+	return err
+}

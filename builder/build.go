@@ -1,0 +1,158 @@
+package builder
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	specs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"kiln/builder/buildcontext"
+	"kiln/builder/dockerfile"
+	"kiln/platform"
+)
+
+// Request is what to build: plain data, filled from flags or build.toml.
+type Request struct {
+	Context         string            // source for buildcontext.Open: dir, tar, "-" or git URL
+	Dockerfile      string            // relative to the context; default "Dockerfile"
+	Platform        specs.Platform    // the platform built; zero value = platform.Host()
+	BuildArgs       map[string]string // --build-arg
+	Target          string            // stage to build; "" = the last
+	Labels          map[string]string // --label, set on the image after the Dockerfile's
+	Reproducible    bool              // timestamps from SourceDateEpoch (or 0): same inputs, same digest
+	SourceDateEpoch *time.Time        // the time of a reproducible build; nil = the Unix epoch
+	Offline         bool              // a base image not in the cache is an error: pass it to CacheThenRemote too
+}
+
+// Result is the built image. Its layers are files in the build's work folder:
+// write or push Image before calling Close.
+type Result struct {
+	Image        v1.Image
+	Digest       v1.Hash // the manifest digest
+	ConfigDigest v1.Hash
+	Platform     specs.Platform
+
+	work string
+}
+
+// Close removes the build's work folder, layers included.
+func (r *Result) Close() error {
+	if r == nil || r.work == "" {
+		return nil
+	}
+	return os.RemoveAll(r.work)
+}
+
+// Build builds req's target stage for req.Platform. Dockerfile problems are
+// *dockerfile.Error values naming the line.
+func Build(ctx context.Context, req Request, opts ...Option) (*Result, error) {
+	o := newOptions(opts)
+	if r, ok := o.bases.(OfflineReporter); ok && req.Offline && !r.Offline() {
+		return nil, fmt.Errorf("an offline build was given base images that pull from registries: %w", ErrOffline)
+	}
+	req.Platform = targetPlatform(req.Platform)
+	work, err := os.MkdirTemp(o.workDir, "kiln-build-")
+	if err != nil {
+		return nil, fmt.Errorf("making the work folder: %w", err)
+	}
+	res, err := build(ctx, req, o, work)
+	if err != nil {
+		_ = os.RemoveAll(work)
+		return nil, err
+	}
+	return res, nil
+}
+
+// build runs one build in work, leaving only the layer files behind.
+func build(ctx context.Context, req Request, o *options, work string) (*Result, error) {
+	bc, err := buildcontext.Open(ctx, req.Context, buildcontext.Options{
+		Dockerfile: req.Dockerfile, TempDir: work, Stdin: o.stdin,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening the build context %s: %w", req.Context, err)
+	}
+	defer bc.Close()
+	plan, err := loadPlan(bc, req)
+	if err != nil {
+		return nil, err
+	}
+	if unused := unusedArgs(plan, req.BuildArgs); len(unused) > 0 {
+		o.log.Warn("build args not consumed by any ARG", "args", unused)
+	}
+	b := newBuilder(req, o, plan, bc, work)
+	defer b.cleanup()
+	st, err := b.stage(ctx, plan.Target)
+	if err != nil {
+		return nil, err
+	}
+	img, err := b.finish(st)
+	if err != nil {
+		return nil, err
+	}
+	return result(img, req.Platform, work)
+}
+
+// loadPlan reads the Dockerfile from the context and evaluates it.
+func loadPlan(bc *buildcontext.Context, req Request) (*dockerfile.Plan, error) {
+	data, err := bc.Dockerfile()
+	if err != nil {
+		return nil, fmt.Errorf("reading the Dockerfile: %w", err)
+	}
+	name := req.Dockerfile
+	if name == "" {
+		name = buildcontext.DefaultDockerfile
+	}
+	return dockerfile.NewPlan(data, name, dockerfile.Options{
+		Args: req.BuildArgs, Target: req.Target, TargetPlatform: req.Platform,
+	})
+}
+
+func targetPlatform(p specs.Platform) specs.Platform {
+	if p.OS == "" && p.Architecture == "" {
+		return platform.Host()
+	}
+	return platform.Normalize(p)
+}
+
+// result computes the digests of img.
+func result(img v1.Image, p specs.Platform, work string) (*Result, error) {
+	digest, err := img.Digest()
+	if err != nil {
+		return nil, fmt.Errorf("computing the image digest: %w", err)
+	}
+	cfg, err := img.ConfigName()
+	if err != nil {
+		return nil, fmt.Errorf("computing the config digest: %w", err)
+	}
+	return &Result{Image: img, Digest: digest, ConfigDigest: cfg, Platform: p, work: work}, nil
+}
+
+// unusedArgs lists the build args no ARG of the Dockerfile declares.
+func unusedArgs(plan *dockerfile.Plan, buildArgs map[string]string) []string {
+	declared := map[string]bool{}
+	for _, kv := range plan.GlobalArgs {
+		declared[kv[0]] = true
+	}
+	for _, st := range plan.Stages {
+		for _, cmd := range st.Commands {
+			if a, ok := cmd.(*instructions.ArgCommand); ok {
+				for _, kv := range a.Args {
+					declared[kv.Key] = true
+				}
+			}
+		}
+	}
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(buildArgs)) {
+		if !declared[k] {
+			out = append(out, k)
+		}
+	}
+	return out
+}

@@ -1,0 +1,22 @@
+package builder
+
+import "errors"
+
+// Sentinel errors, checked with errors.Is. Errors about a Dockerfile line are
+// *dockerfile.Error values wrapping them.
+var (
+	// ErrRunNotSupported marks a RUN instruction in a stage that must be
+	// built: kiln does not execute RUN yet.
+	ErrRunNotSupported = errors.New("RUN is not supported yet")
+
+	// ErrNotSupported marks an instruction form kiln does not handle yet
+	// (ADD of a git repository).
+	ErrNotSupported = errors.New("not supported yet")
+
+	// ErrOffline marks a base image missing from the cache in an offline build.
+	ErrOffline = errors.New("not in the cache and the build is offline")
+
+	// ErrNoBaseImages is returned when a FROM names an image and no
+	// BaseImages was given (WithBaseImages).
+	ErrNoBaseImages = errors.New("no base image source configured")
+)

@@ -1,0 +1,256 @@
+package builder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
+	specs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"kiln/builder/buildcontext"
+	"kiln/builder/dockerfile"
+	"kiln/builder/rootfs"
+	"kiln/platform"
+)
+
+// errStageCycle is wrapped when ONBUILD triggers of a base image make a stage
+// need itself.
+var errStageCycle = errors.New("stage needs itself")
+
+// builder is one Build: the plan, the context and the stages built so far.
+type builder struct {
+	req     Request
+	o       *options
+	plan    *dockerfile.Plan
+	bc      *buildcontext.Context
+	work    string
+	lex     *shell.Lex
+	created time.Time  // config and history timestamps
+	epoch   *time.Time // file timestamps of a reproducible build
+
+	stages   []*stageState
+	building []bool
+	images   map[string]*stageState // COPY --from=<image>, unpacked once
+	roots    []string
+	layers   int
+}
+
+func newBuilder(req Request, o *options, plan *dockerfile.Plan, bc *buildcontext.Context, work string) *builder {
+	b := &builder{
+		req: req, o: o, plan: plan, bc: bc, work: work,
+		lex:      shell.NewLex(plan.Escape),
+		created:  o.now().UTC().Truncate(time.Second),
+		stages:   make([]*stageState, len(plan.Stages)),
+		building: make([]bool, len(plan.Stages)),
+		images:   map[string]*stageState{},
+	}
+	if req.Reproducible {
+		e := time.Unix(0, 0).UTC()
+		if req.SourceDateEpoch != nil {
+			e = req.SourceDateEpoch.UTC()
+		}
+		b.created, b.epoch = e, &e
+	}
+	return b
+}
+
+// cleanup removes the stage filesystems; layer files stay for the result.
+func (b *builder) cleanup() {
+	for _, dir := range b.roots {
+		_ = os.RemoveAll(dir)
+	}
+}
+
+// stage builds stage i once, building first the stages it needs.
+func (b *builder) stage(ctx context.Context, i int) (*stageState, error) {
+	if s := b.stages[i]; s != nil {
+		return s, nil
+	}
+	ps := b.plan.Stages[i]
+	if b.building[i] {
+		return nil, b.plan.Errorf(ps.Line, "FROM", fmt.Errorf("%w (through ONBUILD triggers)", errStageCycle))
+	}
+	b.building[i] = true
+	b.o.log.Info("building stage", "stage", stageLabel(ps), "from", ps.Base, "platform", platform.Format(ps.Platform))
+	s, err := b.from(ctx, ps)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.dispatchAll(ctx, s, ps); err != nil {
+		return nil, err
+	}
+	b.stages[i] = s
+	return s, nil
+}
+
+// dispatchAll runs the base image's ONBUILD triggers, then the stage's own
+// instructions.
+func (b *builder) dispatchAll(ctx context.Context, s *stageState, ps dockerfile.Stage) error {
+	triggers := s.cfg.Config.OnBuild
+	s.cfg.Config.OnBuild = nil
+	for _, expr := range triggers {
+		cmd, err := dockerfile.ParseTrigger(expr)
+		if err != nil {
+			return b.plan.Errorf(ps.Line, "ONBUILD", fmt.Errorf("trigger %q of %s: %w", expr, ps.Base, err))
+		}
+		if err := b.dispatch(ctx, s, cmd, ps.Line); err != nil {
+			return err
+		}
+	}
+	for _, cmd := range ps.Commands {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := b.dispatch(ctx, s, cmd, dockerfile.Line(cmd)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// from starts a stage on its FROM: scratch, an earlier stage or an image.
+func (b *builder) from(ctx context.Context, ps dockerfile.Stage) (*stageState, error) {
+	switch {
+	case ps.BaseStage >= 0:
+		parent, err := b.stage(ctx, ps.BaseStage)
+		if err != nil {
+			return nil, err
+		}
+		img, err := parent.image()
+		if err != nil {
+			return nil, err
+		}
+		return b.newStage(ps.Name, ps.Platform, img)
+	case strings.EqualFold(ps.Base, "scratch"):
+		return b.newStage(ps.Name, ps.Platform, scratchImage(ps.Platform))
+	}
+	img, err := b.pull(ctx, ps.Base, ps.Platform)
+	if err != nil {
+		return nil, b.plan.Errorf(ps.Line, "FROM", err)
+	}
+	return b.newStage(ps.Name, ps.Platform, img)
+}
+
+// pull gets an external image from the BaseImages.
+func (b *builder) pull(ctx context.Context, ref string, p specs.Platform) (v1.Image, error) {
+	if b.o.bases == nil {
+		return nil, fmt.Errorf("image %s: %w", ref, ErrNoBaseImages)
+	}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return nil, fmt.Errorf("invalid image reference %q: %w", ref, err)
+	}
+	img, err := b.o.bases.Image(ctx, r, p)
+	if err != nil {
+		return nil, fmt.Errorf("base image %s for %s: %w", ref, platform.Format(p), err)
+	}
+	return img, nil
+}
+
+// newStage makes the state of a stage built on img.
+func (b *builder) newStage(stageName string, p specs.Platform, img v1.Image) (*stageState, error) {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("reading the config of the base of stage %s: %w", stageName, err)
+	}
+	mt, err := img.MediaType()
+	if err != nil {
+		return nil, fmt.Errorf("reading the manifest of the base of stage %s: %w", stageName, err)
+	}
+	cfg := cf.DeepCopy()
+	return &stageState{
+		name: stageName, platform: p, base: img, cfg: cfg,
+		vars: newVars(cfg.Config.Env), layerType: layerMediaType(mt),
+		owners: map[string]rootfs.Owner{},
+	}, nil
+}
+
+// scratchImage is the empty image for p, with BuildKit's default PATH.
+func scratchImage(p specs.Platform) v1.Image {
+	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	cfg := &v1.ConfigFile{
+		OS: p.OS, Architecture: p.Architecture, Variant: p.Variant,
+		RootFS: v1.RootFS{Type: "layers"},
+		Config: v1.Config{Env: []string{"PATH=" + defaultPath}},
+	}
+	out, err := mutate.ConfigFile(img, cfg)
+	if err != nil {
+		panic(err) // mutate.ConfigFile fails only on a broken base; empty.Image is not
+	}
+	return out
+}
+
+// defaultPath is the PATH BuildKit gives a stage built from scratch.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// layerMediaType picks the layer type that matches the base's manifest.
+func layerMediaType(mt types.MediaType) types.MediaType {
+	if mt == types.DockerManifestSchema2 {
+		return types.DockerLayer
+	}
+	return types.OCILayer
+}
+
+func stageLabel(ps dockerfile.Stage) string {
+	if ps.Name != "" {
+		return ps.Name
+	}
+	return fmt.Sprint(ps.Index)
+}
+
+// ensureRoot unpacks the stage's image so far into a rootfs tree, once.
+func (b *builder) ensureRoot(ctx context.Context, s *stageState) (*rootfs.Root, error) {
+	if s.root != nil {
+		return s.root, nil
+	}
+	dir, err := os.MkdirTemp(b.work, "rootfs-")
+	if err != nil {
+		return nil, fmt.Errorf("making a stage filesystem: %w", err)
+	}
+	b.roots = append(b.roots, dir)
+	root, err := rootfs.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	img, err := s.image()
+	if err != nil {
+		return nil, err
+	}
+	stats, err := root.Unpack(ctx, img)
+	if err != nil {
+		return nil, fmt.Errorf("unpacking the filesystem of stage %s: %w", s.name, err)
+	}
+	s.noteOwners(stats)
+	for _, w := range stats.Warnings {
+		b.o.log.Debug("unpacking", "stage", s.name, "warning", w)
+	}
+	s.root = root
+	return root, nil
+}
+
+// layerPath names the next layer file.
+func (b *builder) layerPath() string {
+	b.layers++
+	return filepath.Join(b.work, fmt.Sprintf("layer-%03d.tar.gz", b.layers))
+}
+
+// dispatchError gives err the Dockerfile line, unless it has one.
+func (b *builder) dispatchError(line int, cmd instructions.Command, err error) error {
+	var derr *dockerfile.Error
+	if errors.As(err, &derr) {
+		return err
+	}
+	return b.plan.Errorf(line, strings.ToUpper(cmd.Name()), err)
+}

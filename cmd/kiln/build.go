@@ -1,0 +1,432 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	specs "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/urfave/cli/v2"
+
+	"kiln/builder"
+	"kiln/builder/dockerfile"
+	"kiln/config"
+	"kiln/manifest"
+	"kiln/platform"
+)
+
+func buildCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "build",
+		Usage:     "build one platform of an image from a Dockerfile, in userspace, without a Docker daemon",
+		UsageText: "kiln build [--config build.toml NAME] | [--context DIR] [--dockerfile F] [--platform P] [--destination REF]... [--output oci:DIR | --tar-path FILE]",
+		Description: `build executes a Dockerfile for one platform: it takes the FROM images from the warm cache
+(--cache-dir) or the registry, runs every instruction, turns each change into a layer, and
+pushes the image to every --destination, or writes it as an OCI layout (--output oci:DIR, the
+default when there is no destination: ./out/<name>) or a docker-load tarball (--tar-path).
+
+Examples:
+   # From build.toml: image "api" for this machine's platform, pushed to its tags
+   kiln build --config build.toml api
+
+   # The same for arm64 into an OCI layout, nothing pushed
+   kiln build --config build.toml api --platform linux/arm64 --no-push --output oci:out/api-arm64
+
+   # Without build.toml, kaniko style
+   kiln build --context . --dockerfile Dockerfile --destination registry.example.com/acme/app:1.0 \
+              --build-arg VERSION=1.0 --label org.opencontainers.image.revision=$GIT_SHA
+
+   # Reproducible: the same inputs give the same digest
+   SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) kiln build --context . --reproducible --digest-file digest.txt
+
+Exit status: 0 if the image was built and written or pushed everywhere asked; 1 if the build
+or a push failed; 2 for bad flags, build.toml or Dockerfile.`,
+		ArgsUsage: "[NAME]",
+		Flags: []cli.Flag{
+			configFlag(),
+			&cli.StringFlag{Name: "context", Usage: "build context: a folder, a .tar/.tar.gz file, - for a tar on stdin, or a git URL (repo.git#ref:subdir)", EnvVars: envs("CONTEXT")},
+			&cli.StringFlag{Name: "dockerfile", Aliases: []string{"f"}, Usage: "Dockerfile path inside the context", DefaultText: "Dockerfile", EnvVars: envs("DOCKERFILE")},
+			&cli.StringFlag{Name: "platform", Usage: "the platform to build", DefaultText: "this machine's", EnvVars: envs("PLATFORM")},
+			&cli.StringSliceFlag{Name: "build-arg", Usage: "set a Dockerfile ARG, `K=V` (repeatable)", EnvVars: envs("BUILD_ARG")},
+			&cli.StringFlag{Name: "target", Usage: "build this `STAGE` (default: the last)", EnvVars: envs("TARGET")},
+			&cli.StringSliceFlag{Name: "label", Usage: "add a label `K=V` to the image (repeatable)", EnvVars: envs("LABEL")},
+			&cli.StringSliceFlag{Name: "destination", Aliases: []string{"d"}, Usage: "push to this `REF` (repeatable)", EnvVars: envs("DESTINATION")},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "also write the image as an OCI layout: oci:`DIR`", EnvVars: envs("OUTPUT")},
+			&cli.StringFlag{Name: "tar-path", Usage: "also write a docker-load tarball to `FILE`", EnvVars: envs("TAR_PATH")},
+			&cli.BoolFlag{Name: "no-push", Usage: "build (and write --output/--tar-path) but push nothing", EnvVars: envs("NO_PUSH")},
+			&cli.StringFlag{Name: "cache-dir", Usage: "the warm cache to take base images from", DefaultText: "cache.dir of build.toml, else ~/.cache/kiln", EnvVars: envs("CACHE_DIR")},
+			&cli.BoolFlag{Name: "offline", Usage: "a base image missing from the cache is an error, not a pull", EnvVars: envs("OFFLINE")},
+			&cli.BoolFlag{Name: "reproducible", Usage: "timestamps from SOURCE_DATE_EPOCH (or 0): the same inputs give the same digest", EnvVars: envs("REPRODUCIBLE")},
+			&cli.StringFlag{Name: "digest-file", Usage: "write the image digest to `FILE`", EnvVars: envs("DIGEST_FILE")},
+			&cli.StringFlag{Name: "metadata-file", Usage: "write JSON metadata (digests, platform, tags) to `FILE`", EnvVars: envs("METADATA_FILE")},
+			&cli.StringFlag{Name: "work-dir", Usage: "scratch space for stage filesystems and layers", DefaultText: "$TMPDIR", EnvVars: envs("WORK_DIR")},
+			progressFlag(),
+			logFormatFlag(),
+		},
+		Action:       runBuild,
+		OnUsageError: usageError,
+	}
+}
+
+// buildPlan is the flags and build.toml turned into one build.
+type buildPlan struct {
+	name       string
+	req        builder.Request
+	dests      []name.Reference // the image's tags: pushed unless --no-push, named in outputs
+	push       bool
+	ociDir     string
+	tarPath    string
+	cacheDir   string
+	registries map[string]manifest.RegistryConfig
+}
+
+func runBuild(c *cli.Context) error {
+	out, err := newOutput(c)
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	plan, err := planBuild(c)
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	client, err := manifest.NewClient(manifest.WithRegistries(plan.registries), manifest.WithClientLogger(out.log), manifest.WithUserAgent("kiln/"+version))
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	var layout *manifest.Layout
+	if l, err := manifest.OpenExistingLayout(plan.cacheDir); err == nil {
+		layout = l
+	} else if !errors.Is(err, manifest.ErrNotLayout) {
+		return cli.Exit(err.Error(), exitFailed)
+	}
+	bases := builder.CacheThenRemote(layout, client, plan.req.Offline)
+	defer bases.Close()
+
+	start := time.Now()
+	out.log.Info("build starting", "image", plan.name, "platform", platform.Format(plan.req.Platform), "context", plan.req.Context)
+	res, err := builder.Build(c.Context, plan.req, builder.WithBaseImages(bases), builder.WithLogger(out.log), builder.WithWorkDir(c.String("work-dir")))
+	if err != nil {
+		return buildFailure(err)
+	}
+	defer res.Close()
+	if err := writeOutputs(c, client, plan, res); err != nil {
+		return cli.Exit(err.Error(), exitFailed)
+	}
+	printBuildSummary(c, plan, res, time.Since(start))
+	return nil
+}
+
+// buildFailure: a Dockerfile or input problem exits 2, anything else 1.
+func buildFailure(err error) error {
+	var de *dockerfile.Error
+	switch {
+	case errors.As(err, &de), errors.Is(err, dockerfile.ErrUnknownTarget), errors.Is(err, builder.ErrRunNotSupported),
+		errors.Is(err, builder.ErrNotSupported), errors.Is(err, fs.ErrNotExist):
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	return cli.Exit(err.Error(), exitFailed)
+}
+
+func planBuild(c *cli.Context) (*buildPlan, error) {
+	plan := &buildPlan{registries: map[string]manifest.RegistryConfig{}}
+	if c.NArg() > 1 {
+		return nil, fmt.Errorf("one image NAME at a time (kiln build-all builds several)")
+	}
+	if c.NArg() == 1 {
+		if err := planFromConfig(c, plan); err != nil {
+			return nil, err
+		}
+	} else {
+		plan.name = "image"
+		plan.req.Context = "."
+	}
+	return plan, applyBuildFlags(c, plan)
+}
+
+// planFromConfig fills the plan from build.toml's [images.NAME].
+func planFromConfig(c *cli.Context, plan *buildPlan) error {
+	cfg, err := config.Load(c.String("config"))
+	if err != nil {
+		return err
+	}
+	imageName := c.Args().First()
+	img, ok := cfg.Images[imageName]
+	if !ok {
+		return fmt.Errorf("%s: no [images.%s] (images: %s)", cfg.File, imageName, strings.Join(cfg.ImageNames(), ", "))
+	}
+	plan.name = imageName
+	plan.req = builder.Request{Context: img.Context, Dockerfile: img.Dockerfile, Target: img.Target, BuildArgs: copyMap(img.Args), Labels: copyMap(img.Labels)}
+	plan.cacheDir = cfg.Cache.Dir
+	for host, r := range cfg.Registries {
+		plan.registries[host] = manifest.RegistryConfig{Insecure: r.Insecure, Mirrors: r.Mirrors}
+	}
+	for _, t := range img.Tags {
+		ref, err := name.ParseReference(t)
+		if err != nil {
+			return fmt.Errorf("images.%s.tags: %w", imageName, err)
+		}
+		plan.dests = append(plan.dests, ref)
+	}
+	if dir, ok := strings.CutPrefix(img.Output, "oci:"); ok {
+		plan.ociDir = dir
+	} else if file, ok := strings.CutPrefix(img.Output, "tar:"); ok {
+		plan.tarPath = file
+	}
+	if !c.IsSet("platform") && len(img.Platforms) > 0 {
+		plan.req.Platform = hostOrFirst(img.Platforms)
+	}
+	return nil
+}
+
+// hostOrFirst picks this machine's platform if the image is built for it.
+func hostOrFirst(ps []specs.Platform) specs.Platform {
+	for _, p := range ps {
+		if platform.Equal(p, platform.Host()) {
+			return p
+		}
+	}
+	return ps[0]
+}
+
+func applyBuildFlags(c *cli.Context, plan *buildPlan) error {
+	r := &plan.req
+	setString(c, "context", &r.Context)
+	setString(c, "dockerfile", &r.Dockerfile)
+	setString(c, "target", &r.Target)
+	setString(c, "cache-dir", &plan.cacheDir)
+	setString(c, "tar-path", &plan.tarPath)
+	if plan.cacheDir == "" {
+		plan.cacheDir = defaultCacheDir()
+	}
+	if c.IsSet("platform") {
+		p, err := platform.Parse(c.String("platform"))
+		if err != nil {
+			return fmt.Errorf("--platform: %w", err)
+		}
+		r.Platform = p
+	}
+	if r.Platform.OS == "" {
+		r.Platform = platform.Host()
+	}
+	var err error
+	if r.BuildArgs, err = keyValues(c, "build-arg", r.BuildArgs); err != nil {
+		return err
+	}
+	if r.Labels, err = keyValues(c, "label", r.Labels); err != nil {
+		return err
+	}
+	if err := applyDestinations(c, plan); err != nil {
+		return err
+	}
+	r.Offline = c.Bool("offline")
+	return applyReproducible(c, r)
+}
+
+func applyDestinations(c *cli.Context, plan *buildPlan) error {
+	if c.IsSet("destination") {
+		plan.dests = nil
+		for _, d := range splitCommas(c.StringSlice("destination")) {
+			ref, err := name.ParseReference(d)
+			if err != nil {
+				return fmt.Errorf("--destination %q: %w", d, err)
+			}
+			plan.dests = append(plan.dests, ref)
+		}
+	}
+	if c.IsSet("output") {
+		dir, ok := strings.CutPrefix(c.String("output"), "oci:")
+		if !ok || dir == "" {
+			return fmt.Errorf("--output: want oci:DIR, got %q", c.String("output"))
+		}
+		plan.ociDir = dir
+	}
+	plan.push = len(plan.dests) > 0 && !c.Bool("no-push")
+	if !plan.push && plan.ociDir == "" && plan.tarPath == "" {
+		plan.ociDir = filepath.Join("out", plan.name) // the embedded default: no registry needed
+	}
+	return nil
+}
+
+func applyReproducible(c *cli.Context, r *builder.Request) error {
+	if !c.Bool("reproducible") {
+		return nil
+	}
+	r.Reproducible = true
+	if v := os.Getenv("SOURCE_DATE_EPOCH"); v != "" {
+		var secs int64
+		if _, err := fmt.Sscanf(v, "%d", &secs); err != nil || secs < 0 {
+			return fmt.Errorf("SOURCE_DATE_EPOCH: want seconds since 1970, got %q", v)
+		}
+		t := time.Unix(secs, 0).UTC()
+		r.SourceDateEpoch = &t
+	}
+	return nil
+}
+
+func setString(c *cli.Context, flag string, dst *string) {
+	if c.IsSet(flag) {
+		*dst = c.String(flag)
+	}
+}
+
+// keyValues merges repeated K=V flags over base.
+func keyValues(c *cli.Context, flag string, base map[string]string) (map[string]string, error) {
+	out := copyMap(base)
+	for _, kv := range c.StringSlice(flag) {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok && flag == "build-arg" {
+			// As with docker: --build-arg NAME takes NAME's value from the environment.
+			if ev, set := os.LookupEnv(kv); set {
+				out[kv] = ev
+				continue
+			}
+		}
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--%s %q: want KEY=VALUE", flag, kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func copyMap(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// writeOutputs pushes and writes the built image where the plan says.
+func writeOutputs(c *cli.Context, client *manifest.Client, plan *buildPlan, res *builder.Result) error {
+	if plan.ociDir != "" {
+		l, err := manifest.OpenLayout(plan.ociDir)
+		if err != nil {
+			return fmt.Errorf("--output oci:%s: %w", plan.ociDir, err)
+		}
+		if _, err := l.WriteImage(c.Context, res.Image, ociRefName(plan)); err != nil {
+			return fmt.Errorf("writing oci:%s: %w", plan.ociDir, err)
+		}
+	}
+	if plan.tarPath != "" {
+		if err := manifest.WriteTarball(plan.tarPath, res.Image, tagsOf(plan.dests)); err != nil {
+			return err
+		}
+	}
+	if plan.push {
+		if _, err := client.Push(c.Context, res.Image, plan.dests); err != nil {
+			return err
+		}
+	}
+	return writeBuildFiles(c, plan, res)
+}
+
+// ociRefName names the image in an OCI layout output: its first tag, else
+// the image's name.
+func ociRefName(plan *buildPlan) string {
+	for _, d := range plan.dests {
+		if t, ok := d.(name.Tag); ok {
+			return t.Name()
+		}
+	}
+	return plan.name
+}
+
+func tagsOf(refs []name.Reference) []name.Tag {
+	var out []name.Tag
+	for _, r := range refs {
+		if t, ok := r.(name.Tag); ok {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// buildMetadata is --metadata-file's content.
+type buildMetadata struct {
+	Image        string   `json:"image"`
+	Digest       string   `json:"digest"`
+	ConfigDigest string   `json:"config_digest"`
+	Platform     string   `json:"platform"`
+	Tags         []string `json:"tags"`
+	Pushed       bool     `json:"pushed"`
+	OCILayout    string   `json:"oci_layout,omitempty"`
+	Tarball      string   `json:"tarball,omitempty"`
+	Size         int64    `json:"size"`
+}
+
+func writeBuildFiles(c *cli.Context, plan *buildPlan, res *builder.Result) error {
+	if f := c.String("digest-file"); f != "" {
+		if err := writeFileAtomic(f, []byte(res.Digest.String()+"\n")); err != nil {
+			return fmt.Errorf("--digest-file: %w", err)
+		}
+	}
+	f := c.String("metadata-file")
+	if f == "" {
+		return nil
+	}
+	md := buildMetadata{Image: plan.name, Digest: res.Digest.String(), ConfigDigest: res.ConfigDigest.String(),
+		Platform: platform.Format(res.Platform), Tags: []string{}, OCILayout: plan.ociDir, Tarball: plan.tarPath, Size: imageSize(res), Pushed: plan.push}
+	for _, d := range plan.dests {
+		md.Tags = append(md.Tags, d.String())
+	}
+	data, err := json.MarshalIndent(md, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(f, append(data, '\n')); err != nil {
+		return fmt.Errorf("--metadata-file: %w", err)
+	}
+	return nil
+}
+
+func imageSize(res *builder.Result) int64 {
+	m, err := res.Image.Manifest()
+	if err != nil {
+		return 0
+	}
+	n := m.Config.Size
+	for _, l := range m.Layers {
+		n += l.Size
+	}
+	return n
+}
+
+func printBuildSummary(c *cli.Context, plan *buildPlan, res *builder.Result, took time.Duration) {
+	w := c.App.Writer
+	fmt.Fprintf(w, "built %s for %s: %s (%s) in %.1fs\n", plan.name, platform.Format(res.Platform), res.Digest, humanBytes(imageSize(res)), took.Seconds())
+	for _, d := range plan.dests {
+		if plan.push {
+			fmt.Fprintf(w, "  pushed %s\n", d)
+		}
+	}
+	if plan.ociDir != "" {
+		fmt.Fprintf(w, "  wrote oci:%s (%s)\n", plan.ociDir, ociRefName(plan))
+	}
+	if plan.tarPath != "" {
+		fmt.Fprintf(w, "  wrote %s (docker load -i %s)\n", plan.tarPath, plan.tarPath)
+	}
+}
+
+// writeFileAtomic writes data to path through a temporary file and rename.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".kiln-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
