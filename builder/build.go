@@ -22,6 +22,7 @@ type Request struct {
 	Context         string            // source for buildcontext.Open: dir, tar, "-" or git URL
 	Dockerfile      string            // relative to the context; default "Dockerfile"
 	Platform        specs.Platform    // the platform built; zero value = platform.Host()
+	BuildPlatform   specs.Platform    // the machine building ($BUILDPLATFORM); zero value = platform.Host()
 	BuildArgs       map[string]string // --build-arg
 	Target          string            // stage to build; "" = the last
 	Labels          map[string]string // --label, set on the image after the Dockerfile's
@@ -110,6 +111,7 @@ func loadPlan(bc *buildcontext.Context, req Request) (*dockerfile.Plan, error) {
 	}
 	return dockerfile.NewPlan(data, name, dockerfile.Options{
 		Args: req.BuildArgs, Target: req.Target, TargetPlatform: req.Platform,
+		BuildPlatform: targetPlatform(req.BuildPlatform), // FROM --platform=$BUILDPLATFORM runs natively
 	})
 }
 

@@ -100,7 +100,7 @@ func runCase(t *testing.T, dir string, bases fakeBases) want {
 	}
 	ctxDir := makeContext(t, dir, req)
 	res, err := Build(context.Background(), Request{
-		Context: ctxDir, Platform: p, BuildArgs: req.Args, Target: req.Target,
+		Context: ctxDir, Platform: p, BuildPlatform: amd64, BuildArgs: req.Args, Target: req.Target,
 		Labels: req.Labels, Reproducible: true,
 	}, WithBaseImages(bases), WithWorkDir(t.TempDir()))
 	if err != nil {
