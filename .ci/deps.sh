@@ -7,6 +7,8 @@ command -v docker-registry >/dev/null 2>&1 || [ -x /usr/bin/docker-registry ] ||
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 [ -x /bin/busybox ] || command -v busybox >/dev/null 2>&1 || need+=(busybox-static)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v buildah >/dev/null 2>&1 || need+=(buildah)
+command -v umoci >/dev/null 2>&1 || need+=(umoci)
 command -v git >/dev/null 2>&1 || need+=(git)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
