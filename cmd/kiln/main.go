@@ -48,18 +48,25 @@ func newApp() *cli.App {
 		Description: `kiln reads one build.toml and does three jobs, in Kubernetes and on a laptop alike:
 
    kiln warm        pre-pull every base image, for every platform, into a shared cache (an OCI layout)
-   kiln build       build one platform of an image from a Dockerfile, in userspace        (coming)
+   kiln build       build one platform of an image from a Dockerfile, in userspace (RUN: coming)
    kiln build-all   build every platform on a machine of that architecture, push one index (coming)
+   kiln index       stitch existing per-platform images into one multi-platform index
 
 Every flag can also be set by an environment variable KILN_<FLAG>, e.g. KILN_CACHE_DIR.`,
 		HideVersion:          true,
 		EnableBashCompletion: true,
 		Commands: []*cli.Command{
 			warmCommand(),
+			buildCommand(),
+			indexCommand(),
 			versionCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints and exits
-		OnUsageError:   usageError,
+		CommandNotFound: func(c *cli.Context, cmd string) {
+			fmt.Fprintf(c.App.ErrWriter, "kiln: no command %q (see kiln --help)\n", cmd)
+			os.Exit(exitUsage)
+		},
+		OnUsageError: usageError,
 	}
 }
 
