@@ -43,18 +43,11 @@ type BaseImage struct {
 // Problems in the Dockerfile are *Error values; an unknown Options.Target wraps
 // ErrUnknownTarget.
 func BaseImages(dockerfile []byte, filename string, opts Options) ([]BaseImage, error) {
-	if filename == "" {
-		filename = "Dockerfile"
-	}
-	f, err := parse(dockerfile, filename)
+	f, target, err := open(dockerfile, filename, opts)
 	if err != nil {
 		return nil, err
 	}
-	target, err := f.target(opts.Target)
-	if err != nil {
-		return nil, err
-	}
-	stages, err := f.evaluate(opts, target)
+	stages, _, err := f.evaluate(opts, target)
 	if err != nil {
 		return nil, err
 	}
@@ -65,21 +58,37 @@ func BaseImages(dockerfile []byte, filename string, opts Options) ([]BaseImage, 
 	return collect(stages, need), nil
 }
 
+// open parses a Dockerfile and finds the target stage's index.
+func open(dockerfile []byte, filename string, opts Options) (*file, int, error) {
+	if filename == "" {
+		filename = "Dockerfile"
+	}
+	f, err := parse(dockerfile, filename)
+	if err != nil {
+		return nil, 0, err
+	}
+	target, err := f.target(opts.Target)
+	if err != nil {
+		return nil, 0, err
+	}
+	return f, target, nil
+}
+
 // evaluate expands the FROM lines with the global ARGs for opts' platforms and
-// checks the stage graph.
-func (f *file) evaluate(opts Options, target int) ([]stage, error) {
+// checks the stage graph. It also returns the global ARGs.
+func (f *file) evaluate(opts Options, target int) ([]stage, *argEnv, error) {
 	tp, bp := platforms(opts)
 	lex := shell.NewLex(f.escape)
 	env, err := f.globalArgs(lex, automaticArgs(tp, bp, f.stages[target].Name), opts.Args)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ev := &evaluator{f: f, lex: lex, env: env, target: tp}
 	stages, err := ev.evaluate()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return stages, f.checkCycles(stages)
+	return stages, env, f.checkCycles(stages)
 }
 
 // platforms returns the target and build platforms, defaults filled in.

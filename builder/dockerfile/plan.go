@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
-	"github.com/moby/buildkit/frontend/dockerfile/shell"
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -38,26 +37,12 @@ func NewPlan(dockerfile []byte, filename string, opts Options) (*Plan, error) {
 	if filename == "" {
 		filename = "Dockerfile"
 	}
-	f, err := parse(dockerfile, filename)
+	f, target, err := open(dockerfile, filename, opts)
 	if err != nil {
 		return nil, err
 	}
-	target, err := f.target(opts.Target)
+	evaluated, env, err := f.evaluate(opts, target)
 	if err != nil {
-		return nil, err
-	}
-	tp, bp := platforms(opts)
-	lex := shell.NewLex(f.escape)
-	env, err := f.globalArgs(lex, automaticArgs(tp, bp, f.stages[target].Name), opts.Args)
-	if err != nil {
-		return nil, err
-	}
-	ev := &evaluator{f: f, lex: lex, env: env, target: tp}
-	evaluated, err := ev.evaluate()
-	if err != nil {
-		return nil, err
-	}
-	if err := f.checkCycles(evaluated); err != nil {
 		return nil, err
 	}
 	p := &Plan{File: filename, Target: target, Escape: f.escape}
