@@ -21,7 +21,7 @@ var allowed = []rule{
 	{pkg: "kiln/config", deps: []string{"kiln/platform"}},
 	{pkg: "kiln/manifest", deps: []string{"kiln/platform"}},
 	{pkg: "kiln/warmer", deps: []string{"kiln/manifest", "kiln/platform"}},
-	{pkg: "kiln/builder", deps: []string{"kiln/manifest", "kiln/platform", "kiln/builder/"}, isDir: true},
+	{pkg: "kiln/builder", deps: []string{"kiln/manifest", "kiln/platform", "kiln/builder", "kiln/builder/"}, isDir: true},
 }
 
 // TestPackageGraph enforces who may import whom: library packages never

@@ -1,0 +1,46 @@
+// Package run executes one RUN step's command inside a stage's root
+// filesystem, isolated from the host: the part of a userspace builder that
+// needs the kernel's help.
+//
+// Three isolation modes exist. Chroot (root on a host) re-executes the
+// current program as a small init in new mount, PID, UTS and IPC namespaces
+// (and a network namespace for Network "none"), mounts a fresh /proc, a
+// minimal /dev and a read-only /sys inside the root, pivots into it and execs
+// the command. Rootless does the same inside a user namespace. Container
+// runs the command directly, with the process's own / as the root, for a
+// dedicated pod that may not create namespaces.
+//
+// Because the init is this program re-executed, main (and TestMain) must
+// call MaybeInit first thing:
+//
+//	func main() {
+//		run.MaybeInit() // never returns in the re-executed init
+//		...
+//	}
+//
+// A step then runs as:
+//
+//	iso, why := run.Detect() // once per build
+//	log.Info("isolation", "mode", iso, "why", why)
+//	uid, gid, groups, err := run.ResolveUser(root, "app:app")
+//	...
+//	err = run.Run(ctx, iso, run.Spec{
+//		Root: root, Args: []string{"/bin/sh", "-c", "make install"},
+//		Env: env, Dir: "/src", UID: uid, GID: gid, Groups: groups,
+//		Stdout: os.Stdout, Stderr: os.Stderr,
+//	})
+//	var exit *run.ExitError
+//	if errors.As(err, &exit) {
+//		// exit.Code, exit.Tail: the last lines of the command's output
+//	}
+//
+// Every mount lives in the step's own mount namespace and vanishes with it:
+// nothing is left mounted on the host. Mount points the root lacks (/proc,
+// /dev, /sys, /etc/resolv.conf, /etc/hosts, Spec.Mounts targets) are created
+// before the step and removed after it when they are still empty, so a
+// snapshot taken afterwards does not see them; Spec.MountPoints lists the
+// paths a snapshot should ignore while a step runs. In container mode,
+// ContainerMountPoints lists what the snapshot must leave alone instead.
+//
+// Detect starts a probe process: call it once per build.
+package run

@@ -1,0 +1,199 @@
+package run
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"reflect"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// envMarker tells MaybeInit which part of the re-executed program it is.
+const envMarker = "_KILN_RUN_INIT"
+
+// Values of envMarker.
+const (
+	stageProbe = "probe"  // Detect: exit 0 at once
+	stageMap   = "stage1" // rootless: wait for the id maps, then re-exec as stageInit
+	stageInit  = "init"   // set up the root and exec the command
+)
+
+// Extra file descriptors the init inherits.
+const (
+	fdConfig = 3 // read: a gate byte (rootless) then the JSON initConfig
+	fdStatus = 4 // write: why the setup failed; closed on exec
+)
+
+// waitDelay bounds how long Run waits for output pipes after the command
+// ended or was killed.
+const waitDelay = 5 * time.Second
+
+// initConfig is what the init needs, sent through fdConfig.
+type initConfig struct {
+	Root      string
+	Mounts    []mountOp
+	Args      []string
+	Env       []string
+	Dir       string
+	UID, GID  uint32
+	Groups    []uint32
+	SetGroups bool // false when setgroups is denied (single-id rootless)
+	Hostname  string
+	Loopback  bool // bring lo up: the step has its own network namespace
+	DropCaps  bool // keep only Docker's default capabilities
+}
+
+// Run executes spec.Args inside spec.Root with the isolation. A command that
+// fails is an *ExitError; a step whose setup fails matches ErrSetup; a
+// cancelled ctx kills the whole process tree and is returned wrapped.
+func Run(ctx context.Context, iso Isolation, spec Spec) error {
+	if err := spec.validate(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("running %s: %w", spec.Args[0], context.Cause(ctx))
+	}
+	switch iso {
+	case Chroot, Rootless:
+		return runIsolated(ctx, iso, spec)
+	case Container:
+		return runContainer(ctx, spec)
+	}
+	return fmt.Errorf("%w: isolation %q", ErrBadSpec, iso)
+}
+
+// runIsolated starts this program again as the step's init in new
+// namespaces, hands it the step through a pipe and waits for the command.
+func runIsolated(ctx context.Context, iso Isolation, spec Spec) error {
+	mounts, created, err := planMounts(spec)
+	defer removeCreated(created)
+	if err != nil {
+		return err
+	}
+	cfg := initConfig{
+		Root: spec.Root, Mounts: mounts, Args: spec.Args, Env: spec.Env, Dir: spec.Dir,
+		UID: spec.UID, GID: spec.GID, Groups: spec.Groups, SetGroups: true,
+		Hostname: spec.Hostname, Loopback: spec.network() == NetworkNone, DropCaps: iso == Chroot,
+	}
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("running %s: %w", spec.Args[0], err)
+	}
+	defer cfgW.Close()
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		cfgR.Close()
+		return fmt.Errorf("running %s: %w", spec.Args[0], err)
+	}
+	defer statusR.Close()
+
+	tail := &tailWriter{}
+	cmd := initCommand(ctx, iso, spec, tail)
+	cmd.ExtraFiles = []*os.File{cfgR, statusW} // fdConfig, fdStatus
+	err = cmd.Start()
+	cfgR.Close()
+	statusW.Close()
+	if err != nil {
+		return fmt.Errorf("%w: starting the %s init for %s: %v", ErrSetup, iso, spec.Args[0], err)
+	}
+	if iso == Rootless {
+		if err := mapIDs(cmd.Process.Pid, &cfg, logger(spec)); err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return err
+		}
+		_, _ = cfgW.Write([]byte{'g'}) // the maps are written: re-exec
+	}
+	// A write error means the init died; its status or exit says why.
+	_ = json.NewEncoder(cfgW).Encode(cfg)
+	cfgW.Close()
+	status, _ := io.ReadAll(statusR) // ends at exec (close-on-exec) or at a failure
+	return result(ctx, spec, cmd.Wait(), string(status), tail)
+}
+
+// initCommand is this program re-executed as the init, in the namespaces
+// the isolation asks for.
+func initCommand(ctx context.Context, iso Isolation, spec Spec, tail *tailWriter) *exec.Cmd {
+	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
+	if spec.network() == NetworkNone {
+		flags |= unix.CLONE_NEWNET
+	}
+	stage := stageInit
+	if iso == Rootless {
+		flags |= unix.CLONE_NEWUSER
+		stage = stageMap
+	}
+	cmd := exec.CommandContext(ctx, "/proc/self/exe")
+	cmd.Args = []string{"kiln-run-init"}
+	cmd.Env = []string{envMarker + "=" + stage}
+	cmd.Stdin = spec.Stdin
+	cmd.Stdout, cmd.Stderr = outputs(spec, tail)
+	// Killing the init, PID 1 of the step's PID namespace, kills every
+	// process of the step.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
+	cmd.WaitDelay = waitDelay
+	return cmd
+}
+
+// result turns how the command ended into Run's error.
+func result(ctx context.Context, spec Spec, waitErr error, status string, tail *tailWriter) error {
+	if ctx.Err() != nil && waitErr != nil {
+		return fmt.Errorf("running %s: %w", spec.Args[0], context.Cause(ctx))
+	}
+	if status != "" {
+		return fmt.Errorf("%w for %s: %s", ErrSetup, spec.Args[0], strings.TrimSpace(status))
+	}
+	if waitErr == nil {
+		return nil
+	}
+	var ee *exec.ExitError
+	if !errors.As(waitErr, &ee) {
+		return fmt.Errorf("running %s: %w", spec.Args[0], waitErr)
+	}
+	ws, ok := ee.Sys().(syscall.WaitStatus)
+	if ok && ws.Signaled() {
+		return &ExitError{Code: 128 + int(ws.Signal()), Signal: unix.SignalName(ws.Signal()), Tail: tail.String()}
+	}
+	return &ExitError{Code: ee.ExitCode(), Tail: tail.String()}
+}
+
+// outputs are the command's stdout and stderr, both also feeding tail. When
+// the caller gives one writer for both, so does the command: one pipe keeps
+// the order of the lines.
+func outputs(spec Spec, tail *tailWriter) (stdout, stderr io.Writer) {
+	stdout = teeTail(spec.Stdout, tail)
+	if sameWriter(spec.Stdout, spec.Stderr) {
+		return stdout, stdout
+	}
+	return stdout, teeTail(spec.Stderr, tail)
+}
+
+func sameWriter(a, b io.Writer) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return reflect.TypeOf(a) == reflect.TypeOf(b) && reflect.TypeOf(a).Comparable() && a == b
+}
+
+func teeTail(w io.Writer, tail *tailWriter) io.Writer {
+	if w == nil {
+		return tail
+	}
+	return io.MultiWriter(tail, w)
+}
+
+func logger(spec Spec) *slog.Logger {
+	if spec.Log != nil {
+		return spec.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
