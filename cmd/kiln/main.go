@@ -49,7 +49,7 @@ func newApp() *cli.App {
 
    kiln warm        pre-pull every base image, for every platform, into a shared cache (an OCI layout)
    kiln build       build one platform of an image from a Dockerfile, in userspace (RUN: coming)
-   kiln build-all   build every platform on a machine of that architecture, push one index (coming)
+   kiln build-all   build every platform natively (or COPY-only cross builds) and push one index
    kiln index       stitch existing per-platform images into one multi-platform index
 
 Every flag can also be set by an environment variable KILN_<FLAG>, e.g. KILN_CACHE_DIR.`,
@@ -58,6 +58,7 @@ Every flag can also be set by an environment variable KILN_<FLAG>, e.g. KILN_CAC
 		Commands: []*cli.Command{
 			warmCommand(),
 			buildCommand(),
+			buildAllCommand(),
 			indexCommand(),
 			versionCommand(),
 		},

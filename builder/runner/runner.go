@@ -1,0 +1,58 @@
+package runner
+
+import (
+	"context"
+	"io"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	specs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"kiln/builder"
+)
+
+// Job is one (image, platform) to build: plain data.
+type Job struct {
+	Image    string         // the image's name in build.toml, for messages
+	Platform specs.Platform // the platform to build; overrides Request.Platform (zero: that, else the host's)
+	Request  builder.Request
+	// Tags are the image's tags. A runner that pushes pushes the platform
+	// image by digest into the first tag's repository, never to a tag: the
+	// coordinator tags the index once every platform is there.
+	Tags []name.Reference
+	// Log receives the build's log lines; the coordinator prefixes them with
+	// "[name platform] ". nil: the runner's own logger.
+	Log io.Writer
+}
+
+// Outcome is a built platform image.
+type Outcome struct {
+	Digest v1.Hash  // the image manifest's digest
+	Image  v1.Image // nil when the image lives only in a registry (pushed by digest)
+	Where  string   // where it was built: "local", a node's name
+	Size   int64    // config and layers, compressed
+	// Emulated is true when some RUN ran under a binfmt_misc emulator.
+	Emulated bool
+	// Release frees what Image holds (Local: the layer files in the job's
+	// work folder). Call it once the image has been pushed or written; nil
+	// when there is nothing to free.
+	Release func() error
+}
+
+// Runner builds one (image, platform). Implementations must be safe for
+// concurrent use: the coordinator runs several jobs at once.
+type Runner interface {
+	// Name says which runner this is ("local", "kubernetes"), for plans and
+	// summaries.
+	Name() string
+	// Run builds job. An error names what failed; it never stops other jobs.
+	Run(ctx context.Context, job Job) (*Outcome, error)
+}
+
+// Close calls Release, if there is one; it is safe on a nil Outcome.
+func (o *Outcome) Close() error {
+	if o == nil || o.Release == nil {
+		return nil
+	}
+	return o.Release()
+}

@@ -1,0 +1,300 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"kiln/builder"
+	"kiln/builder/buildall"
+	"kiln/builder/runner"
+	"kiln/config"
+	"kiln/manifest"
+)
+
+func buildAllCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "build-all",
+		Usage:     "build every image of build.toml for every platform and push one index per image",
+		UsageText: "kiln build-all [--config build.toml] [NAME]... [--runner local] [--jobs N] [--plan] [--allow-emulation] [--format oci|docker] [--output oci:DIR] [--no-push]",
+		Description: `build-all builds each image of build.toml (or only the NAMEs given) for each of its
+platforms, then stitches the platform images into one OCI image index and pushes it to every
+tag: the platform images go by digest into the first tag's repository (other repositories
+mount their blobs), then the index to every tag. An image's output = "oci:DIR" (or --output)
+also gets an OCI layout holding the index, filed under the first tag, else the image's name;
+an image with no tags, or any with --no-push, goes to ./out/<name> when it names no output.
+--format docker makes a Docker manifest list instead, which holds only Docker schema 2
+platform images (those built on Docker-format base images).
+
+Before any work, kiln decides from the Dockerfiles how each platform builds here: natively
+(this machine's platform), cross (another architecture, but no stage the target needs has a
+RUN, or only stages FROM --platform=$BUILDPLATFORM do: Go binaries, static assets), or not at
+all: a RUN that would execute another architecture's code needs a node of that architecture
+(the kubernetes runner) or --allow-emulation with a binfmt_misc handler registered for it.
+--plan prints these decisions and exits.
+
+"platforms" are required: if one fails, the image's index is neither pushed nor written, and
+its other platforms stop. "optional_platforms" are best effort: one that fails is left out of
+the index and reported. Other images go on regardless. After each build, the ELF headers of
+the binaries it added are checked: an arm64 image holding new x86-64 binaries fails.
+
+Examples:
+   # Everything in ./build.toml, two platform builds at a time
+   kiln build-all
+
+   # What would be built where, and why, without building
+   kiln build-all --plan
+
+   # Two images only, into OCI layouts, nothing pushed
+   kiln build-all --no-push api web
+
+   # One image into a given layout, reproducible: the same commit, the same index digest
+   SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) kiln build-all api --no-push --output oci:dist/api --reproducible
+
+   # Digests for the deploy step
+   kiln build-all --metadata-file build-all.json
+
+Exit status: 0 if every image got its index; 1 if a required platform failed (also when
+found before any work) or an index could not be pushed or written; 2 for bad flags, an
+unknown NAME or a bad build.toml.`,
+		ArgsUsage: "[NAME]...",
+		Flags: []cli.Flag{
+			configFlag(),
+			&cli.StringFlag{Name: "runner", Usage: "where platform builds run: local (kubernetes: coming)", DefaultText: "runner.kind of build.toml, else local", EnvVars: envs("RUNNER")},
+			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: buildall.DefaultJobs, Usage: "platform builds at a time", EnvVars: envs("JOBS")},
+			&cli.BoolFlag{Name: "plan", Usage: "print what would be built where and why, then exit (1 if something would fail up front)", EnvVars: envs("PLAN")},
+			&cli.BoolFlag{Name: "allow-emulation", Usage: "let a RUN execute another architecture's code under a registered binfmt_misc (qemu) handler", EnvVars: envs("ALLOW_EMULATION")},
+			&cli.StringFlag{Name: "binfmt-dir", Value: runner.DefaultBinfmtDir, Hidden: true, EnvVars: envs("BINFMT_DIR")},
+			&cli.StringFlag{Name: "format", Value: string(manifest.FormatOCI), Usage: "the index `FORMAT`: oci (an OCI image index) or docker (a Docker manifest list)", EnvVars: envs("FORMAT")},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the index as an OCI layout: oci:`DIR` (one image only)", EnvVars: envs("OUTPUT")},
+			&cli.StringFlag{Name: "metadata-file", Usage: "write JSON with every platform digest and each index digest to `FILE`", EnvVars: envs("METADATA_FILE")},
+			&cli.BoolFlag{Name: "no-push", Usage: "push nothing: write each index as an OCI layout (--output, the image's output, or ./out/<name>)", EnvVars: envs("NO_PUSH")},
+			&cli.StringFlag{Name: "cache-dir", Usage: "the warm cache to take base images from", DefaultText: "cache.dir of build.toml, else ~/.cache/kiln", EnvVars: envs("CACHE_DIR")},
+			&cli.BoolFlag{Name: "offline", Usage: "a base image missing from the cache is an error, not a pull", EnvVars: envs("OFFLINE")},
+			&cli.BoolFlag{Name: "reproducible", Usage: "timestamps from SOURCE_DATE_EPOCH (or 0): the same inputs give the same digests", EnvVars: envs("REPRODUCIBLE")},
+			&cli.StringFlag{Name: "work-dir", Usage: "scratch space for stage filesystems and layers", DefaultText: "$TMPDIR", EnvVars: envs("WORK_DIR")},
+			progressFlag(),
+			logFormatFlag(),
+		},
+		Action:       runBuildAll,
+		OnUsageError: usageError,
+	}
+}
+
+// buildAllSetup is build.toml and the flags turned into what build-all needs.
+type buildAllSetup struct {
+	cfg      *config.Config
+	names    []string
+	client   *manifest.Client
+	images   []buildall.Image
+	cacheDir string
+	format   manifest.IndexFormat
+}
+
+func runBuildAll(c *cli.Context) error {
+	out, err := newOutput(c)
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	s, err := setupBuildAll(c, out)
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	var layout *manifest.Layout
+	if l, err := manifest.OpenExistingLayout(s.cacheDir); err == nil {
+		layout = l
+	} else if !errors.Is(err, manifest.ErrNotLayout) {
+		return cli.Exit(err.Error(), exitFailed)
+	}
+	bases := builder.CacheThenRemote(layout, s.client, c.Bool("offline"))
+	defer bases.Close()
+	coord := buildall.New(newLocalRunner(c, out, bases), coordinatorOptions(c, out, s)...)
+	plan, err := coord.Plan(c.Context, s.images)
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	if c.Bool("plan") {
+		fmt.Fprint(c.App.Writer, plan)
+		if plan.Failed() {
+			return cli.Exit("some images would fail before any work (see above)", exitFailed)
+		}
+		return nil
+	}
+	rep, err := coord.Run(c.Context, plan)
+	if err != nil {
+		return cli.Exit(err.Error(), exitFailed)
+	}
+	printBuildAllSummary(c.App.Writer, rep)
+	if err := writeBuildAllMetadata(c.String("metadata-file"), rep); err != nil {
+		return cli.Exit(err.Error(), exitFailed)
+	}
+	return buildAllExit(rep)
+}
+
+func newLocalRunner(c *cli.Context, out *output, bases builder.BaseImages) runner.Runner {
+	return runner.NewLocal(
+		runner.WithBaseImages(bases),
+		runner.WithWorkDir(c.String("work-dir")),
+		runner.WithLogger(out.log),
+		runner.WithAllowEmulation(c.Bool("allow-emulation")),
+		runner.WithBinfmtDir(c.String("binfmt-dir")),
+	)
+}
+
+func coordinatorOptions(c *cli.Context, out *output, s *buildAllSetup) []buildall.Option {
+	opts := []buildall.Option{
+		buildall.WithJobs(c.Int("jobs")),
+		buildall.WithAllowEmulation(c.Bool("allow-emulation")),
+		buildall.WithBinfmtDir(c.String("binfmt-dir")),
+		buildall.WithClient(s.client),
+		buildall.WithFormat(s.format),
+		buildall.WithLogger(out.log),
+		buildall.WithTempDir(c.String("work-dir")),
+	}
+	if c.String("log-format") == "text" {
+		// Job lines, each behind "[name platform] "; JSON logs carry the
+		// image and platform as attributes instead.
+		opts = append(opts, buildall.WithLogWriter(errWriter(c)))
+	}
+	return opts
+}
+
+func errWriter(c *cli.Context) io.Writer {
+	if c.App.ErrWriter != nil {
+		return c.App.ErrWriter
+	}
+	return os.Stderr
+}
+
+// setupBuildAll checks the flags, reads build.toml and makes the images.
+func setupBuildAll(c *cli.Context, out *output) (*buildAllSetup, error) {
+	if err := checkRunner(c); err != nil {
+		return nil, err
+	}
+	if n := c.Int("jobs"); n < 1 || n > 256 {
+		return nil, fmt.Errorf("--jobs: must be 1..256, got %d", n)
+	}
+	format, err := manifest.ParseIndexFormat(c.String("format"))
+	if err != nil {
+		return nil, fmt.Errorf("--format: %w", err)
+	}
+	cfg, err := config.Load(c.String("config"))
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRunnerKind(cfg.Runner.Kind, c.IsSet("runner")); err != nil {
+		return nil, err
+	}
+	s := &buildAllSetup{cfg: cfg, format: format, cacheDir: cfg.Cache.Dir}
+	if s.names, err = selectImages(c, cfg); err != nil {
+		return nil, err
+	}
+	registries := map[string]manifest.RegistryConfig{}
+	for host, r := range cfg.Registries {
+		registries[host] = manifest.RegistryConfig{Insecure: r.Insecure, Mirrors: r.Mirrors}
+	}
+	if s.client, err = manifest.NewClient(manifest.WithRegistries(registries), manifest.WithClientLogger(out.log), manifest.WithUserAgent("kiln/"+version)); err != nil {
+		return nil, err
+	}
+	setString(c, "cache-dir", &s.cacheDir)
+	if s.cacheDir == "" {
+		s.cacheDir = defaultCacheDir()
+	}
+	for _, n := range s.names {
+		im, err := buildAllImage(c, out, s, n)
+		if err != nil {
+			return nil, err
+		}
+		s.images = append(s.images, im)
+	}
+	return s, nil
+}
+
+// checkRunner accepts --runner local; kubernetes comes later.
+func checkRunner(c *cli.Context) error {
+	if !c.IsSet("runner") {
+		return nil
+	}
+	return checkRunnerKind(c.String("runner"), false)
+}
+
+func checkRunnerKind(kind string, overridden bool) error {
+	switch {
+	case overridden, kind == "", kind == "local":
+		return nil
+	case kind == "kubernetes":
+		return errors.New("the kubernetes runner is not available yet: use --runner local")
+	}
+	return fmt.Errorf("--runner: want local or kubernetes, got %q", kind)
+}
+
+// selectImages is the NAMEs given, checked, in build.toml's (sorted) order;
+// none given: every image.
+func selectImages(c *cli.Context, cfg *config.Config) ([]string, error) {
+	all := cfg.ImageNames()
+	if len(all) == 0 {
+		return nil, fmt.Errorf("%s has no [images.NAME] to build", cfg.File)
+	}
+	args := c.Args().Slice()
+	for _, a := range args {
+		if strings.HasPrefix(a, "-") {
+			return nil, fmt.Errorf("%s comes after a NAME: flags go before the names", a)
+		}
+		if !slices.Contains(all, a) {
+			return nil, fmt.Errorf("%s: no [images.%s] (images: %s)", cfg.File, a, strings.Join(all, ", "))
+		}
+	}
+	names := all
+	if len(args) > 0 {
+		names = slices.DeleteFunc(slices.Clone(all), func(n string) bool { return !slices.Contains(args, n) })
+	}
+	if c.IsSet("output") && len(names) != 1 {
+		return nil, fmt.Errorf("--output names one layout for one image; %d images are selected: name one, or set output per image in build.toml", len(names))
+	}
+	return names, nil
+}
+
+// buildAllImage turns [images.NAME] and the flags into a buildall.Image.
+func buildAllImage(c *cli.Context, out *output, s *buildAllSetup, imageName string) (buildall.Image, error) {
+	img := s.cfg.Images[imageName]
+	im := buildall.Image{
+		Name: imageName,
+		Request: builder.Request{Context: img.Context, Dockerfile: img.Dockerfile, Target: img.Target,
+			BuildArgs: copyMap(img.Args), Labels: copyMap(img.Labels), Offline: c.Bool("offline")},
+		Platforms: img.Platforms, OptionalPlatforms: img.OptionalPlatforms,
+	}
+	if err := applyReproducible(c, &im.Request); err != nil {
+		return im, err
+	}
+	for _, t := range img.Tags {
+		ref, err := s.client.ParseReference(t)
+		if err != nil {
+			return im, fmt.Errorf("images.%s.tags: %w", imageName, err)
+		}
+		im.Tags = append(im.Tags, ref)
+	}
+	im.Push = len(im.Tags) > 0 && !c.Bool("no-push")
+	switch kind, dest, _ := strings.Cut(img.Output, ":"); kind {
+	case "oci":
+		im.OCIDir = dest
+	case "tar":
+		out.log.Warn("build-all writes an index, which a docker-load tarball cannot hold: ignoring the output", "image", imageName, "output", img.Output)
+	}
+	if c.IsSet("output") {
+		dir, ok := strings.CutPrefix(c.String("output"), "oci:")
+		if !ok || dir == "" {
+			return im, fmt.Errorf("--output: want oci:DIR, got %q", c.String("output"))
+		}
+		im.OCIDir = dir
+	}
+	if !im.Push && im.OCIDir == "" {
+		im.OCIDir = filepath.Join("out", imageName) // the embedded default: no registry needed
+	}
+	return im, nil
+}
