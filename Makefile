@@ -4,7 +4,8 @@
 #   make e2e        only the end-to-end tests (real registry process, the built binary)
 #   make bench      benchmarks: kiln vs crane, skopeo and the raw limit (bench/)
 #   make lint       go vet + gofmt
-#   make demo       README's main command: warm a sample multi-arch image from a local registry
+#   make demo       README's main command: kiln build-all of build.toml (hello, amd64+arm64) into out/hello
+#   make demo-warm  kiln warm of sample multi-arch images from a local registry
 #   make deps       install the system packages tests need (Debian; root or sudo)
 
 GO      ?= go
@@ -12,7 +13,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 export CGO_ENABLED ?= 0
 
-.PHONY: all build test unit e2e bench lint deps demo clean
+.PHONY: all build test unit e2e bench lint deps demo demo-warm hello clean
 
 all: build
 
@@ -39,8 +40,16 @@ bench: deps build
 deps:
 	@bash .ci/deps.sh
 
-demo: deps build
+# The sample program, cross-compiled per architecture: the Dockerfile only COPYs it.
+hello:
+	GOOS=linux GOARCH=amd64 $(GO) build -trimpath -o examples/hello/bin/hello-amd64 ./examples/hello
+	GOOS=linux GOARCH=arm64 $(GO) build -trimpath -o examples/hello/bin/hello-arm64 ./examples/hello
+
+demo: build hello
+	bin/kiln build-all --config build.toml --reproducible
+
+demo-warm: deps build
 	$(GO) run ./test/demo
 
 clean:
-	rm -rf bin out .cache
+	rm -rf bin out .cache examples/hello/bin
