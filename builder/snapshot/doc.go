@@ -1,0 +1,51 @@
+// Package snapshot turns what a RUN step changed in a root filesystem
+// directory into an OCI layer: an uncompressed tar of the added and modified
+// files, directories, symlinks and hardlinks, with their modes (setuid
+// included), owners, xattrs (SCHILY.xattr.*) and mtimes, and whiteouts
+// (".wh.NAME", ".wh..wh..opq") for what was deleted. builder/rootfs applies
+// such a layer to a copy of the tree before the step to give the tree after.
+//
+// Two strategies give the same layer for the same step. Overlay runs the step
+// on an overlay mount whose upper directory is exactly the change, so its
+// cost follows the size of the change; it needs the right to mount:
+//
+//	o, err := snapshot.NewOverlay(root, scratch, snapshot.Options{Exclude: []string{"/proc", "/dev"}})
+//	merged, err := o.Mount(ctx) // errors.Is(err, snapshot.ErrOverlayUnsupported): use Walk
+//	// ... run the step chrooted into merged ...
+//	stats, err := o.Diff(ctx, layerFile) // unmounts; root now holds the step's result
+//	// or, when the step failed: o.Close() // root unchanged
+//
+// Walk compares the tree with a stat record taken before the step (size,
+// mode, owner, mtime, ctime, inode, link count, link target, and the xattrs
+// of entries changed in the second before it) and works everywhere:
+//
+//	w := snapshot.NewWalk(root, opts)
+//	err := w.Before(ctx)
+//	// ... run the step chrooted into root ...
+//	stats, err := w.Diff(ctx, layerFile)
+//
+// Walk visits directories on up to GOMAXPROCS goroutines, never follows a
+// symlink, and leaves out directories another filesystem is mounted on as
+// if they were excluded (bind-mounted files must be excluded by name).
+//
+// Supported tells, once per process, whether Overlay can be used here.
+//
+// The tar is deterministic: entries in lexical order of path components
+// (parents before children, whiteouts among their siblings), mtimes in whole
+// seconds clamped to Options.SourceDateEpoch, no user or group names. File
+// contents are streamed. Excluded paths (Options.Exclude: /proc, bind-mount
+// targets, the builder's own directories) are neither written nor whiteouted
+// nor descended into.
+//
+// Deletions: a whiteout per name gone, or one opaque marker for a directory
+// all of whose (several) names are gone; Overlay also keeps the opaque
+// marker overlayfs puts on a directory removed and made again. Where the
+// strategies' forms differ, their layers still apply to the same tree.
+//
+// A stat-based Walk cannot see a change that keeps size, mode, owner, mtime,
+// ctime, inode and link count: one made by a process that resets the clock,
+// or a same-size rewrite within the clock tick of a change made just before
+// Before (xattrs of such recent entries are compared). Overlay without an index breaks the hardlinks of a lower file
+// it copies up, as the kernel does for any container: there the two
+// strategies differ (Walk keeps the other paths linked).
+package snapshot

@@ -1,0 +1,382 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"kiln/builder/rootfs"
+
+	"golang.org/x/sys/unix"
+)
+
+// Overlay takes a snapshot by running the step on an overlay mount of the
+// root: the upper directory then holds exactly the change, and a snapshot
+// costs what changed. Mounting needs CAP_SYS_ADMIN in the current mount
+// namespace. An Overlay is used by one goroutine at a time.
+type Overlay struct {
+	root    string
+	scratch string
+	opts    Options
+	exclude excluder
+	mounted bool
+}
+
+// NewOverlay returns an Overlay of the tree at root that keeps its upper,
+// work and merged directories in scratch, which must be on a filesystem
+// overlayfs accepts as upper (not overlayfs itself) and must not be inside
+// root. Neither path may hold ',' or ':', which the mount options cannot
+// carry on every kernel.
+func NewOverlay(root, scratch string, opts Options) (*Overlay, error) {
+	absRoot, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("overlay of %s: %w", root, err)
+	}
+	absScratch, err := filepath.Abs(scratch)
+	if err != nil {
+		return nil, fmt.Errorf("overlay scratch %s: %w", scratch, err)
+	}
+	for _, p := range []string{absRoot, absScratch} {
+		if strings.ContainsAny(p, ",:") {
+			return nil, fmt.Errorf("overlay path %q holds ',' or ':': %w", p, ErrOverlayUnsupported)
+		}
+	}
+	if absScratch == absRoot || strings.HasPrefix(absScratch, strings.TrimSuffix(absRoot, "/")+"/") {
+		return nil, fmt.Errorf("overlay scratch %s is inside its root %s: %w", absScratch, absRoot, ErrScratchInRoot)
+	}
+	fi, err := os.Stat(absRoot)
+	if err != nil {
+		return nil, fmt.Errorf("overlay of %s: %w", root, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("overlay of %s: %w", root, unix.ENOTDIR)
+	}
+	return &Overlay{root: absRoot, scratch: absScratch, opts: opts, exclude: newExcluder(opts.Exclude)}, nil
+}
+
+func (o *Overlay) upper() string  { return filepath.Join(o.scratch, "upper") }
+func (o *Overlay) work() string   { return filepath.Join(o.scratch, "work") }
+func (o *Overlay) merged() string { return filepath.Join(o.scratch, "merged") }
+
+// Mount mounts the overlay (lower: root) and returns the merged directory
+// the step must run in. Until Diff, root must not be written. A refused
+// mount returns an error matching ErrOverlayUnsupported.
+func (o *Overlay) Mount(ctx context.Context) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	if o.mounted {
+		return o.merged(), nil
+	}
+	if err := o.clean(); err != nil { // what a failed Diff left is not this step's
+		return "", err
+	}
+	for _, d := range []string{o.upper(), o.work(), o.merged()} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", fmt.Errorf("preparing overlay scratch: %w", err)
+		}
+	}
+	if err := mountOverlay(o.root, o.upper(), o.work(), o.merged()); err != nil {
+		return "", err
+	}
+	o.mounted = true
+	return o.merged(), nil
+}
+
+// mountOptions are tried in order: the first keeps the upper a plain tree
+// (no metadata-only copy-up, no redirected directories); kernels that do not
+// know those options, or a user namespace that needs userxattr, get the next.
+func mountOptions() []string {
+	plain := ",metacopy=off,redirect_dir=off,index=off"
+	return []string{plain, plain + ",userxattr", ",userxattr", ""}
+}
+
+// mountOverlay mounts lower+upper on merged.
+func mountOverlay(lower, upper, work, merged string) error {
+	base := "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work
+	var err error
+	for _, extra := range mountOptions() {
+		err = unix.Mount("overlay", merged, "overlay", 0, base+extra)
+		if err == nil {
+			return nil
+		}
+		if !unsupported(err) {
+			return fmt.Errorf("mounting overlay of %s on %s: %w", lower, merged, err)
+		}
+	}
+	return fmt.Errorf("mounting overlay of %s on %s: %w (%w)", lower, merged, ErrOverlayUnsupported, err)
+}
+
+// unsupported tells mount errors that mean "not here" rather than "broken".
+func unsupported(err error) bool {
+	return errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENODEV)
+}
+
+// Diff unmounts the overlay, writes the layer of the upper directory to out,
+// applies the same layer to root so that root holds the step's result, and
+// empties scratch. On error root may hold part of the step.
+func (o *Overlay) Diff(ctx context.Context, out io.Writer) (*Stats, error) {
+	if !o.mounted {
+		return nil, ErrNotMounted
+	}
+	if err := o.unmount(); err != nil {
+		return nil, err
+	}
+	stats := &Stats{}
+	set := newChangeSet()
+	if err := o.scan(ctx, set, stats); err != nil {
+		return nil, fmt.Errorf("reading overlay upper %s: %w", o.upper(), err)
+	}
+	set.withParents()
+	if err := o.writeAndApply(ctx, set.sorted(), out, stats); err != nil {
+		return nil, err
+	}
+	if err := o.clean(); err != nil {
+		return nil, err
+	}
+	return stats, nil
+}
+
+// Close unmounts the overlay if it is still mounted and empties scratch,
+// for a step that failed: root is left as it was before Mount.
+func (o *Overlay) Close() error {
+	if o.mounted {
+		if err := o.unmount(); err != nil {
+			return err
+		}
+	}
+	return o.clean()
+}
+
+// unmount unmounts merged. What the step mounted below it and left (its
+// namespace is gone, its mounts may not be) makes it busy: then it is
+// detached with those mounts, which only hide what the step wrote there.
+func (o *Overlay) unmount() error {
+	err := unix.Unmount(o.merged(), 0)
+	if errors.Is(err, unix.EBUSY) {
+		err = unix.Unmount(o.merged(), unix.MNT_DETACH)
+	}
+	if err != nil {
+		return fmt.Errorf("unmounting overlay %s: %w", o.merged(), err)
+	}
+	o.mounted = false
+	return nil
+}
+
+func (o *Overlay) clean() error {
+	for _, d := range []string{o.upper(), o.work(), o.merged()} {
+		if err := os.RemoveAll(d); err != nil {
+			return fmt.Errorf("cleaning overlay scratch: %w", err)
+		}
+	}
+	return nil
+}
+
+// upperScan turns the upper directory into changes: every entry is one, a
+// 0/0 character device (or an xattr whiteout) is a whiteout, and an opaque
+// directory hides its lower contents. The lower directory (root) is walked
+// alongside, confined, to tell which opaque directories hide anything.
+type upperScan struct {
+	o     *Overlay
+	set   *changeSet
+	stats *Stats
+}
+
+// dir scans the upper directory name (in dirFD) at rel; lowerFD is the same
+// directory in root, -1 when root has none there or it is hidden.
+func (u *upperScan) dir(ctx context.Context, dirFD int, name, rel string, lowerFD int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	f, names, err := openDir(dirFD, name, u.o.hostUpper(rel))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var gone []string
+	for _, n := range names {
+		child := joinRel(rel, n)
+		if u.o.exclude.excluded(child) {
+			continue
+		}
+		u.stats.Scanned++
+		if reserved(n) {
+			return fmt.Errorf("/%s: %w", child, ErrReservedName)
+		}
+		whiteout, err := u.entry(ctx, int(f.Fd()), n, child, lowerFD)
+		if err != nil {
+			return err
+		}
+		if whiteout {
+			gone = append(gone, n)
+		}
+	}
+	return u.deletions(rel, lowerFD, gone)
+}
+
+// deletions records the whiteouts overlayfs made in the directory rel: one
+// opaque marker instead when they name everything the lower directory
+// held, as Walk writes it.
+func (u *upperScan) deletions(rel string, lowerFD int, gone []string) error {
+	if len(gone) > 1 && lowerFD >= 0 {
+		lower, err := u.lowerNames(rel, lowerFD)
+		if err != nil {
+			return err
+		}
+		if opaqueInstead(rel, len(lower), len(gone), u.o.exclude) {
+			u.set.opaque(rel)
+			return nil
+		}
+	}
+	for _, n := range gone {
+		u.set.whiteout(joinRel(rel, n))
+	}
+	return nil
+}
+
+// lowerNames lists the lower directory rel (open as lowerFD, O_PATH), less
+// what is excluded.
+func (u *upperScan) lowerNames(rel string, lowerFD int) ([]string, error) {
+	f, names, err := openDir(lowerFD, ".", filepath.Join(u.o.root, filepath.FromSlash(rel)))
+	if err != nil {
+		return nil, err
+	}
+	f.Close()
+	kept := names[:0]
+	for _, n := range names {
+		if !u.o.exclude.excluded(joinRel(rel, n)) {
+			kept = append(kept, n)
+		}
+	}
+	return kept, nil
+}
+
+// entry records one upper entry and descends into directories; a whiteout
+// is returned to the caller, which records it.
+func (u *upperScan) entry(ctx context.Context, dirFD int, name, rel string, lowerFD int) (whiteout bool, err error) {
+	host := u.o.hostUpper(rel)
+	st, err := lstatAt(dirFD, name, host)
+	if err != nil {
+		return false, err
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFCHR:
+		if st.Rdev == 0 {
+			return true, nil
+		}
+	case unix.S_IFREG:
+		if st.Size == 0 && hasOverlayXattr(host, "whiteout") {
+			return true, nil
+		}
+	case unix.S_IFDIR:
+		return false, u.subdir(ctx, dirFD, name, rel, host, lowerFD)
+	}
+	u.set.entry(rel)
+	return false, nil
+}
+
+// subdir records the upper directory at rel, opaque when overlayfs marked
+// it so and root has a directory there for it to hide, and scans it.
+func (u *upperScan) subdir(ctx context.Context, dirFD int, name, rel, host string, lowerFD int) error {
+	lower := openLowerDir(lowerFD, name)
+	if lower >= 0 {
+		defer unix.Close(lower)
+	}
+	v, err := overlayXattrValue(host, "opaque")
+	if err != nil {
+		return err
+	}
+	if v == "y" && lower >= 0 {
+		u.set.opaque(rel)
+		return u.dir(ctx, dirFD, name, rel, -1)
+	}
+	u.set.entry(rel)
+	return u.dir(ctx, dirFD, name, rel, lower)
+}
+
+// openLowerDir opens the directory name in lowerFD, -1 when there is none
+// (or lowerFD is -1); a symlink is never followed.
+func openLowerDir(lowerFD int, name string) int {
+	if lowerFD == -1 {
+		return -1
+	}
+	fd, err := unix.Openat(lowerFD, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1
+	}
+	return fd
+}
+
+// overlayXattrValue reads overlayfs's attribute name in either namespace.
+func overlayXattrValue(host, name string) (string, error) {
+	for _, ns := range []string{"trusted.overlay.", "user.overlay."} {
+		v, err := getXattr(host, ns+name)
+		if err != nil {
+			return "", err
+		}
+		if v != nil {
+			return string(v), nil
+		}
+	}
+	return "", nil
+}
+
+func hasOverlayXattr(host, name string) bool {
+	v, err := overlayXattrValue(host, name)
+	return err == nil && v != ""
+}
+
+// scan reads the upper directory into set.
+func (o *Overlay) scan(ctx context.Context, set *changeSet, stats *Stats) error {
+	lower, err := unix.Open(o.root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: o.root, Err: err}
+	}
+	defer unix.Close(lower)
+	u := &upperScan{o: o, set: set, stats: stats}
+	return u.dir(ctx, unix.AT_FDCWD, o.upper(), "", lower)
+}
+
+func (o *Overlay) hostUpper(rel string) string {
+	return filepath.Join(o.upper(), filepath.FromSlash(rel))
+}
+
+// writeAndApply writes the layer to out and, from the same bytes, applies it
+// to root.
+func (o *Overlay) writeAndApply(ctx context.Context, changes []change, out io.Writer, stats *Stats) error {
+	root, err := rootfs.Open(o.root)
+	if err != nil {
+		return err
+	}
+	type result struct {
+		warnings []string
+		err      error
+	}
+	pr, pw := io.Pipe()
+	applied := make(chan result, 1)
+	go func() {
+		as, err := root.ApplyLayer(ctx, pr)
+		var warnings []string
+		if err == nil {
+			warnings = as.Warnings
+			_, err = io.Copy(io.Discard, pr) // the tar's trailing padding
+		}
+		pr.CloseWithError(err)
+		applied <- result{warnings, err}
+	}()
+	werr := newLayerWriter(o.upper(), o.opts, io.MultiWriter(out, pw), stats).write(ctx, changes)
+	pw.CloseWithError(werr)
+	res := <-applied
+	if werr != nil {
+		return werr
+	}
+	if res.err != nil {
+		return fmt.Errorf("applying the overlay's change to %s: %w", o.root, res.err)
+	}
+	stats.Warnings = res.warnings
+	return nil
+}

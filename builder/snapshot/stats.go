@@ -1,0 +1,18 @@
+package snapshot
+
+// Stats tells what one snapshot wrote and how much it looked at.
+type Stats struct {
+	Files     int   // regular files written with content
+	Dirs      int   // directory entries
+	Symlinks  int   // symlinks
+	Hardlinks int   // hardlink entries (second and later paths to an inode)
+	Devices   int   // character and block devices and fifos
+	Whiteouts int   // ".wh.NAME" entries
+	Opaque    int   // ".wh..wh..opq" entries
+	Bytes     int64 // file content written
+	Skipped   int   // sockets, which a layer cannot carry
+	Scanned   int   // tree entries examined to find the change
+	// Warnings are what Overlay.Diff could not apply to root (ownership or
+	// devices an unprivileged process cannot make), from builder/rootfs.
+	Warnings []string
+}
