@@ -1,0 +1,8 @@
+ARG BASE
+FROM ${BASE}
+ARG VERSION=dev
+ARG TARGETARCH
+ENV APP_VERSION=$VERSION APP_ARCH=$TARGETARCH
+COPY static/ /srv/static/
+WORKDIR /srv
+CMD ["serve", "--root", "/srv/static"]
