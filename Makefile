@@ -36,6 +36,7 @@ test: deps lint
 
 bench: deps build
 	bash bench/run.sh
+	bash bench/build.sh
 
 deps:
 	@bash .ci/deps.sh

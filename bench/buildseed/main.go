@@ -1,0 +1,357 @@
+// Command buildseed prepares kiln's build benchmark (bench/build.sh): it
+// starts a registry process, pushes the base images, writes the build
+// context and its Dockerfiles, and keeps the registry serving until its
+// standard input closes or it gets SIGTERM/SIGINT; then it stops it.
+//
+//	go run ./bench/buildseed -dir bench/.work/registry -context bench/.work/context \
+//		-ready bench/.work/buildseed.json -lists bench/.work/lists
+//
+// (under a shell, keep its standard input open, e.g. from a FIFO, or pass
+// -stdin=false and stop it with SIGTERM).
+//
+// What it pushes, both single-platform images for this machine's platform
+// (buildah builds for the machine it runs on):
+//
+//	REG/bench/build-base:1   a small base: 2 layers, 2.5 MiB in 12 files
+//	REG/bench/build-big:1    one 200 MiB layer of 8 incompressible files
+//
+// The context (-context) holds ~2,000 files of incompressible content,
+// ~150 MB, in three folders of different file sizes:
+//
+//	src/     1,600 files of 1–12 KiB in 40 folders    (~10 MB)
+//	assets/    360 files of 64–320 KiB in 12 folders  (~70 MB)
+//	data/       40 files of 1–2.5 MiB                 (~73 MB)
+//
+// and three Dockerfiles naming the registry's address:
+//
+//	Dockerfile.copy    FROM build-base, COPY src/, COPY assets/, COPY data/
+//	Dockerfile.multi   stage 1 FROM build-base COPY src/ and assets/; stage 2
+//	                   FROM build-base COPY --from=stage1 the src/ subset, COPY
+//	                   data/, WORKDIR, ENV, LABEL, CMD
+//	Dockerfile.big     FROM build-big, COPY src/
+//
+// Sizes and contents come from fixed seeds, mtimes are fixed: the same flags
+// give the same files and digests on every run and machine. Once ready it
+// prints a JSON description, writes it atomically to -ready, and writes
+// one-value files to -lists for shell scripts (registry, base.ref, big.ref,
+// context.files, context.bytes, big.bytes).
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"kiln/test/harness"
+)
+
+const (
+	kib = 1 << 10
+	mib = 1 << 20
+)
+
+// modTime is every context file's and folder's mtime.
+var modTime = time.Unix(946684800, 0) // 2000-01-01T00:00:00Z
+
+// tier is one folder of the context: Files files spread over Dirs
+// sub-folders (none when Dirs is 0), each of a size drawn uniformly from
+// [Min, Max] by a generator seeded with Seed.
+type tier struct {
+	Name     string
+	Files    int
+	Dirs     int
+	Min, Max int64
+	Seed     uint64
+}
+
+var tiers = []tier{
+	{Name: "src", Files: 1600, Dirs: 40, Min: 1 * kib, Max: 12 * kib, Seed: 11},
+	{Name: "assets", Files: 360, Dirs: 12, Min: 64 * kib, Max: 320 * kib, Seed: 12},
+	{Name: "data", Files: 40, Dirs: 0, Min: 1 * mib, Max: 5 * mib / 2, Seed: 13},
+}
+
+// Tier is what was written for one folder.
+type Tier struct {
+	Name  string `json:"name"`
+	Files int    `json:"files"`
+	Bytes int64  `json:"bytes"`
+}
+
+// Description is what buildseed prints.
+type Description struct {
+	Registry     string  `json:"registry"`
+	Platform     string  `json:"platform"`
+	Base         string  `json:"base"`
+	Big          string  `json:"big"`
+	BigBytes     int64   `json:"big_layer_bytes"` // uncompressed file content
+	Context      string  `json:"context"`
+	Tiers        []Tier  `json:"tiers"`
+	ContextFiles int     `json:"context_files"`
+	ContextBytes int64   `json:"context_bytes"`
+	Secs         float64 `json:"seconds"`
+}
+
+func main() {
+	dir := flag.String("dir", "bench/.work/registry", "registry folder (config and data)")
+	ctxDir := flag.String("context", "bench/.work/context", "write the build context here (must not exist, or be empty)")
+	ready := flag.String("ready", "", "write the JSON description here (atomically) once everything is ready")
+	lists := flag.String("lists", "", "write plain-text values for shell scripts into this folder")
+	bigMB := flag.Int("big-mb", 200, "size of the big base image's one layer, MiB")
+	watchStdin := flag.Bool("stdin", true, "stop when standard input closes")
+	logPath := flag.String("log", "", "append the registry's log here (default: standard error)")
+	flag.Parse()
+	log.SetFlags(0)
+	log.SetPrefix("buildseed: ")
+
+	var regLog io.Writer = os.Stderr
+	if *logPath != "" {
+		f, err := os.OpenFile(*logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer f.Close()
+		regLog = f
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *watchStdin {
+		go func() {
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			stop()
+		}()
+	}
+
+	if err := os.MkdirAll(*dir, 0o755); err != nil {
+		log.Fatal(err)
+	}
+	reg, err := harness.StartRegistry(ctx, *dir, regLog)
+	if err != nil {
+		log.Fatalf("starting registry: %v", err)
+	}
+	err = run(ctx, reg.Addr, *ctxDir, *bigMB, *ready, *lists)
+	if err == nil {
+		<-ctx.Done()
+	}
+	if cerr := reg.Close(); cerr != nil {
+		log.Printf("closing registry: %v", cerr)
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(ctx context.Context, addr, ctxDir string, bigMB int, ready, lists string) error {
+	start := time.Now()
+	abs, err := filepath.Abs(ctxDir)
+	if err != nil {
+		return err
+	}
+	plat := "linux/" + runtime.GOARCH
+	d := Description{
+		Registry: addr,
+		Platform: plat,
+		Base:     addr + "/bench/build-base:1",
+		Big:      addr + "/bench/build-big:1",
+		BigBytes: int64(bigMB) * mib,
+		Context:  abs,
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		_, err := harness.PushImage(gctx, d.Base, harness.ImageSpec{
+			Platform: plat,
+			Layers: []harness.LayerSpec{
+				{Seed: 7001, Size: 2 * mib, Files: 8},
+				{Seed: 7002, Size: 512 * kib, Files: 4},
+			},
+			Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "KILN_BENCH=build-base"},
+		})
+		return err
+	})
+	g.Go(func() error {
+		_, err := harness.PushImage(gctx, d.Big, harness.ImageSpec{
+			Platform: plat,
+			Layers:   []harness.LayerSpec{{Seed: 7101, Size: d.BigBytes, Files: 8}},
+			Env:      []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "KILN_BENCH=build-big"},
+		})
+		return err
+	})
+	g.Go(func() (err error) {
+		d.Tiers, err = writeContext(abs, d)
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, t := range d.Tiers {
+		d.ContextFiles += t.Files
+		d.ContextBytes += t.Bytes
+	}
+	d.Secs = time.Since(start).Seconds()
+	out, err := json.MarshalIndent(d, "", "  ")
+	if err != nil {
+		return err
+	}
+	if lists != "" {
+		if err := writeLists(lists, d); err != nil {
+			return err
+		}
+	}
+	if ready != "" {
+		if err := writeAtomic(ready, append(out, '\n')); err != nil {
+			return err
+		}
+	}
+	fmt.Println(string(out))
+	log.Printf("ready: %s, context of %d files, %.1f MB, in %.1fs", addr,
+		d.ContextFiles, float64(d.ContextBytes)/1e6, d.Secs)
+	return nil
+}
+
+// writeContext writes the three folders and the Dockerfiles into dir.
+func writeContext(dir string, d Description) ([]Tier, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	if ents, err := os.ReadDir(dir); err != nil {
+		return nil, err
+	} else if len(ents) > 0 {
+		return nil, fmt.Errorf("context folder %s is not empty", dir)
+	}
+	var out []Tier
+	for _, t := range tiers {
+		w, err := writeTier(dir, t)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, w)
+	}
+	files := map[string]string{
+		"Dockerfile.copy": fmt.Sprintf(`FROM %s
+COPY src/ /app/src/
+COPY assets/ /app/assets/
+COPY data/ /app/data/
+`, d.Base),
+		"Dockerfile.multi": fmt.Sprintf(`FROM %[1]s AS stage1
+COPY src/ /build/src/
+COPY assets/ /build/assets/
+
+FROM %[1]s
+COPY --from=stage1 /build/src/ /app/src/
+COPY data/ /app/data/
+WORKDIR /app
+ENV APP_HOME=/app APP_MODE=bench
+LABEL org.opencontainers.image.title=kiln-bench-multi
+CMD ["/app/run", "--serve"]
+`, d.Base),
+		"Dockerfile.big": fmt.Sprintf(`FROM %s
+COPY src/ /app/src/
+`, d.Big),
+	}
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			return nil, err
+		}
+		if err := os.Chtimes(p, modTime, modTime); err != nil {
+			return nil, err
+		}
+	}
+	return out, os.Chtimes(dir, modTime, modTime)
+}
+
+// writeTier writes one folder: file i goes to sub-folder i%Dirs, its size
+// drawn from a PCG seeded with t.Seed and its content from a ChaCha8 seeded
+// with t.Seed too (one stream for the whole folder).
+func writeTier(root string, t tier) (Tier, error) {
+	out := Tier{Name: t.Name, Files: t.Files}
+	base := filepath.Join(root, t.Name)
+	sizes := rand.New(rand.NewPCG(t.Seed, 0x6b696c6e))
+	var seed [32]byte
+	binary.LittleEndian.PutUint64(seed[:], t.Seed)
+	content := rand.NewChaCha8(seed)
+	dirs := []string{base}
+	if t.Dirs > 0 {
+		dirs = dirs[:0]
+		for i := range t.Dirs {
+			dirs = append(dirs, filepath.Join(base, fmt.Sprintf("d%02d", i)))
+		}
+	}
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return out, err
+		}
+	}
+	for i := range t.Files {
+		size := t.Min + sizes.Int64N(t.Max-t.Min+1)
+		p := filepath.Join(dirs[i%len(dirs)], fmt.Sprintf("f%04d.bin", i))
+		if err := writeFile(p, content, size); err != nil {
+			return out, err
+		}
+		out.Bytes += size
+	}
+	for _, d := range append(dirs, base) {
+		if err := os.Chtimes(d, modTime, modTime); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+func writeFile(p string, src io.Reader, size int64) error {
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.CopyN(f, src, size); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Chtimes(p, modTime, modTime)
+}
+
+func writeLists(dir string, d Description) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	files := map[string]string{
+		"registry":      d.Registry + "\n",
+		"platform":      d.Platform + "\n",
+		"base.ref":      d.Base + "\n",
+		"big.ref":       d.Big + "\n",
+		"big.bytes":     fmt.Sprintln(d.BigBytes),
+		"context":       d.Context + "\n",
+		"context.files": fmt.Sprintln(d.ContextFiles),
+		"context.bytes": fmt.Sprintln(d.ContextBytes),
+	}
+	for f, content := range files {
+		if err := writeAtomic(filepath.Join(dir, f), []byte(content)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
