@@ -129,6 +129,11 @@ func (cw *copyWriter) destination(spec copySpec, n int) (string, bool, error) {
 	if len(spec.srcs)+len(spec.remote)+len(spec.contents) > 1 && !dir {
 		return "", false, errMultipleSources
 	}
+	if n > 1 && !dir && !cw.isDir(dest) {
+		// A wildcard matching several files: the destination must be a
+		// folder (Dockerfile reference, COPY).
+		return "", false, errMultipleSources
+	}
 	dir = dir || n > 1 || cw.isDir(dest)
 	dest, err := cw.resolve(dest, dir)
 	if err != nil {

@@ -2,6 +2,7 @@ package builder
 
 import (
 	"archive/tar"
+	"fmt"
 	"io/fs"
 	"os"
 	"path"
@@ -22,6 +23,19 @@ func (cw *copyWriter) isDir(p string) bool {
 	}
 	fi, err := os.Lstat(host)
 	return err == nil && fi.IsDir()
+}
+
+// isFile reports whether the stage has p as something other than a folder.
+func (cw *copyWriter) isFile(p string) bool {
+	if cw.root == nil || cw.written[p] {
+		return false
+	}
+	host, err := cw.root.Resolve(p, false)
+	if err != nil {
+		return false
+	}
+	fi, err := os.Lstat(host)
+	return err == nil && !fi.IsDir()
 }
 
 // resolve follows the stage's symlinks in dest (in its last element too when
@@ -95,6 +109,10 @@ func (cw *copyWriter) mkdirs(p string) error {
 func (cw *copyWriter) destDir(dest, host string, fi fs.FileInfo) error {
 	if _, _, ok := existing(cw.root, dest); ok || dest == "/" {
 		return cw.mkdirs(dest)
+	}
+	if cw.isFile(dest) {
+		// As BuildKit ("cannot copy to non-directory") and buildah do.
+		return fmt.Errorf("cannot copy a folder onto %s: it exists and is not a folder", dest)
 	}
 	if err := cw.mkdirs(path.Dir(dest)); err != nil {
 		return err

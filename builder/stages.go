@@ -219,6 +219,11 @@ func (b *builder) ensureRoot(ctx context.Context, s *stageState) (*rootfs.Root, 
 	if err != nil {
 		return nil, fmt.Errorf("making a stage filesystem: %w", err)
 	}
+	// An image's root folder is 0755; MkdirTemp's 0700 must not leak into
+	// COPY --from=stage / (its mode is copied).
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, err
+	}
 	b.roots = append(b.roots, dir)
 	root, err := rootfs.Open(dir)
 	if err != nil {
