@@ -2,7 +2,7 @@
 #   make            build bin/kiln
 #   make test       everything CI runs: vet, gofmt, unit and end-to-end tests
 #   make e2e        only the end-to-end tests (real registry process, the built binary)
-#   make bench      benchmarks: kiln vs crane, skopeo and the raw limit (bench/)
+#   make bench      benchmarks: kiln warm vs crane, skopeo and the raw limit; kiln build vs buildah (bench/)
 #   make lint       go vet + gofmt
 #   make demo       README's main command: kiln build-all of build.toml (hello, amd64+arm64) into out/hello
 #   make demo-warm  kiln warm of sample multi-arch images from a local registry
