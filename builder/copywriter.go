@@ -88,15 +88,29 @@ func (cw *copyWriter) excluded(paths ...string) bool {
 	return false
 }
 
-// copyAll copies every source item, download and heredoc to spec.dest.
+// copyAll copies every source item, download and heredoc to spec.dest. When
+// two sources land on one file (a wildcard matching a/x.conf and b/x.conf,
+// or two sources of one name), only the last is written, as later sources
+// overwrite earlier ones in Docker: a layer never holds one path twice.
 func (cw *copyWriter) copyAll(ctx context.Context, items []srcItem, spec copySpec) error {
 	dest, dir, err := cw.destination(spec, len(items)+len(spec.remote)+len(spec.contents))
 	if err != nil {
 		return err
 	}
-	for _, item := range items {
+	targets := cw.fileTargets(items, spec, dest, dir)
+	last := map[string]int{}
+	for i, t := range targets {
+		if t != "" {
+			last[t] = i
+		}
+	}
+	shadowed := func(i int) bool { return targets[i] != "" && last[targets[i]] != i }
+	for i, item := range items {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if shadowed(i) {
+			continue
 		}
 		if item.keep != "" {
 			err = cw.copyItem(item.rel, path.Join(dest, item.keep), false, false)
@@ -107,17 +121,57 @@ func (cw *copyWriter) copyAll(ctx context.Context, items []srcItem, spec copySpe
 			return err
 		}
 	}
-	for _, dl := range spec.remote {
+	for i, dl := range spec.remote {
+		if shadowed(len(items) + i) {
+			continue
+		}
 		if err := cw.downloaded(dl, dest, dir); err != nil {
 			return err
 		}
 	}
-	for _, c := range spec.contents {
+	for i, c := range spec.contents {
+		if shadowed(len(items) + len(spec.remote) + i) {
+			continue
+		}
 		if err := cw.heredoc(c, dest, dir); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// fileTargets is, for every item, download and heredoc in copy order, the
+// one file it writes, or "" when it writes a folder's contents or (ADD) may
+// unpack an archive.
+func (cw *copyWriter) fileTargets(items []srcItem, spec copySpec, dest string, dir bool) []string {
+	targets := make([]string, 0, len(items)+len(spec.remote)+len(spec.contents))
+	in := func(base string) string {
+		if dir {
+			return path.Join(dest, base)
+		}
+		return dest
+	}
+	for _, item := range items {
+		t := ""
+		if !cw.excluded(item.rel) {
+			if host, err := cw.src.Resolve(item.rel); err == nil {
+				if fi, err := os.Stat(host); err == nil && !fi.IsDir() && !(spec.unpack && fi.Mode().IsRegular()) {
+					t = in(path.Base(item.rel))
+					if item.keep != "" {
+						t = path.Join(dest, item.keep)
+					}
+				}
+			}
+		}
+		targets = append(targets, t)
+	}
+	for _, dl := range spec.remote {
+		targets = append(targets, in(dl.base))
+	}
+	for _, c := range spec.contents {
+		targets = append(targets, in(c.Path))
+	}
+	return targets
 }
 
 // destination is where n sources go, as the stage sees it, and whether it is
