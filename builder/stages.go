@@ -131,7 +131,13 @@ func (b *builder) from(ctx context.Context, ps dockerfile.Stage) (*stageState, e
 		if err != nil {
 			return nil, err
 		}
-		return b.newStage(ps.Name, ps.Platform, img)
+		s, err := b.newStage(ps.Name, ps.Platform, img)
+		if err != nil {
+			return nil, err
+		}
+		// A stage built on a stage keeps the ARGs in scope there (BuildKit).
+		s.vars = parent.vars.clone()
+		return s, nil
 	case strings.EqualFold(ps.Base, "scratch"):
 		return b.newStage(ps.Name, ps.Platform, scratchImage(ps.Platform))
 	}

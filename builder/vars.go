@@ -32,6 +32,15 @@ func (v *vars) Get(key string) (string, bool) {
 
 func (v *vars) Keys() []string { return v.keys }
 
+// clone is an independent copy of the scope.
+func (v *vars) clone() *vars {
+	c := &vars{keys: append([]string(nil), v.keys...), vals: make(map[string]string, len(v.vals))}
+	for k, val := range v.vals {
+		c.vals[k] = val
+	}
+	return c
+}
+
 func (v *vars) set(key, val string) {
 	if _, ok := v.vals[key]; !ok {
 		v.keys = append(v.keys, key)
