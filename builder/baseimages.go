@@ -63,7 +63,7 @@ func (c *CachedBases) Image(ctx context.Context, ref name.Reference, p specs.Pla
 		return img, err
 	}
 	if c.Offline() {
-		return nil, fmt.Errorf("base image %s for %s: %w", ref, platform.Format(p), ErrOffline)
+		return nil, ErrOffline
 	}
 	return c.remote(ctx, ref, p)
 }
@@ -102,7 +102,7 @@ func (c *CachedBases) remote(ctx context.Context, ref name.Reference, p specs.Pl
 	}
 	desc, _, err := c.client.Get(ctx, ref)
 	if err != nil {
-		return nil, fmt.Errorf("pulling %s for %s: %w", ref, platform.Format(p), err)
+		return nil, err
 	}
 	if !desc.MediaType.IsIndex() {
 		return desc.Image()

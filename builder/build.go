@@ -76,7 +76,7 @@ func build(ctx context.Context, req Request, o *options, work string) (*Result, 
 		Dockerfile: req.Dockerfile, TempDir: work, Stdin: o.stdin,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("opening the build context %s: %w", req.Context, err)
+		return nil, err
 	}
 	defer bc.Close()
 	plan, err := loadPlan(bc, req)

@@ -90,3 +90,51 @@ func TestBuildRunRefused(t *testing.T) {
 	writeContext(t, ctxDir, map[string]string{"Dockerfile": "FROM scratch AS unused\nRUN never\n\nFROM scratch\nCOPY a.txt /a\n"})
 	mustExit(t, runKiln(t, "build", "--context", ctxDir, "--output", "oci:"+filepath.Join(t.TempDir(), "oci")), 0)
 }
+
+// TestBuildRuntimeFailure: what goes wrong while building (a base image the
+// offline cache lacks, a registry nobody answers on) is exit status 1, not
+// the 2 of a bad Dockerfile, though the message still names the FROM line;
+// each part of the message is said once.
+func TestBuildRuntimeFailure(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		from string
+		args []string
+		want []string
+	}{
+		{name: "offline cache miss", from: "example.invalid/kiln/base:1", args: []string{"--offline"},
+			want: []string{"Dockerfile:1", "FROM", "base image example.invalid/kiln/base:1", "offline"}},
+		{name: "registry not answering", from: "127.0.0.1:1/kiln/base:1",
+			want: []string{"Dockerfile:1", "FROM", "base image 127.0.0.1:1/kiln/base:1"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctxDir := t.TempDir()
+			writeContext(t, ctxDir, map[string]string{"Dockerfile": "FROM " + tc.from + "\nCOPY a.txt /a\n", "a.txt": "a\n"})
+			args := append([]string{"build", "--context", ctxDir, "--cache-dir", t.TempDir(), "--output", "oci:" + filepath.Join(t.TempDir(), "oci")}, tc.args...)
+			r := runKiln(t, args...)
+			mustExit(t, r, 1)
+			for _, w := range tc.want {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("stderr should say %q:\n%s", w, r)
+				}
+			}
+			if n := strings.Count(r.stderr, "base image "); n != 1 {
+				t.Errorf("\"base image\" said %d times:\n%s", n, r)
+			}
+		})
+	}
+}
+
+// TestBuildFlagAfterName: kiln build NAME --flag is refused with a hint,
+// since flags go before NAME.
+func TestBuildFlagAfterName(t *testing.T) {
+	t.Parallel()
+	r := runKiln(t, "build", "--config", filepath.Join(t.TempDir(), "build.toml"), "api", "--platform", "linux/arm64")
+	mustExit(t, r, 2)
+	if !strings.Contains(r.stderr, "flags go before NAME") {
+		t.Errorf("stderr should explain that flags go before NAME:\n%s", r)
+	}
+}

@@ -1,16 +1,20 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/urfave/cli/v2"
 
@@ -36,7 +40,7 @@ Examples:
    kiln build --config build.toml api
 
    # The same for arm64 into an OCI layout, nothing pushed
-   kiln build --config build.toml api --platform linux/arm64 --no-push --output oci:out/api-arm64
+   kiln build --config build.toml --platform linux/arm64 --no-push --output oci:out/api-arm64 api
 
    # Without build.toml, kaniko style
    kiln build --context . --dockerfile Dockerfile --destination registry.example.com/acme/app:1.0 \
@@ -44,6 +48,8 @@ Examples:
 
    # Reproducible: the same inputs give the same digest
    SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) kiln build --context . --reproducible --digest-file digest.txt
+
+Flags go before NAME (kiln build [flags] NAME).
 
 Exit status: 0 if the image was built and written or pushed everywhere asked; 1 if the build
 or a push failed; 2 for bad flags, build.toml or Dockerfile.`,
@@ -126,6 +132,8 @@ func runBuild(c *cli.Context) error {
 func buildFailure(err error) error {
 	var de *dockerfile.Error
 	switch {
+	case runtimeFailure(err):
+		return cli.Exit(err.Error(), exitFailed)
 	case errors.As(err, &de), errors.Is(err, dockerfile.ErrUnknownTarget), errors.Is(err, builder.ErrRunNotSupported),
 		errors.Is(err, builder.ErrNotSupported), errors.Is(err, fs.ErrNotExist):
 		return cli.Exit(err.Error(), exitUsage)
@@ -133,9 +141,25 @@ func buildFailure(err error) error {
 	return cli.Exit(err.Error(), exitFailed)
 }
 
+// runtimeFailure says whether err is something that went wrong while
+// building (a registry, the network, the cache, a cancelled run) rather than
+// a fault of the Dockerfile or the flags, even when it carries a line number.
+func runtimeFailure(err error) bool {
+	var te *transport.Error
+	var oe *net.OpError // not net.Error: syscall.Errno implements it, and a missing file is the user's
+	var de *net.DNSError
+	var ue *url.Error
+	return errors.Is(err, builder.ErrOffline) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.As(err, &te) || errors.As(err, &oe) ||
+		errors.As(err, &de) || errors.As(err, &ue)
+}
+
 func planBuild(c *cli.Context) (*buildPlan, error) {
 	plan := &buildPlan{registries: map[string]manifest.RegistryConfig{}}
 	if c.NArg() > 1 {
+		if extra := c.Args().Get(1); strings.HasPrefix(extra, "-") {
+			return nil, fmt.Errorf("%s after NAME %q: flags go before NAME (kiln build [flags] NAME)", extra, c.Args().First())
+		}
 		return nil, fmt.Errorf("one image NAME at a time (kiln build-all builds several)")
 	}
 	if c.NArg() == 1 {

@@ -22,7 +22,7 @@ func buildAllCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "build-all",
 		Usage:     "build every image of build.toml for every platform and push one index per image",
-		UsageText: "kiln build-all [--config build.toml] [NAME]... [--runner local] [--jobs N] [--plan] [--allow-emulation] [--format oci|docker] [--output oci:DIR] [--no-push]",
+		UsageText: "kiln build-all [--config build.toml] [--runner local] [--jobs N] [--plan] [--allow-emulation] [--format oci|docker] [--output oci:DIR] [--no-push] [NAME]...",
 		Description: `build-all builds each image of build.toml (or only the NAMEs given) for each of its
 platforms, then stitches the platform images into one OCI image index and pushes it to every
 tag: the platform images go by digest into the first tag's repository (other repositories
@@ -55,7 +55,7 @@ Examples:
    kiln build-all --no-push api web
 
    # One image into a given layout, reproducible: the same commit, the same index digest
-   SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) kiln build-all api --no-push --output oci:dist/api --reproducible
+   SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) kiln build-all --no-push --output oci:dist/api --reproducible api
 
    # Digests for the deploy step
    kiln build-all --metadata-file build-all.json
