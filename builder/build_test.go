@@ -10,7 +10,11 @@ import (
 	"testing"
 	"time"
 
+	specs "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"kiln/builder/dockerfile"
+	"kiln/builder/run"
+	"kiln/platform"
 )
 
 // writeContext makes a context folder of name → content.
@@ -102,12 +106,14 @@ func TestErrors(t *testing.T) {
 		name       string
 		dockerfile string
 		bases      BaseImages
+		foreign    bool // build for a platform this machine cannot execute
 		wantIs     error
 		wantLine   int
 	}{
-		{name: "RUN in the target", dockerfile: "FROM scratch\nENV A=1\nRUN true\n", wantIs: ErrRunNotSupported, wantLine: 3},
-		{name: "RUN in a needed stage", dockerfile: "FROM scratch AS a\n\nRUN true\nFROM scratch\nCOPY --from=a / /\n", wantIs: ErrRunNotSupported, wantLine: 3},
-		{name: "RUN from an image trigger", dockerfile: "FROM trig:1\n", bases: triggerBases(t, "RUN make"), wantIs: ErrRunNotSupported, wantLine: 1},
+		{name: "foreign RUN in the target", dockerfile: "FROM scratch\nENV A=1\nRUN true\n", foreign: true, wantIs: ErrForeignRun, wantLine: 3},
+		{name: "foreign RUN in a needed stage", dockerfile: "FROM scratch AS a\n\nRUN true\nFROM scratch\nCOPY --from=a / /\n", foreign: true, wantIs: ErrForeignRun, wantLine: 3},
+		{name: "foreign RUN from an image trigger", dockerfile: "FROM trig:1\n", bases: triggerBases(t, foreignPlatform(), "RUN make"), foreign: true, wantIs: ErrForeignRun, wantLine: 1},
+		{name: "RUN without a shell", dockerfile: "FROM scratch\nENV A=1\nRUN true\n", wantIs: run.ErrSetup, wantLine: 3},
 		{name: "no base images", dockerfile: "FROM base:1\n", wantIs: ErrNoBaseImages, wantLine: 1},
 		{name: "ADD of a git repository", dockerfile: "FROM scratch\nADD git@github.com:moby/buildkit.git /src\n", wantIs: ErrNotSupported, wantLine: 2},
 		{name: "unknown target", dockerfile: "FROM scratch AS a\n", wantIs: dockerfile.ErrUnknownTarget},
@@ -115,7 +121,10 @@ func TestErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := writeContext(t, map[string]string{"Dockerfile": tt.dockerfile})
-			req := Request{Context: dir, Platform: amd64}
+			req := Request{Context: dir, Platform: platform.Host()}
+			if tt.foreign {
+				req.Platform = foreignPlatform()
+			}
 			if tt.wantIs == dockerfile.ErrUnknownTarget {
 				req.Target = "nope"
 			}
@@ -139,9 +148,17 @@ func TestErrors(t *testing.T) {
 }
 
 // triggerBases serves "trig:1", an image whose ONBUILD triggers are given.
-func triggerBases(t *testing.T, triggers ...string) fakeBases {
-	cfg := fixtureImage(t, amd64, configWithTriggers(triggers), fixtureLayer(t, fdir("etc")))
-	return fakeBases{"library/trig:1@linux/amd64": cfg}
+func triggerBases(t *testing.T, p specs.Platform, triggers ...string) fakeBases {
+	cfg := fixtureImage(t, p, configWithTriggers(triggers), fixtureLayer(t, fdir("etc")))
+	return fakeBases{"library/trig:1@" + platform.Format(p): cfg}
+}
+
+// foreignPlatform is a platform this machine cannot execute natively.
+func foreignPlatform() specs.Platform {
+	if platform.Host().Architecture == "amd64" {
+		return specs.Platform{OS: "linux", Architecture: "arm64"}
+	}
+	return specs.Platform{OS: "linux", Architecture: "amd64"}
 }
 
 func TestStdinContext(t *testing.T) {

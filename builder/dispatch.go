@@ -50,7 +50,7 @@ func (b *builder) expand(s *stageState, cmd instructions.Command) error {
 func (b *builder) apply(ctx context.Context, s *stageState, cmd instructions.Command) error {
 	switch c := cmd.(type) {
 	case *instructions.RunCommand:
-		return ErrRunNotSupported
+		return b.runCmd(ctx, s, c)
 	case *instructions.CopyCommand:
 		return b.copyCmd(ctx, s, c)
 	case *instructions.AddCommand:

@@ -20,8 +20,14 @@
 //	}
 //	fmt.Println(res.Digest) // res.Image is a v1.Image to push or write
 //
-// RUN is not executed yet: a stage that must be built and holds a RUN fails
-// with an error matching ErrRunNotSupported and naming the line. ADD of a git
+// RUN executes natively (builder/run: chroot, rootless or container
+// isolation, chosen at the first RUN and logged) and its change becomes a
+// layer (builder/snapshot: overlay upper dir or stat walk, WithSnapshot).
+// A RUN in a stage this machine cannot execute fails before the stage
+// starts, with ErrForeignRun naming the line, unless WithAllowEmulation. A
+// step that exits non-zero is a *RunError (exit code, last output lines).
+// Programs that call Build must call run.MaybeInit first thing in main (and
+// in TestMain): RUN re-executes the program as the step's init. ADD of a git
 // repository matches ErrNotSupported.
 //
 // Release what a build holds once its image is written or pushed: the
@@ -30,5 +36,5 @@
 //
 // Stage filesystems live under the work directory as builder/rootfs trees,
 // unpacked only when an instruction needs to look at them (COPY into an
-// existing folder, --chown by name, WORKDIR, COPY --from a stage).
+// existing folder, --chown by name, WORKDIR, COPY --from a stage, RUN).
 package builder

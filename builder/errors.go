@@ -5,9 +5,9 @@ import "errors"
 // Sentinel errors, checked with errors.Is. Errors about a Dockerfile line are
 // *dockerfile.Error values wrapping them.
 var (
-	// ErrRunNotSupported marks a RUN instruction in a stage that must be
-	// built: kiln does not execute RUN yet.
-	ErrRunNotSupported = errors.New("RUN is not supported yet")
+	// ErrForeignRun marks a RUN in a stage whose platform this machine
+	// cannot execute natively, emulation not being allowed.
+	ErrForeignRun = errors.New("RUN needs a machine of the stage's architecture")
 
 	// ErrNotSupported marks an instruction form kiln does not handle yet
 	// (ADD of a git repository).

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"os"
 	"time"
+
+	"kiln/builder/run"
 )
 
 // Option configures Build.
@@ -18,6 +20,14 @@ type options struct {
 	stdin   io.Reader
 	http    *http.Client
 	now     func() time.Time
+
+	isolation      run.Isolation     // "" = run.Detect
+	snapshot       string            // SnapshotAuto, SnapshotOverlay, SnapshotWalk
+	runCache       string            // RUN --mount=type=cache folders live here
+	secrets        map[string]Secret // RUN --mount=type=secret sources, by id
+	runOutput      io.Writer         // nil: each output line is logged
+	runExclude     []string          // container paths no RUN snapshot takes
+	allowEmulation bool
 }
 
 func newOptions(opts []Option) *options {
@@ -73,3 +83,33 @@ func WithHTTPClient(c *http.Client) Option {
 
 // withClock sets the clock of non-reproducible builds (tests).
 func withClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// WithIsolation sets how RUN steps are isolated from the host (default: the
+// first RUN calls run.Detect and logs what it chose and why).
+func WithIsolation(iso run.Isolation) Option { return func(o *options) { o.isolation = iso } }
+
+// WithSnapshot sets how a RUN step's change is found: SnapshotOverlay,
+// SnapshotWalk or SnapshotAuto (the default: overlay where this process may
+// mount one, else walk).
+func WithSnapshot(strategy string) Option { return func(o *options) { o.snapshot = strategy } }
+
+// WithRunCache sets the folder RUN --mount=type=cache folders are kept in,
+// across builds. Without it such a mount is an error.
+func WithRunCache(dir string) Option { return func(o *options) { o.runCache = dir } }
+
+// WithSecrets sets the sources of RUN --mount=type=secret, by id. Secret
+// values never reach a layer, the history or a log line.
+func WithSecrets(s map[string]Secret) Option { return func(o *options) { o.secrets = s } }
+
+// WithRunOutput sends RUN steps' output to w instead of logging each line.
+func WithRunOutput(w io.Writer) Option { return func(o *options) { o.runOutput = w } }
+
+// WithRunExclude adds container paths RUN snapshots never take (a folder
+// bind-mounted into every step by the caller).
+func WithRunExclude(paths ...string) Option {
+	return func(o *options) { o.runExclude = append(o.runExclude, paths...) }
+}
+
+// WithAllowEmulation lets RUN execute code of another architecture, through
+// a binfmt_misc handler the caller has checked is registered.
+func WithAllowEmulation(allow bool) Option { return func(o *options) { o.allowEmulation = allow } }

@@ -30,14 +30,15 @@ var errStageCycle = errors.New("stage needs itself")
 
 // builder is one Build: the plan, the context and the stages built so far.
 type builder struct {
-	req     Request
-	o       *options
-	plan    *dockerfile.Plan
-	bc      *buildcontext.Context
-	work    string
-	lex     *shell.Lex
-	created time.Time  // config and history timestamps
-	epoch   *time.Time // file timestamps of a reproducible build
+	runState runEnvironment // isolation and snapshot strategy, chosen at the first RUN
+	req      Request
+	o        *options
+	plan     *dockerfile.Plan
+	bc       *buildcontext.Context
+	work     string
+	lex      *shell.Lex
+	created  time.Time  // config and history timestamps
+	epoch    *time.Time // file timestamps of a reproducible build
 
 	stages   []*stageState
 	building []bool
@@ -82,6 +83,9 @@ func (b *builder) stage(ctx context.Context, i int) (*stageState, error) {
 		return nil, b.plan.Errorf(ps.Line, "FROM", fmt.Errorf("%w (through ONBUILD triggers)", errStageCycle))
 	}
 	b.building[i] = true
+	if err := b.canRun(ps); err != nil {
+		return nil, err
+	}
 	b.o.log.Info("building stage", "stage", stageLabel(ps), "from", ps.Base, "platform", platform.Format(ps.Platform))
 	s, err := b.from(ctx, ps)
 	if err != nil {

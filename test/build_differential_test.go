@@ -34,7 +34,6 @@ const (
 // diffSkipped are the corpus cases the differential leaves out, and why.
 var diffSkipped = map[string]string{
 	"add-git-unsupported": "kiln refuses ADD of a git repository on purpose (not supported yet); buildah would clone it from the network",
-	"run-not-supported":   "needs RUN, which kiln does not execute yet",
 	"exclude":             "COPY --exclude (dockerfile:1.7-labs) is unknown to buildah 1.28",
 	"parents":             "COPY --parents (dockerfile:1.7-labs) is unknown to buildah 1.28",
 	"link":                "COPY --link is unknown to buildah 1.28",

@@ -50,7 +50,7 @@ func executable(p string) error {
 		return err
 	}
 	if fi.IsDir() || fi.Mode()&0o111 == 0 {
-		return fmt.Errorf("%s is not an executable file", p)
+		return fmt.Errorf("not an executable file")
 	}
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"kiln/builder/run"
 	"kiln/platform"
 )
 
@@ -54,6 +55,7 @@ func goBinary(t *testing.T, arch string) []byte {
 }
 
 func TestMain(m *testing.M) {
+	run.MaybeInit() // a build's RUN re-executes this binary as the step's init
 	code := m.Run()
 	goBinaries.Range(func(_, p any) bool {
 		os.Remove(p.(string))

@@ -35,6 +35,7 @@ type localOptions struct {
 	emu     Emulation
 	client  *manifest.Client
 	arch    archcheck.Options
+	build   []builder.Option
 }
 
 // WithBaseImages sets where FROM images come from (builder.WithBaseImages).
@@ -85,6 +86,12 @@ func WithClient(c *manifest.Client) LocalOption {
 // archcheck's defaults).
 func WithArchCheck(opts archcheck.Options) LocalOption {
 	return func(o *localOptions) { o.arch = opts }
+}
+
+// WithBuildOptions adds options to every build (RUN isolation, snapshot
+// strategy, secrets, the RUN cache folder).
+func WithBuildOptions(opts ...builder.Option) LocalOption {
+	return func(o *localOptions) { o.build = append(o.build, opts...) }
 }
 
 // NewLocal makes a local runner.
@@ -140,9 +147,12 @@ func (l *Local) run(ctx context.Context, job Job, req builder.Request, work stri
 		log.Warn("emulating", "handlers", ex.Handlers, "run", ex.Site.Where())
 	}
 	bases := newRecordingBases(l.o.bases)
-	opts := []builder.Option{builder.WithLogger(log), builder.WithWorkDir(work)}
+	opts := append(append([]builder.Option(nil), l.o.build...), builder.WithLogger(log), builder.WithWorkDir(work))
 	if bases != nil {
 		opts = append(opts, builder.WithBaseImages(bases))
+	}
+	if ex.Mode == Emulated {
+		opts = append(opts, builder.WithAllowEmulation(true))
 	}
 	res, err := builder.Build(ctx, req, opts...)
 	if err != nil {

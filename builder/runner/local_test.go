@@ -18,6 +18,7 @@ import (
 
 	"kiln/builder"
 	"kiln/builder/archcheck"
+	"kiln/builder/run"
 	"kiln/manifest"
 )
 
@@ -67,7 +68,8 @@ func TestLocalArchCheck(t *testing.T) {
 
 // TestLocalRefusesForeignRun: a RUN for another architecture fails before
 // the build starts, unless emulation is allowed and a handler registered,
-// in which case the job reaches the builder (which has no RUN yet).
+// in which case the job reaches the builder and runs the step (which fails
+// here: scratch has no /bin/sh).
 func TestLocalRefusesForeignRun(t *testing.T) {
 	ctxDir := t.TempDir()
 	writeFiles(t, ctxDir, map[string]string{"Dockerfile": "FROM scratch AS build\nCOPY a /a\nRUN make\nFROM scratch\nCOPY --from=build /a /a\n", "a": "a"})
@@ -80,7 +82,7 @@ func TestLocalRefusesForeignRun(t *testing.T) {
 	}{
 		{name: "no emulation", wantErr: ErrNeedsMatchingNode},
 		{name: "emulation without a handler", opts: []LocalOption{WithAllowEmulation(true), WithBinfmtDir(t.TempDir())}, wantErr: ErrNeedsMatchingNode},
-		{name: "emulation with a handler", opts: []LocalOption{WithAllowEmulation(true), WithBinfmtDir(handler)}, wantErr: builder.ErrRunNotSupported},
+		{name: "emulation with a handler", opts: []LocalOption{WithAllowEmulation(true), WithBinfmtDir(handler)}, wantErr: run.ErrSetup},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -91,7 +93,7 @@ func TestLocalRefusesForeignRun(t *testing.T) {
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("error %v, want %v", err, tt.wantErr)
 			}
-			if built := strings.Contains(logs.String(), "building stage"); built != (tt.wantErr == builder.ErrRunNotSupported) {
+			if built := strings.Contains(logs.String(), "building stage"); built != (tt.wantErr == run.ErrSetup) {
 				t.Errorf("the builder started: %v, log:\n%s", built, logs.String())
 			}
 			if left, _ := os.ReadDir(work); len(left) != 0 {

@@ -20,6 +20,7 @@ import (
 
 	"kiln/builder"
 	"kiln/builder/dockerfile"
+	"kiln/builder/runner"
 	"kiln/config"
 	"kiln/manifest"
 	"kiln/platform"
@@ -54,7 +55,7 @@ Flags go before NAME (kiln build [flags] NAME).
 Exit status: 0 if the image was built and written or pushed everywhere asked; 1 if the build
 or a push failed; 2 for bad flags, build.toml or Dockerfile.`,
 		ArgsUsage: "[NAME]",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			configFlag(),
 			&cli.StringFlag{Name: "context", Usage: "build context: a folder, a .tar/.tar.gz file, - for a tar on stdin, or a git URL (repo.git#ref:subdir)", EnvVars: envs("CONTEXT")},
 			&cli.StringFlag{Name: "dockerfile", Aliases: []string{"f"}, Usage: "Dockerfile path inside the context", DefaultText: "Dockerfile", EnvVars: envs("DOCKERFILE")},
@@ -72,9 +73,11 @@ or a push failed; 2 for bad flags, build.toml or Dockerfile.`,
 			&cli.StringFlag{Name: "digest-file", Usage: "write the image digest to `FILE`", EnvVars: envs("DIGEST_FILE")},
 			&cli.StringFlag{Name: "metadata-file", Usage: "write JSON metadata (digests, platform, tags) to `FILE`", EnvVars: envs("METADATA_FILE")},
 			&cli.StringFlag{Name: "work-dir", Usage: "scratch space for stage filesystems and layers", DefaultText: "$TMPDIR", EnvVars: envs("WORK_DIR")},
+			&cli.BoolFlag{Name: "allow-emulation", Usage: "let a RUN execute another architecture's code under a registered binfmt_misc (qemu) handler", EnvVars: envs("ALLOW_EMULATION")},
+			&cli.StringFlag{Name: "binfmt-dir", Value: runner.DefaultBinfmtDir, Hidden: true, EnvVars: envs("BINFMT_DIR")},
 			progressFlag(),
 			logFormatFlag(),
-		},
+		}, runFlags()...),
 		Action:       runBuild,
 		OnUsageError: usageError,
 	}
@@ -116,7 +119,18 @@ func runBuild(c *cli.Context) error {
 
 	start := time.Now()
 	out.log.Info("build starting", "image", plan.name, "platform", platform.Format(plan.req.Platform), "context", plan.req.Context)
-	res, err := builder.Build(c.Context, plan.req, builder.WithBaseImages(bases), builder.WithLogger(out.log), builder.WithWorkDir(c.String("work-dir")))
+	runOpts, err := runOptions(c, plan.cacheDir)
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	if c.Bool("allow-emulation") {
+		if err := checkEmulation(c, plan.req.Platform); err != nil {
+			return cli.Exit(err.Error(), exitUsage)
+		}
+		runOpts = append(runOpts, builder.WithAllowEmulation(true))
+	}
+	opts := append([]builder.Option{builder.WithBaseImages(bases), builder.WithLogger(out.log), builder.WithWorkDir(c.String("work-dir"))}, runOpts...)
+	res, err := builder.Build(c.Context, plan.req, opts...)
 	if err != nil {
 		return buildFailure(err)
 	}
@@ -134,11 +148,24 @@ func buildFailure(err error) error {
 	switch {
 	case runtimeFailure(err):
 		return cli.Exit(err.Error(), exitFailed)
-	case errors.As(err, &de), errors.Is(err, dockerfile.ErrUnknownTarget), errors.Is(err, builder.ErrRunNotSupported),
+	case errors.As(err, &de), errors.Is(err, dockerfile.ErrUnknownTarget), errors.Is(err, builder.ErrForeignRun),
 		errors.Is(err, builder.ErrNotSupported), errors.Is(err, fs.ErrNotExist):
 		return cli.Exit(err.Error(), exitUsage)
 	}
 	return cli.Exit(err.Error(), exitFailed)
+}
+
+// checkEmulation: --allow-emulation for a platform this machine cannot
+// execute needs a binfmt_misc handler for it.
+func checkEmulation(c *cli.Context, p specs.Platform) error {
+	if p.Architecture == "" || platform.CanExecute(platform.Host(), p) {
+		return nil
+	}
+	if _, ok := runner.BinfmtHandler(c.String("binfmt-dir"), p); !ok {
+		return fmt.Errorf("--allow-emulation: no binfmt_misc handler for %s is registered in %s (install qemu-user-static, or build on a %s node)",
+			platform.Format(p), c.String("binfmt-dir"), p.Architecture)
+	}
+	return nil
 }
 
 // runtimeFailure says whether err is something that went wrong while

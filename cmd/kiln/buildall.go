@@ -64,7 +64,7 @@ Exit status: 0 if every image got its index; 1 if a required platform failed (al
 found before any work) or an index could not be pushed or written; 2 for bad flags, an
 unknown NAME or a bad build.toml.`,
 		ArgsUsage: "[NAME]...",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			configFlag(),
 			&cli.StringFlag{Name: "runner", Usage: "where platform builds run: local (kubernetes: coming)", DefaultText: "runner.kind of build.toml, else local", EnvVars: envs("RUNNER")},
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: buildall.DefaultJobs, Usage: "platform builds at a time", EnvVars: envs("JOBS")},
@@ -81,7 +81,7 @@ unknown NAME or a bad build.toml.`,
 			&cli.StringFlag{Name: "work-dir", Usage: "scratch space for stage filesystems and layers", DefaultText: "$TMPDIR", EnvVars: envs("WORK_DIR")},
 			progressFlag(),
 			logFormatFlag(),
-		},
+		}, runFlags()...),
 		Action:       runBuildAll,
 		OnUsageError: usageError,
 	}
@@ -112,9 +112,13 @@ func runBuildAll(c *cli.Context) error {
 	} else if !errors.Is(err, manifest.ErrNotLayout) {
 		return cli.Exit(err.Error(), exitFailed)
 	}
+	runOpts, err := runOptions(c, s.cacheDir)
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
 	bases := builder.CacheThenRemote(layout, s.client, c.Bool("offline"))
 	defer bases.Close()
-	coord := buildall.New(newLocalRunner(c, out, bases), coordinatorOptions(c, out, s)...)
+	coord := buildall.New(newLocalRunner(c, out, bases, runOpts), coordinatorOptions(c, out, s)...)
 	plan, err := coord.Plan(c.Context, s.images)
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
@@ -137,8 +141,9 @@ func runBuildAll(c *cli.Context) error {
 	return buildAllExit(rep)
 }
 
-func newLocalRunner(c *cli.Context, out *output, bases builder.BaseImages) runner.Runner {
+func newLocalRunner(c *cli.Context, out *output, bases builder.BaseImages, runOpts []builder.Option) runner.Runner {
 	return runner.NewLocal(
+		runner.WithBuildOptions(runOpts...),
 		runner.WithBaseImages(bases),
 		runner.WithWorkDir(c.String("work-dir")),
 		runner.WithLogger(out.log),

@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+
+	"kiln/builder/run"
 )
 
 // version is set at link time: -ldflags "-X main.version=v1.2.3".
@@ -23,6 +25,7 @@ const (
 )
 
 func main() {
+	run.MaybeInit() // in a RUN step's init (kiln re-executed): set up, exec the command, never return
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := newApp().RunContext(ctx, os.Args)

@@ -1,0 +1,534 @@
+package builder
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/klauspost/compress/gzip"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	specs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"kiln/builder/dockerfile"
+	"kiln/builder/run"
+	"kiln/builder/snapshot"
+	"kiln/platform"
+)
+
+// Snapshot strategies for RUN steps (WithSnapshot).
+const (
+	SnapshotAuto    = "auto"    // overlay where this process may mount it, else walk
+	SnapshotOverlay = "overlay" // the step runs on an overlay: its upper dir is the diff
+	SnapshotWalk    = "walk"    // stat-compare the tree before and after the step
+)
+
+// Secret is the source of a RUN --mount=type=secret: a file, or an
+// environment variable of kiln's own process.
+type Secret struct {
+	File string
+	Env  string
+}
+
+// RunError is a RUN step that ran and failed.
+type RunError struct {
+	Args   []string
+	Code   int    // exit status (128+n when killed by signal n)
+	Signal string // "SIGKILL" when killed by a signal
+	Tail   string // the last lines of the step's output
+}
+
+func (e *RunError) Error() string {
+	how := fmt.Sprintf("exit code %d", e.Code)
+	if e.Signal != "" {
+		how = "killed by " + e.Signal
+	}
+	msg := fmt.Sprintf("%q failed: %s", strings.Join(e.Args, " "), how)
+	if e.Tail != "" {
+		msg += "; last lines of its output:\n" + indent(e.Tail)
+	}
+	return msg
+}
+
+func indent(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = "    " + l
+	}
+	return strings.Join(lines, "\n")
+}
+
+// runEnvironment is what every RUN of one build shares: the isolation and
+// snapshot strategy, chosen once and logged.
+type runEnvironment struct {
+	once      sync.Once
+	isolation run.Isolation
+	overlay   bool
+	err       error
+}
+
+// runEnv picks (once per build) the isolation and the snapshot strategy.
+func (b *builder) runEnv() (*runEnvironment, error) {
+	e := &b.runState
+	e.once.Do(func() {
+		iso, why := b.o.isolation, "asked for"
+		if iso == "" {
+			iso, why = run.Detect()
+		}
+		switch iso {
+		case run.Chroot, run.Rootless:
+		case run.Container:
+			e.err = fmt.Errorf("%w: --isolation container (the stage filesystem as the container's own /) is not implemented yet; "+
+				"run kiln where it may create namespaces (root, or a user namespace), or use --isolation chroot|rootless (detected: %s)", ErrNotSupported, why)
+			return
+		default:
+			e.err = fmt.Errorf("unknown isolation %q (want chroot, rootless or container)", iso)
+			return
+		}
+		e.isolation = iso
+		snap, swhy := b.o.snapshot, "asked for"
+		switch snap {
+		case "", SnapshotAuto:
+			ok, reason := snapshot.Supported()
+			snap, swhy = SnapshotWalk, reason
+			if ok {
+				snap = SnapshotOverlay
+			}
+		case SnapshotOverlay, SnapshotWalk:
+		default:
+			e.err = fmt.Errorf("unknown snapshot strategy %q (want auto, overlay or walk)", snap)
+			return
+		}
+		e.overlay = snap == SnapshotOverlay
+		b.o.log.Info("RUN steps", "isolation", string(iso), "why", why, "snapshot", snap, "snapshot_why", swhy)
+	})
+	return e, e.err
+}
+
+// canRun refuses a stage whose RUN steps this machine cannot execute
+// natively, before the stage starts, unless emulation was allowed (the
+// caller checked that a binfmt handler exists).
+func (b *builder) canRun(ps dockerfile.Stage) error {
+	for _, cmd := range ps.Commands {
+		if _, ok := cmd.(*instructions.RunCommand); ok {
+			if err := b.canExecute(ps.Name, ps.Platform); err != nil {
+				return b.plan.Errorf(dockerfile.Line(cmd), "RUN", err)
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+// canExecute says why code of platform p cannot run here, if it cannot.
+func (b *builder) canExecute(stage string, p specs.Platform) error {
+	if b.o.allowEmulation || platform.CanExecute(platform.Host(), p) {
+		return nil
+	}
+	if stage == "" {
+		stage = "this stage"
+	} else {
+		stage = "stage " + stage
+	}
+	return fmt.Errorf("%w: %s is %s and this %s machine cannot execute its code natively; "+
+		"build this platform on a matching node (kiln build-all --runner kubernetes), or allow emulation (--allow-emulation, with a binfmt handler registered)",
+		ErrForeignRun, stage, platform.Format(p), platform.Format(platform.Host()))
+}
+
+// runCmd executes a RUN instruction in the stage's filesystem and turns
+// what it changed into a layer.
+func (b *builder) runCmd(ctx context.Context, s *stageState, c *instructions.RunCommand) error {
+	if err := b.canExecute(s.name, s.platform); err != nil {
+		return err // a RUN from a base image's ONBUILD triggers
+	}
+	env, err := b.runEnv()
+	if err != nil {
+		return err
+	}
+	root, err := b.ensureRoot(ctx, s)
+	if err != nil {
+		return err
+	}
+	spec, cleanup, err := b.runSpec(ctx, s, c, root.Dir())
+	defer cleanup()
+	if err != nil {
+		return err
+	}
+	out := &lineLogger{log: b.o.log, stage: s.name}
+	spec.Stdout, spec.Stderr = out, out
+	if b.o.runOutput != nil {
+		spec.Stdout, spec.Stderr = b.o.runOutput, b.o.runOutput
+	}
+	exclude := append(spec.MountPoints(), b.o.runExclude...)
+	layerPath := b.layerPath()
+	stats, err := b.snapshotStep(ctx, env, root.Dir(), layerPath, exclude, func(dir string) error {
+		spec.Root = dir
+		err := run.Run(ctx, env.isolation, spec)
+		out.flush()
+		var ee *run.ExitError
+		if errors.As(err, &ee) {
+			return &RunError{Args: spec.Args, Code: ee.Code, Signal: ee.Signal, Tail: ee.Tail}
+		}
+		return err
+	})
+	if err != nil {
+		_ = os.Remove(layerPath)
+		return err
+	}
+	for _, w := range stats.Warnings {
+		b.o.log.Warn("RUN snapshot", "stage", s.name, "warning", w)
+	}
+	b.o.log.Debug("RUN snapshot", "stage", s.name, "files", stats.Files, "dirs", stats.Dirs, "whiteouts", stats.Whiteouts+stats.Opaque,
+		"bytes", stats.Bytes, "scanned", stats.Scanned)
+	createdBy := "RUN " + strings.Join(spec.Args, " ") + " # buildkit"
+	if stats.Files+stats.Dirs+stats.Symlinks+stats.Hardlinks+stats.Devices+stats.Whiteouts+stats.Opaque == 0 {
+		_ = os.Remove(layerPath)
+		s.history(b.created, createdBy, true)
+		return nil
+	}
+	p := layerPath
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return os.Open(p) }, tarball.WithMediaType(s.layerType))
+	if err != nil {
+		return err
+	}
+	s.layers = append(s.layers, l) // the root holds the change already
+	s.history(b.created, createdBy, false)
+	return nil
+}
+
+// snapshotStep runs step on the root (or on an overlay of it) and writes
+// the change as a gzipped layer at layerPath.
+func (b *builder) snapshotStep(ctx context.Context, env *runEnvironment, root, layerPath string, exclude []string, step func(dir string) error) (*snapshot.Stats, error) {
+	f, err := os.Create(layerPath)
+	if err != nil {
+		return nil, fmt.Errorf("creating a layer file: %w", err)
+	}
+	defer f.Close()
+	gz := gzip.NewWriter(f)
+	opts := snapshot.Options{Exclude: exclude, SourceDateEpoch: b.epoch}
+	var stats *snapshot.Stats
+	if env.overlay {
+		stats, err = b.overlayStep(ctx, root, opts, gz, step)
+	} else {
+		stats, err = walkStep(ctx, root, opts, gz, step)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := gz.Close(); err != nil {
+		return nil, fmt.Errorf("writing the layer: %w", err)
+	}
+	return stats, f.Close()
+}
+
+func walkStep(ctx context.Context, root string, opts snapshot.Options, out io.Writer, step func(string) error) (*snapshot.Stats, error) {
+	w := snapshot.NewWalk(root, opts)
+	if err := w.Before(ctx); err != nil {
+		return nil, fmt.Errorf("recording the filesystem before RUN: %w", err)
+	}
+	if err := step(root); err != nil {
+		return nil, err
+	}
+	stats, err := w.Diff(ctx, out)
+	if err != nil {
+		return nil, fmt.Errorf("snapshotting the change (walk): %w", err)
+	}
+	return stats, nil
+}
+
+func (b *builder) overlayStep(ctx context.Context, root string, opts snapshot.Options, out io.Writer, step func(string) error) (*snapshot.Stats, error) {
+	scratch, err := os.MkdirTemp(b.work, "overlay-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(scratch)
+	o, err := snapshot.NewOverlay(root, scratch, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer o.Close()
+	merged, err := o.Mount(ctx)
+	if err != nil {
+		if errors.Is(err, snapshot.ErrOverlayUnsupported) && (b.o.snapshot == "" || b.o.snapshot == SnapshotAuto) {
+			b.o.log.Warn("overlay snapshot refused here; walking the filesystem instead", "err", err)
+			return walkStep(ctx, root, opts, out, step)
+		}
+		return nil, fmt.Errorf("mounting the overlay for RUN: %w", err)
+	}
+	if err := step(merged); err != nil {
+		return nil, err
+	}
+	stats, err := o.Diff(ctx, out)
+	if err != nil {
+		return nil, fmt.Errorf("snapshotting the change (overlay): %w", err)
+	}
+	return stats, nil
+}
+
+// runSpec assembles the step: argv through SHELL, ENV and in-scope ARGs,
+// USER, WORKDIR, network and mounts.
+func (b *builder) runSpec(ctx context.Context, s *stageState, c *instructions.RunCommand, root string) (run.Spec, func(), error) {
+	cleanup := func() {}
+	args, err := runArgs(s, c)
+	if err != nil {
+		return run.Spec{}, cleanup, err
+	}
+	user := s.cfg.Config.User
+	if user == "" {
+		user = "0"
+	}
+	uid, gid, groups, err := run.ResolveUser(root, user)
+	if err != nil {
+		return run.Spec{}, cleanup, fmt.Errorf("USER %s: %w", user, err)
+	}
+	spec := run.Spec{
+		Args: args, Env: runEnviron(s), Dir: workdirOf(s), UID: uid, GID: gid, Groups: groups,
+		Hostname: "kiln", Log: b.o.log,
+	}
+	switch n := instructions.GetNetwork(c); n {
+	case instructions.NetworkNone:
+		spec.Network = run.NetworkNone
+	case instructions.NetworkHost, instructions.NetworkDefault, "":
+		spec.Network = run.NetworkHost
+	default:
+		return run.Spec{}, cleanup, fmt.Errorf("%w: RUN --network=%s", ErrNotSupported, n)
+	}
+	mounts, cleanup, err := b.runMounts(ctx, s, c)
+	spec.Mounts = mounts
+	return spec, cleanup, err
+}
+
+// runArgs is RUN's argv: exec form as written, shell form through SHELL; a
+// lone heredoc is the shell's script.
+func runArgs(s *stageState, c *instructions.RunCommand) ([]string, error) {
+	cl := c.ShellDependantCmdLine
+	if len(cl.Files) > 0 {
+		lone := cl.PrependShell && len(cl.Files) == 1 && len(cl.CmdLine) == 1 && strings.HasPrefix(cl.CmdLine[0], "<<")
+		if !lone {
+			return nil, fmt.Errorf("%w: RUN with a heredoc other than one script (RUN <<EOF)", ErrNotSupported)
+		}
+		cl = instructions.ShellDependantCmdLine{CmdLine: []string{cl.Files[0].Data}, PrependShell: true}
+	}
+	return s.commandLine(cl), nil
+}
+
+// runEnviron is the step's environment: the stage's ENV and the ARGs in
+// scope (ARGs reach the step, never the image), with a default PATH.
+func runEnviron(s *stageState) []string {
+	var env []string
+	hasPath := false
+	for _, k := range s.vars.Keys() {
+		v, _ := s.vars.Get(k)
+		env = append(env, k+"="+v)
+		hasPath = hasPath || k == "PATH"
+	}
+	if !hasPath {
+		env = append(env, "PATH="+defaultPath)
+	}
+	return env
+}
+
+func workdirOf(s *stageState) string {
+	if s.cfg.Config.WorkingDir == "" {
+		return "/"
+	}
+	return s.cfg.Config.WorkingDir
+}
+
+// runMounts turns RUN --mount flags into bind mounts. cleanup removes the
+// temporary files (secrets, tmpfs folders) after the step.
+func (b *builder) runMounts(ctx context.Context, s *stageState, c *instructions.RunCommand) ([]run.Mount, func(), error) {
+	var out []run.Mount
+	var temps []string
+	cleanup := func() {
+		for _, t := range temps {
+			_ = os.RemoveAll(t)
+		}
+	}
+	for _, m := range instructions.GetMounts(c) {
+		target := m.Target
+		if target != "" && !path.IsAbs(target) {
+			target = path.Join(workdirOf(s), target)
+		}
+		switch m.Type {
+		case instructions.MountTypeCache:
+			dir, err := b.cacheMountDir(m)
+			if err != nil {
+				return nil, cleanup, err
+			}
+			out = append(out, run.Mount{Source: dir, Target: target, ReadOnly: m.ReadOnly})
+		case instructions.MountTypeSecret:
+			file, err := b.secretFile(m)
+			if err != nil {
+				return nil, cleanup, err
+			}
+			if file == "" {
+				continue // optional and not given
+			}
+			temps = append(temps, filepath.Dir(file))
+			if m.Target == "" {
+				target = "/run/secrets/" + m.CacheID
+			}
+			out = append(out, run.Mount{Source: file, Target: target, ReadOnly: true})
+		case instructions.MountTypeBind:
+			if !m.ReadOnly {
+				return nil, cleanup, fmt.Errorf("%w: RUN --mount=type=bind,rw (writes that are thrown away); mount it read-only", ErrNotSupported)
+			}
+			src, err := b.copySource(ctx, s, m.From)
+			if err != nil {
+				return nil, cleanup, err
+			}
+			host, err := src.Resolve(m.Source)
+			if err != nil {
+				return nil, cleanup, fmt.Errorf("RUN --mount=type=bind,source=%s: %w", m.Source, err)
+			}
+			out = append(out, run.Mount{Source: host, Target: target, ReadOnly: true})
+		case instructions.MountTypeTmpfs:
+			dir, err := os.MkdirTemp(b.work, "tmpfs-")
+			if err != nil {
+				return nil, cleanup, err
+			}
+			temps = append(temps, dir)
+			out = append(out, run.Mount{Source: dir, Target: target})
+		default:
+			return nil, cleanup, fmt.Errorf("%w: RUN --mount=type=%s", ErrNotSupported, m.Type)
+		}
+	}
+	return out, cleanup, nil
+}
+
+// cacheMountDir is the persistent folder of a cache mount, kept across
+// builds under the run-cache folder, never in a layer. Its id (default: the
+// target) names it.
+func (b *builder) cacheMountDir(m *instructions.Mount) (string, error) {
+	if b.o.runCache == "" {
+		return "", fmt.Errorf("RUN --mount=type=cache needs a cache folder (--cache-dir)")
+	}
+	id := m.CacheID
+	if id == "" {
+		id = m.Target
+	}
+	sum := sha256.Sum256([]byte(id))
+	dir := filepath.Join(b.o.runCache, hex.EncodeToString(sum[:8]))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("cache mount %s: %w", id, err)
+	}
+	if m.UID != nil || m.GID != nil {
+		uid, gid := -1, -1
+		if m.UID != nil {
+			uid = int(*m.UID)
+		}
+		if m.GID != nil {
+			gid = int(*m.GID)
+		}
+		if err := os.Lchown(dir, uid, gid); err != nil {
+			return "", fmt.Errorf("cache mount %s: %w", id, err)
+		}
+	}
+	if m.Mode != nil {
+		if err := os.Chmod(dir, os.FileMode(*m.Mode)&os.ModePerm); err != nil {
+			return "", fmt.Errorf("cache mount %s: %w", id, err)
+		}
+	}
+	return dir, nil
+}
+
+// secretFile copies a secret into a private temporary file for the step.
+func (b *builder) secretFile(m *instructions.Mount) (string, error) {
+	id := m.CacheID
+	src, ok := b.o.secrets[id]
+	if !ok {
+		if m.Required {
+			return "", fmt.Errorf("secret %q is required but was not given (--secret id=%s,src=FILE or env=VAR)", id, id)
+		}
+		return "", nil
+	}
+	var data []byte
+	if src.Env != "" {
+		v, set := os.LookupEnv(src.Env)
+		if !set {
+			return "", fmt.Errorf("secret %q: environment variable %s is not set", id, src.Env)
+		}
+		data = []byte(v)
+	} else {
+		var err error
+		if data, err = os.ReadFile(src.File); err != nil {
+			return "", fmt.Errorf("secret %q: %w", id, err)
+		}
+	}
+	dir, err := os.MkdirTemp(b.work, "secret-")
+	if err != nil {
+		return "", err
+	}
+	file := filepath.Join(dir, "secret")
+	mode := os.FileMode(0o400)
+	if m.Mode != nil {
+		mode = os.FileMode(*m.Mode) & os.ModePerm
+	}
+	if err := os.WriteFile(file, data, mode); err != nil {
+		return "", err
+	}
+	uid, gid := 0, 0
+	if m.UID != nil {
+		uid = int(*m.UID)
+	}
+	if m.GID != nil {
+		gid = int(*m.GID)
+	}
+	if uid != 0 || gid != 0 {
+		if err := os.Lchown(file, uid, gid); err != nil {
+			return "", fmt.Errorf("secret %q: %w", id, err)
+		}
+	}
+	return file, nil
+}
+
+// lineLogger logs a step's output line by line.
+type lineLogger struct {
+	log   interface{ Info(string, ...any) }
+	stage string
+	mu    sync.Mutex
+	buf   []byte
+}
+
+func (l *lineLogger) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			break
+		}
+		l.emit(string(l.buf[:i]))
+		l.buf = l.buf[i+1:]
+	}
+	if len(l.buf) > 64<<10 { // a very long line: log it in pieces
+		l.emit(string(l.buf))
+		l.buf = l.buf[:0]
+	}
+	return len(p), nil
+}
+
+func (l *lineLogger) emit(line string) {
+	l.log.Info("RUN output", "stage", l.stage, "out", strings.TrimRight(line, "\r"))
+}
+
+// flush logs a last line without a newline.
+func (l *lineLogger) flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.buf) > 0 {
+		l.emit(string(l.buf))
+		l.buf = nil
+	}
+}
