@@ -113,6 +113,10 @@ func (a *applier) apply(ctx context.Context, hdr *tar.Header, body io.Reader) er
 	if rel == "" {
 		return nil // the root itself: its metadata is the caller's, as in containerd
 	}
+	if a.root.isProtected(rel) {
+		a.stats.warn("/%s left alone: a protected path (a mount point or the builder's own)", rel)
+		return nil
+	}
 	if isWhiteout(rel) {
 		return a.whiteout(rel)
 	}

@@ -15,6 +15,10 @@ import (
 // create makes the entry hdr names as name in the directory c leads to,
 // then gives it the entry's metadata.
 func (a *applier) create(ctx context.Context, c *chain, name string, hdr *tar.Header, body io.Reader) error {
+	if rel := c.join(name); a.root.isProtected(rel) || (hdr.Typeflag != tar.TypeDir && a.root.holdsProtected(rel)) {
+		a.stats.warn("/%s left alone: a protected path, or a folder holding one (a mount point or the builder's own)", rel)
+		return nil
+	}
 	if err := a.replace(c, name, hdr.Typeflag == tar.TypeDir); err != nil {
 		return err
 	}
@@ -39,7 +43,7 @@ func (a *applier) replace(c *chain, name string, isDir bool) error {
 	case isDir && st.Mode&unix.S_IFMT == unix.S_IFDIR:
 		return nil
 	}
-	return removeAllAt(c.fd(), name, "/"+c.join(name))
+	return a.root.removeAt(c.fd(), name, c.join(name))
 }
 
 // createObject creates the entry's object; made is false when it was skipped.

@@ -15,6 +15,7 @@ import (
 type Root struct {
 	dir        string
 	privileged bool
+	protected  map[string]bool // relative paths never written or removed (WithProtected)
 }
 
 // Option configures a Root.

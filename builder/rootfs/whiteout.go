@@ -44,7 +44,7 @@ func (a *applier) whiteout(rel string) error {
 		return err
 	}
 	defer c.close()
-	return removeAllAt(c.fd(), name, "/"+c.join(name))
+	return a.root.removeAt(c.fd(), name, c.join(name))
 }
 
 // opaque removes from dir everything this layer did not write, before or
@@ -87,7 +87,7 @@ func (a *applier) clearOpaque(dir int, rel string) error {
 	for _, n := range names {
 		p := path.Join(rel, n)
 		if !a.unpacked[p] {
-			if err := removeAllAt(dir, n, "/"+p); err != nil {
+			if err := a.root.removeAt(dir, n, p); err != nil {
 				return err
 			}
 			continue
