@@ -160,6 +160,17 @@ func (b *builder) copySource(ctx context.Context, s *stageState, from string) (f
 	if err != nil {
 		return nil, err
 	}
+	if root.Dir() == "/" {
+		// Container isolation: that stage is the live "/", mount points and
+		// all; read its files from a copy made from its layers instead.
+		st.root = nil
+		if root, err = b.ensureRoot(ctx, st); err != nil {
+			return nil, err
+		}
+		if b.onSlash == st {
+			b.onSlash = nil
+		}
+	}
 	return rootSource{root: root, owners: st.owners}, nil
 }
 

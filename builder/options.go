@@ -28,6 +28,8 @@ type options struct {
 	runOutput      io.Writer         // nil: each output line is logged
 	runExclude     []string          // container paths no RUN snapshot takes
 	allowEmulation bool
+	force          bool     // container isolation outside a detected container
+	keep           []string // host paths container isolation must not remove
 }
 
 func newOptions(opts []Option) *options {
@@ -113,3 +115,15 @@ func WithRunExclude(paths ...string) Option {
 // WithAllowEmulation lets RUN execute code of another architecture, through
 // a binfmt_misc handler the caller has checked is registered.
 func WithAllowEmulation(allow bool) Option { return func(o *options) { o.allowEmulation = allow } }
+
+// WithForce lets container isolation run where no container was detected,
+// or on a "/" holding files kiln cannot tell are disposable. The stage
+// filesystem replaces "/": only for a machine or container that may lose it.
+func WithForce(force bool) Option { return func(o *options) { o.force = force } }
+
+// WithKeep names host folders container isolation must keep when it
+// replaces "/" (the warm cache, output folders); mount points, kiln's own
+// binary folder, the work folder and the build context are kept anyway.
+func WithKeep(paths ...string) Option {
+	return func(o *options) { o.keep = append(o.keep, paths...) }
+}

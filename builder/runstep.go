@@ -20,6 +20,7 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"kiln/builder/dockerfile"
+	"kiln/builder/rootfs"
 	"kiln/builder/run"
 	"kiln/builder/snapshot"
 	"kiln/platform"
@@ -87,9 +88,10 @@ func (b *builder) runEnv() (*runEnvironment, error) {
 		switch iso {
 		case run.Chroot, run.Rootless:
 		case run.Container:
-			e.err = fmt.Errorf("%w: --isolation container (the stage filesystem as the container's own /) is not implemented yet; "+
-				"run kiln where it may create namespaces (root, or a user namespace), or use --isolation chroot|rootless (detected: %s)", ErrNotSupported, why)
-			return
+			if err := b.checkContainerRoot(); err != nil {
+				e.err = err
+				return
+			}
 		default:
 			e.err = fmt.Errorf("unknown isolation %q (want chroot, rootless or container)", iso)
 			return
@@ -107,6 +109,13 @@ func (b *builder) runEnv() (*runEnvironment, error) {
 		default:
 			e.err = fmt.Errorf("unknown snapshot strategy %q (want auto, overlay or walk)", snap)
 			return
+		}
+		if iso == run.Container && snap == SnapshotOverlay {
+			if b.o.snapshot == SnapshotOverlay {
+				e.err = fmt.Errorf("--snapshot overlay needs chroot or rootless isolation: in container mode the step runs on / itself")
+				return
+			}
+			snap, swhy = SnapshotWalk, "container isolation: the step runs on / itself"
 		}
 		e.overlay = snap == SnapshotOverlay
 		b.o.log.Info("RUN steps", "isolation", string(iso), "why", why, "snapshot", snap, "snapshot_why", swhy)
@@ -154,7 +163,12 @@ func (b *builder) runCmd(ctx context.Context, s *stageState, c *instructions.Run
 	if err != nil {
 		return err
 	}
-	root, err := b.ensureRoot(ctx, s)
+	var root *rootfs.Root
+	if env.isolation == run.Container {
+		root, err = b.containerRoot(ctx, s)
+	} else {
+		root, err = b.ensureRoot(ctx, s)
+	}
 	if err != nil {
 		return err
 	}
@@ -168,7 +182,16 @@ func (b *builder) runCmd(ctx context.Context, s *stageState, c *instructions.Run
 	if b.o.runOutput != nil {
 		spec.Stdout, spec.Stderr = b.o.runOutput, b.o.runOutput
 	}
+	if env.isolation == run.Container {
+		if len(spec.Mounts) > 0 {
+			return fmt.Errorf("%w: RUN --mount in container isolation (kiln may not mount there); use chroot or rootless isolation", ErrNotSupported)
+		}
+		spec.Force = b.o.force
+	}
 	exclude := append(spec.MountPoints(), b.o.runExclude...)
+	if env.isolation == run.Container {
+		exclude = append(exclude, b.protected...)
+	}
 	layerPath := b.layerPath()
 	stats, err := b.snapshotStep(ctx, env, root.Dir(), layerPath, exclude, func(dir string) error {
 		spec.Root = dir

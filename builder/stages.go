@@ -31,14 +31,20 @@ var errStageCycle = errors.New("stage needs itself")
 // builder is one Build: the plan, the context and the stages built so far.
 type builder struct {
 	runState runEnvironment // isolation and snapshot strategy, chosen at the first RUN
-	req      Request
-	o        *options
-	plan     *dockerfile.Plan
-	bc       *buildcontext.Context
-	work     string
-	lex      *shell.Lex
-	created  time.Time  // config and history timestamps
-	epoch    *time.Time // file timestamps of a reproducible build
+
+	// Container isolation: the paths replacing "/" keeps, kiln's folder,
+	// and the stage whose filesystem "/" is.
+	protected     []string
+	containerHome string
+	onSlash       *stageState
+	req           Request
+	o             *options
+	plan          *dockerfile.Plan
+	bc            *buildcontext.Context
+	work          string
+	lex           *shell.Lex
+	created       time.Time  // config and history timestamps
+	epoch         *time.Time // file timestamps of a reproducible build
 
 	stages   []*stageState
 	building []bool

@@ -130,6 +130,11 @@ func runBuild(c *cli.Context) error {
 		runOpts = append(runOpts, builder.WithAllowEmulation(true))
 	}
 	opts := append([]builder.Option{builder.WithBaseImages(bases), builder.WithLogger(out.log), builder.WithWorkDir(c.String("work-dir"))}, runOpts...)
+	for _, p := range []string{plan.ociDir, plan.tarPath, c.String("digest-file"), c.String("metadata-file")} {
+		if p != "" {
+			opts = append(opts, builder.WithKeep(p)) // written after the build: --isolation container must not remove them
+		}
+	}
 	res, err := builder.Build(c.Context, plan.req, opts...)
 	if err != nil {
 		return buildFailure(err)

@@ -16,6 +16,7 @@ func runFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "isolation", Value: "auto", Usage: "how RUN steps are isolated: auto, chroot (root: namespaces + chroot), rootless (a user namespace), container (the container's own /)", EnvVars: envs("ISOLATION")},
 		&cli.StringFlag{Name: "snapshot", Value: builder.SnapshotAuto, Usage: "how a RUN step's change is found: auto, overlay (cost follows the change) or walk (stat-compare the tree)", EnvVars: envs("SNAPSHOT")},
+		&cli.BoolFlag{Name: "force", Usage: "with --isolation container: replace / even where no container was detected or / holds files kiln did not put there", EnvVars: envs("FORCE")},
 		&cli.StringSliceFlag{Name: "secret", Usage: "a secret for RUN --mount=type=secret: `id=ID,src=FILE` or id=ID,env=VAR (repeatable); never in a layer, the history or a log", EnvVars: envs("SECRET")},
 	}
 }
@@ -52,7 +53,10 @@ func runOptions(c *cli.Context, cacheDir string) ([]builder.Option, error) {
 		opts = append(opts, builder.WithSecrets(secrets))
 	}
 	if cacheDir != "" {
-		opts = append(opts, builder.WithRunCache(filepath.Join(cacheDir, ".kiln", "run-cache")))
+		opts = append(opts, builder.WithRunCache(filepath.Join(cacheDir, ".kiln", "run-cache")), builder.WithKeep(cacheDir))
+	}
+	if c.Bool("force") {
+		opts = append(opts, builder.WithForce(true))
 	}
 	return opts, nil
 }

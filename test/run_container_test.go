@@ -1,0 +1,224 @@
+package test
+
+import (
+	"archive/tar"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// podScript builds what a Kubernetes pod running kiln's own image looks
+// like, in a private mount namespace (nothing of it is visible outside, and
+// it all goes when the namespace does): a tmpfs as "/" holding only
+// /kiln/kiln, a fresh /proc, the host's /dev, a read-only /sys,
+// /etc/resolv.conf and /etc/hosts bound in as a runtime does, the
+// workspace volume at /workspace and a service-account token at
+// /var/run/secrets/kubernetes.io/serviceaccount/token. It chroots into it
+// and runs kiln with the arguments given, then reports, from outside the
+// chroot, what the pod's "/" holds.
+const podScript = `set -eu
+R=$1 WS=$2 KILN=$3 TOKEN=$4 EXTRA=$5
+shift 5
+mount -t tmpfs -o mode=0755 tmpfs "$R"
+mkdir -p "$R/kiln" "$R/proc" "$R/dev" "$R/sys" "$R/etc" "$R/workspace" "$R/tmp" "$R/var/run/secrets/kubernetes.io/serviceaccount"
+chmod 1777 "$R/tmp"
+cp "$KILN" "$R/kiln/kiln"
+mount -t proc proc "$R/proc"
+mount --rbind /dev "$R/dev"
+mount --rbind -o ro /sys "$R/sys"
+touch "$R/etc/resolv.conf" "$R/etc/hosts" "$R/var/run/secrets/kubernetes.io/serviceaccount/token"
+mount --bind -o ro /etc/resolv.conf "$R/etc/resolv.conf"
+mount --bind -o ro /etc/hosts "$R/etc/hosts"
+mount --bind "$WS" "$R/workspace"
+mount --bind -o ro "$TOKEN" "$R/var/run/secrets/kubernetes.io/serviceaccount/token"
+if [ -n "$EXTRA" ]; then mkdir -p "$R/data"; echo keep-me > "$R/data/important"; fi
+rc=0
+KUBERNETES_SERVICE_HOST=10.96.0.1 TMPDIR=/tmp chroot "$R" /kiln/kiln "$@" || rc=$?
+echo "== pod root after kiln (exit $rc):"
+(cd "$R" && ls -A)
+[ -x "$R/kiln/kiln" ] && echo "== kiln binary kept"
+[ -z "$EXTRA" ] || cat "$R/data/important"
+exit $rc
+`
+
+// runInPod runs kiln inside the pod-like root of podScript; ws is the
+// workspace volume. It skips where a mount namespace cannot be made.
+func runInPod(t *testing.T, ws string, extra bool, args ...string) result {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the pod-like root needs root (mount namespace, tmpfs, chroot)")
+	}
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("unshare (util-linux) not installed")
+	}
+	if out, err := exec.Command("unshare", "--mount", "--propagation", "private", "true").CombinedOutput(); err != nil {
+		t.Skipf("cannot make a mount namespace here: %v %s", err, out)
+	}
+	dir := t.TempDir()
+	script := filepath.Join(dir, "pod.sh")
+	if err := os.WriteFile(script, []byte(podScript), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(dir, "root")
+	token := filepath.Join(dir, "token")
+	for p, body := range map[string]string{token: "service-account-token-of-the-pod"} {
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	flag := ""
+	if extra {
+		flag = "data"
+	}
+	cmd := exec.CommandContext(t.Context(), "unshare", append([]string{"--mount", "--propagation", "private", "--fork",
+		"sh", script, root, ws, kilnBin, token, flag}, args...)...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String(), code: exitCode(err)}
+	if got, _ := os.ReadFile(token); string(got) != "service-account-token-of-the-pod" {
+		t.Errorf("the service-account token (a mount in the pod) was changed: %q", got)
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Errorf("the pod's root leaked out of its mount namespace: %d entries in %s", len(entries), root)
+	}
+	return r
+}
+
+// TestRunContainerIsolation: --isolation container, the kaniko way, in a
+// pod-like root: kiln replaces "/" with each stage's filesystem, runs the
+// steps there, and never snapshots, deletes or changes a mount point (the
+// workspace, the token, /etc/hosts, /proc...) or its own folder.
+func TestRunContainerIsolation(t *testing.T) {
+	t.Parallel()
+	busybox := needBusybox(t)
+	ws := t.TempDir()
+	ctxDir := filepath.Join(ws, "ctx")
+	if err := os.MkdirAll(ctxDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, busybox, filepath.Join(ctxDir, "busybox"), 0o755)
+	writeContext(t, ctxDir, map[string]string{
+		"Dockerfile": `FROM scratch AS tools
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+RUN echo one > /etc/app.conf && mkdir -p /srv/a/b && echo deep > /srv/a/b/c && rm /bin/sleep \
+ && cat /var/run/secrets/kubernetes.io/serviceaccount/token > /dev/null && test -f /workspace/ctx/Dockerfile
+
+FROM scratch AS other
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "echo", "other stage"]
+
+FROM tools
+COPY --from=other /bin/busybox /opt/busybox-copy
+RUN rm -r /srv/a && echo two >> /etc/app.conf && ls / > /root-listing && touch /tmp/in-image
+`,
+	})
+	r := runInPod(t, ws, false, "build", "--progress", "plain", "--isolation", "container",
+		"--context", "/workspace/ctx", "--output", "oci:/workspace/out", "--cache-dir", "/workspace/cache", "--reproducible")
+	mustExit(t, r, 0)
+	for _, want := range []string{"isolation=container", "snapshot=walk", "replacing / with the stage's filesystem", "== kiln binary kept"} {
+		if !strings.Contains(r.output(), want) {
+			t.Errorf("output should say %q:\n%s", want, r)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(ctxDir, "Dockerfile")); err != nil {
+		t.Errorf("the build context on the workspace volume was touched: %v", err)
+	}
+
+	img := layoutImage(t, filepath.Join(ws, "out"), "image")
+	tree, dups := flatten(t, img)
+	if len(dups) > 0 {
+		t.Errorf("paths twice in one layer: %v", dups)
+	}
+	files := byPath(tree)
+	for p, want := range map[string]bool{
+		"/etc/app.conf": true, "/root-listing": true, "/opt/busybox-copy": true, "/tmp/in-image": true, "/bin/sh": true,
+		"/srv": true, "/srv/a": false, "/bin/sleep": false,
+	} {
+		if _, ok := files[p]; ok != want {
+			t.Errorf("%s in the image: %v, want %v", p, ok, want)
+		}
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	forbidden := []string{"kiln", "workspace", "proc", "sys", "dev", "etc/hosts", "etc/resolv.conf", "var/run/secrets", "tmp/kiln-build-"}
+	for i, l := range layers {
+		rc, err := l.Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := tar.NewReader(rc)
+		for {
+			hdr, err := tr.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("layer %d: %v", i, err)
+			}
+			name := strings.TrimSuffix(hdr.Name, "/")
+			for _, f := range forbidden {
+				if name == f || strings.HasPrefix(name, f+"/") || (strings.HasSuffix(f, "-") && strings.HasPrefix(name, f)) {
+					t.Errorf("layer %d holds %s: the pod's own path, never part of an image", i, hdr.Name)
+				}
+			}
+			if strings.Contains(name, "service-account-token") {
+				t.Errorf("layer %d holds the token", i)
+			}
+		}
+		rc.Close()
+	}
+}
+
+// TestRunContainerRefusesForeignRoot: container isolation replaces "/", so
+// it refuses a "/" holding files that are not kiln's (a container kiln was
+// not made for), before touching anything, and names the way out.
+func TestRunContainerRefusesForeignRoot(t *testing.T) {
+	t.Parallel()
+	busybox := needBusybox(t)
+	ws := t.TempDir()
+	ctxDir := filepath.Join(ws, "ctx")
+	if err := os.MkdirAll(ctxDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, busybox, filepath.Join(ctxDir, "busybox"), 0o755)
+	writeContext(t, ctxDir, map[string]string{"Dockerfile": "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"true\"]\n"})
+	r := runInPod(t, ws, true, "build", "--progress", "plain", "--isolation", "container",
+		"--context", "/workspace/ctx", "--output", "oci:/workspace/out")
+	mustExit(t, r, 2) // refused before any work, as a flag that cannot apply here
+	for _, want := range []string{"holds /data", "--force", "keep-me"} {
+		if !strings.Contains(r.output(), want) {
+			t.Errorf("output should say %q:\n%s", want, r)
+		}
+	}
+}
+
+// needBusybox is the host's static busybox (Debian's busybox-static).
+func needBusybox(t *testing.T) string {
+	t.Helper()
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skip("busybox-static not installed (apt-get install busybox-static)")
+	}
+	return "/bin/busybox"
+}
+
+func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, mode); err != nil {
+		t.Fatal(err)
+	}
+}
