@@ -1,12 +1,16 @@
 package builder
 
 import (
+	"archive/tar"
 	"bufio"
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
+
+	mode "github.com/tonistiigi/dchapes-mode"
 )
 
 // owner is a numeric uid and gid for new files.
@@ -85,14 +89,49 @@ func scanIDs(f *os.File, name, file string) (int, int, error) {
 	return 0, 0, fmt.Errorf("unable to find %q in %s", name, file)
 }
 
-// parseChmod reads --chmod: octal only, as in BuildKit's classic form.
-func parseChmod(spec string) (int64, bool, error) {
+// chmod is a parsed --chmod: an octal mode, or a symbolic one ("u+x",
+// "go-w,a+X") applied to each source's own mode, as BuildKit does.
+type chmod struct {
+	octal int64
+	set   *mode.Set // nil for an octal mode
+}
+
+// of is the mode an entry of type typ whose mode was m gets.
+func (c *chmod) of(m int64, typ byte) int64 {
+	if c.set == nil {
+		return c.octal
+	}
+	fm := fs.FileMode(m & 0o777)
+	for bit, flag := range map[int64]fs.FileMode{0o4000: fs.ModeSetuid, 0o2000: fs.ModeSetgid, 0o1000: fs.ModeSticky} {
+		if m&bit != 0 {
+			fm |= flag
+		}
+	}
+	if typ == tar.TypeDir {
+		fm |= fs.ModeDir
+	}
+	return tarMode(c.set.Apply(fm))
+}
+
+// parseChmod reads --chmod: octal ("0755"), or symbolic as chmod(1) has
+// it, which BuildKit accepts too; nil when not given.
+func parseChmod(spec string) (*chmod, error) {
 	if spec == "" {
-		return 0, false, nil
+		return nil, nil
 	}
 	m, err := strconv.ParseUint(spec, 8, 32)
-	if err != nil || m > 0o7777 {
-		return 0, false, fmt.Errorf("invalid --chmod=%s: an octal mode is expected", spec)
+	if err == nil {
+		if m > 0o7777 {
+			return nil, fmt.Errorf("invalid --chmod=%s: an octal mode is at most 7777", spec)
+		}
+		return &chmod{octal: int64(m)}, nil
 	}
-	return int64(m), true, nil
+	if strings.Trim(spec, "0123456789") == "" {
+		return nil, fmt.Errorf("invalid --chmod=%s: an octal mode is expected", spec)
+	}
+	set, err := mode.Parse(spec)
+	if err != nil {
+		return nil, fmt.Errorf("invalid --chmod=%s: not an octal mode, and as a symbolic one (u+x, go-w, a=rX): %w", spec, err)
+	}
+	return &chmod{set: &set}, nil
 }

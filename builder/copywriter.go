@@ -25,8 +25,7 @@ type copyWriter struct {
 	lw      *layerWriter
 	src     fileSource
 	own     *owner // --chown; nil keeps the source's owners
-	mode    int64  // --chmod
-	hasMode bool
+	chmod   *chmod // --chmod; nil keeps the source's modes
 	root    *rootfs.Root
 	exclude *patternmatcher.PatternMatcher // --exclude; nil: none
 	written map[string]bool                // folders already in the layer
@@ -38,7 +37,7 @@ func (b *builder) newCopyWriter(ctx context.Context, s *stageState, spec copySpe
 	if err != nil {
 		return nil, fmt.Errorf("--chown=%s: %w", spec.chown, err)
 	}
-	mode, hasMode, err := parseChmod(spec.chmod)
+	cm, err := parseChmod(spec.chmod)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +56,7 @@ func (b *builder) newCopyWriter(ctx context.Context, s *stageState, spec copySpe
 		return nil, err
 	}
 	return &copyWriter{
-		b: b, s: s, lw: lw, src: src, own: own, mode: mode, hasMode: hasMode,
+		b: b, s: s, lw: lw, src: src, own: own, chmod: cm,
 		root: root, exclude: exclude, written: map[string]bool{}, links: map[[2]uint64]string{},
 	}, nil
 }
@@ -337,8 +336,8 @@ func (cw *copyWriter) apply(e *entry, uid, gid int) {
 	if cw.own != nil {
 		e.uid, e.gid = cw.own.uid, cw.own.gid
 	}
-	if cw.hasMode {
-		e.mode = cw.mode
+	if cw.chmod != nil {
+		e.mode = cw.chmod.of(e.mode, e.typ)
 	}
 }
 
