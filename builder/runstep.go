@@ -238,6 +238,9 @@ func (b *builder) snapshotStep(ctx context.Context, env *runEnvironment, root, l
 	defer f.Close()
 	gz := gzip.NewWriter(f)
 	opts := snapshot.Options{Exclude: exclude, SourceDateEpoch: b.epoch}
+	if env.isolation == run.Rootless {
+		opts.MapIDs = run.ContainerIDs() // the step's files belong to host ids standing for the namespace's
+	}
 	var stats *snapshot.Stats
 	if env.overlay {
 		stats, err = b.overlayStep(ctx, root, opts, gz, step)

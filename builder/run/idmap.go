@@ -105,3 +105,37 @@ func userName(uid int) string {
 	}
 	return ""
 }
+
+// ContainerIDs is how rootless isolation maps ids, read backwards: the
+// owner a file made by a rootless step has on disk, as the user namespace
+// sees it. The caller is 0; its /etc/subuid and /etc/subgid ranges, where
+// newuidmap and newgidmap exist to map them, are 1 and up; other ids are
+// kept.
+func ContainerIDs() func(uid, gid int) (int, int) {
+	name := userName(os.Getuid())
+	uids := hostRange("uid", os.Getuid(), name)
+	gids := hostRange("gid", os.Getgid(), name)
+	return func(uid, gid int) (int, int) {
+		return uids(uid), gids(gid)
+	}
+}
+
+// hostRange maps one kind of host id back into the namespace, as mapOne
+// maps it forward.
+func hostRange(kind string, self int, name string) func(int) int {
+	r, ok := subRange("/etc/sub"+kind, self, name)
+	if ok {
+		if _, err := exec.LookPath("new" + kind + "map"); err != nil {
+			ok = false
+		}
+	}
+	return func(id int) int {
+		switch {
+		case id == self:
+			return 0
+		case ok && id >= int(r.start) && id < int(r.start)+int(r.count):
+			return 1 + id - int(r.start)
+		}
+		return id
+	}
+}

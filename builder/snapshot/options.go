@@ -14,6 +14,10 @@ type Options struct {
 	// SourceDateEpoch, when set, clamps every mtime in the layer to it, for
 	// reproducible builds.
 	SourceDateEpoch *time.Time
+	// MapIDs, when set, turns the owner a file has on disk into the owner
+	// the layer records: a rootless step's files belong to host ids that
+	// stand for the user namespace's (run.ContainerIDs).
+	MapIDs func(uid, gid int) (int, int)
 }
 
 // excluder answers whether a path relative to the root is excluded.

@@ -27,6 +27,7 @@ type inode struct{ dev, ino uint64 }
 type layerWriter struct {
 	src   string
 	epoch *time.Time
+	ids   func(uid, gid int) (int, int) // Options.MapIDs
 	tw    *tar.Writer
 	links map[inode]string // the first name written for each inode
 	buf   []byte
@@ -37,6 +38,7 @@ func newLayerWriter(src string, opts Options, out io.Writer, stats *Stats) *laye
 	return &layerWriter{
 		src:   src,
 		epoch: opts.SourceDateEpoch,
+		ids:   opts.MapIDs,
 		tw:    tar.NewWriter(out),
 		links: map[inode]string{},
 		buf:   make([]byte, copyBufferSize),
@@ -106,6 +108,9 @@ func (w *layerWriter) header(rel, host string, st *unix.Stat_t) (*tar.Header, er
 		Uid:     int(st.Uid),
 		Gid:     int(st.Gid),
 		ModTime: w.clamp(time.Unix(st.Mtim.Sec, 0)),
+	}
+	if w.ids != nil {
+		hdr.Uid, hdr.Gid = w.ids(hdr.Uid, hdr.Gid)
 	}
 	typ := st.Mode & unix.S_IFMT
 	if typ != unix.S_IFDIR && st.Nlink > 1 {
