@@ -47,8 +47,18 @@ Examples:
    kiln build --context . --dockerfile Dockerfile --destination registry.example.com/acme/app:1.0 \
               --build-arg VERSION=1.0 --label org.opencontainers.image.revision=$GIT_SHA
 
+   # RUN with a secret (RUN --mount=type=secret,id=npmrc) and a cache mount kept in the cache dir
+   kiln build --context . --secret id=npmrc,src=$HOME/.npmrc --cache-dir /cache
+
+   # In a pod without extra privileges, from kiln's own image: the stage becomes the container's /
+   kiln build --context /workspace --isolation container --destination registry.example.com/acme/app:1.0
+
    # Reproducible: the same inputs give the same digest
    SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) kiln build --context . --reproducible --digest-file digest.txt
+
+RUN executes natively (never emulated unless --allow-emulation): --isolation picks chroot (root),
+rootless (a user namespace) or container (the kaniko way); --snapshot picks overlay (the cost of a
+step is what it changed) or walk. Both are chosen automatically and logged when not given.
 
 Flags go before NAME (kiln build [flags] NAME).
 
