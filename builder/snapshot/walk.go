@@ -98,7 +98,7 @@ func (w *Walk) record(dirFD int, name, rel string) (*record, error) {
 	r := &record{
 		mode: st.Mode, uid: st.Uid, gid: st.Gid, size: st.Size,
 		mtime: st.Mtim, ctime: st.Ctim, ino: st.Ino, dev: st.Dev,
-		nlink: st.Nlink, rdev: st.Rdev,
+		nlink: uint64(st.Nlink), rdev: st.Rdev,
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
 		if r.link, err = readlinkAt(dirFD, name, host); err != nil {
