@@ -1,7 +1,8 @@
-// Command buildseed prepares kiln's build benchmark (bench/build.sh): it
-// starts a registry process, pushes the base images, writes the build
-// context and its Dockerfiles, and keeps the registry serving until its
-// standard input closes or it gets SIGTERM/SIGINT; then it stops it.
+// Command buildseed prepares kiln's build benchmarks (bench/build.sh and,
+// with -index, bench/buildall.sh): it starts a registry process, pushes the
+// base images, writes the build context and its Dockerfiles, and keeps the
+// registry serving until its standard input closes or it gets
+// SIGTERM/SIGINT; then it stops it.
 //
 //	go run ./bench/buildseed -dir bench/.work/registry -context bench/.work/context \
 //		-ready bench/.work/buildseed.json -lists bench/.work/lists
@@ -14,6 +15,19 @@
 //
 //	REG/bench/build-base:1   a small base: 2 layers, 2.5 MiB in 12 files
 //	REG/bench/build-big:1    one 200 MiB layer of 8 incompressible files
+//	                         (-big-mb; 0 leaves this image out)
+//
+// With -index linux/amd64,linux/arm64 (for bench/buildall.sh) it also pushes
+//
+//	REG/bench/buildall-base:1  an OCI image index, one image per platform,
+//	                           each 2 layers (2.5 MiB, seeds per platform)
+//
+// and writes into the context one folder of per-platform files for each
+// platform's architecture, arch/ARCH/ (12 files of 256 KiB–1 MiB, ~7.5 MB,
+// different content per architecture), and
+//
+//	Dockerfile.buildall  FROM buildall-base, ARG TARGETARCH, COPY
+//	                     arch/${TARGETARCH}/, then COPY src/, assets/, data/
 //
 // The context (-context) holds ~2,000 files of incompressible content,
 // ~150 MB, in three folders of different file sizes:
@@ -34,7 +48,9 @@
 // give the same files and digests on every run and machine. Once ready it
 // prints a JSON description, writes it atomically to -ready, and writes
 // one-value files to -lists for shell scripts (registry, base.ref, big.ref,
-// context.files, context.bytes, big.bytes).
+// context.files, context.bytes, big.bytes; with -index also index.ref,
+// index.platforms, arch.files, arch.bytes). The context counts and tiers
+// leave arch/ out: they are the same with and without -index.
 package main
 
 import (
@@ -50,9 +66,11 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
 
 	"kiln/test/harness"
@@ -102,6 +120,13 @@ type Description struct {
 	ContextFiles int     `json:"context_files"`
 	ContextBytes int64   `json:"context_bytes"`
 	Secs         float64 `json:"seconds"`
+
+	// With -index: the multi-platform base and the per-architecture folders.
+	Index          string   `json:"index,omitempty"`
+	IndexPlatforms []string `json:"index_platforms,omitempty"`
+	ArchTiers      []Tier   `json:"arch_tiers,omitempty"`
+	ArchFiles      int      `json:"arch_files,omitempty"`
+	ArchBytes      int64    `json:"arch_bytes,omitempty"`
 }
 
 func main() {
@@ -109,7 +134,8 @@ func main() {
 	ctxDir := flag.String("context", "bench/.work/context", "write the build context here (must not exist, or be empty)")
 	ready := flag.String("ready", "", "write the JSON description here (atomically) once everything is ready")
 	lists := flag.String("lists", "", "write plain-text values for shell scripts into this folder")
-	bigMB := flag.Int("big-mb", 200, "size of the big base image's one layer, MiB")
+	bigMB := flag.Int("big-mb", 200, "size of the big base image's one layer, MiB (0: no big image)")
+	indexPlats := flag.String("index", "", "also push a multi-platform base for these comma-separated platforms and write arch/ and Dockerfile.buildall")
 	watchStdin := flag.Bool("stdin", true, "stop when standard input closes")
 	logPath := flag.String("log", "", "append the registry's log here (default: standard error)")
 	flag.Parse()
@@ -142,7 +168,7 @@ func main() {
 	if err != nil {
 		log.Fatalf("starting registry: %v", err)
 	}
-	err = run(ctx, reg.Addr, *ctxDir, *bigMB, *ready, *lists)
+	err = run(ctx, reg.Addr, *ctxDir, *bigMB, *indexPlats, *ready, *lists)
 	if err == nil {
 		<-ctx.Done()
 	}
@@ -154,7 +180,7 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, addr, ctxDir string, bigMB int, ready, lists string) error {
+func run(ctx context.Context, addr, ctxDir string, bigMB int, indexPlats, ready, lists string) error {
 	start := time.Now()
 	abs, err := filepath.Abs(ctxDir)
 	if err != nil {
@@ -165,9 +191,39 @@ func run(ctx context.Context, addr, ctxDir string, bigMB int, ready, lists strin
 		Registry: addr,
 		Platform: plat,
 		Base:     addr + "/bench/build-base:1",
-		Big:      addr + "/bench/build-big:1",
-		BigBytes: int64(bigMB) * mib,
 		Context:  abs,
+	}
+	if bigMB < 0 {
+		return fmt.Errorf("-big-mb %d: must not be negative", bigMB)
+	}
+	if bigMB > 0 {
+		d.Big = addr + "/bench/build-big:1"
+		d.BigBytes = int64(bigMB) * mib
+	}
+	var indexSpecs []harness.ImageSpec
+	if indexPlats != "" {
+		d.Index = addr + "/bench/buildall-base:1"
+		seen := map[string]bool{}
+		for i, s := range strings.Split(indexPlats, ",") {
+			p, err := v1.ParsePlatform(strings.TrimSpace(s))
+			if err != nil {
+				return fmt.Errorf("-index: %w", err)
+			}
+			if seen[p.Architecture] {
+				return fmt.Errorf("-index: architecture %s given twice (arch/ has one folder per architecture)", p.Architecture)
+			}
+			seen[p.Architecture] = true
+			d.IndexPlatforms = append(d.IndexPlatforms, p.String())
+			seed := int64(7201 + 10*i) // different layers per platform, as real bases have
+			indexSpecs = append(indexSpecs, harness.ImageSpec{
+				Platform: p.String(),
+				Layers: []harness.LayerSpec{
+					{Seed: seed, Size: 2 * mib, Files: 8},
+					{Seed: seed + 1, Size: 512 * kib, Files: 4},
+				},
+				Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "KILN_BENCH=buildall-base"},
+			})
+		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -181,16 +237,27 @@ func run(ctx context.Context, addr, ctxDir string, bigMB int, ready, lists strin
 		})
 		return err
 	})
-	g.Go(func() error {
-		_, err := harness.PushImage(gctx, d.Big, harness.ImageSpec{
-			Platform: plat,
-			Layers:   []harness.LayerSpec{{Seed: 7101, Size: d.BigBytes, Files: 8}},
-			Env:      []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "KILN_BENCH=build-big"},
+	if d.Big != "" {
+		g.Go(func() error {
+			_, err := harness.PushImage(gctx, d.Big, harness.ImageSpec{
+				Platform: plat,
+				Layers:   []harness.LayerSpec{{Seed: 7101, Size: d.BigBytes, Files: 8}},
+				Env:      []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "KILN_BENCH=build-big"},
+			})
+			return err
 		})
-		return err
-	})
+	}
+	if d.Index != "" {
+		g.Go(func() error {
+			_, err := harness.PushIndex(gctx, d.Index, indexSpecs)
+			return err
+		})
+	}
 	g.Go(func() (err error) {
 		d.Tiers, err = writeContext(abs, d)
+		if err == nil && d.Index != "" {
+			d.ArchTiers, err = writeArch(abs, d)
+		}
 		return err
 	})
 	if err := g.Wait(); err != nil {
@@ -199,6 +266,10 @@ func run(ctx context.Context, addr, ctxDir string, bigMB int, ready, lists strin
 	for _, t := range d.Tiers {
 		d.ContextFiles += t.Files
 		d.ContextBytes += t.Bytes
+	}
+	for _, t := range d.ArchTiers {
+		d.ArchFiles += t.Files
+		d.ArchBytes += t.Bytes
 	}
 	d.Secs = time.Since(start).Seconds()
 	out, err := json.MarshalIndent(d, "", "  ")
@@ -257,9 +328,11 @@ ENV APP_HOME=/app APP_MODE=bench
 LABEL org.opencontainers.image.title=kiln-bench-multi
 CMD ["/app/run", "--serve"]
 `, d.Base),
-		"Dockerfile.big": fmt.Sprintf(`FROM %s
+	}
+	if d.Big != "" {
+		files["Dockerfile.big"] = fmt.Sprintf(`FROM %s
 COPY src/ /app/src/
-`, d.Big),
+`, d.Big)
 	}
 	for name, content := range files {
 		p := filepath.Join(dir, name)
@@ -271,6 +344,43 @@ COPY src/ /app/src/
 		}
 	}
 	return out, os.Chtimes(dir, modTime, modTime)
+}
+
+// writeArch writes arch/ARCH/ for every platform of d.IndexPlatforms (12
+// files of 256 KiB–1 MiB each, seeded per architecture) and
+// Dockerfile.buildall, which copies the target's folder, then the three
+// shared folders.
+func writeArch(dir string, d Description) ([]Tier, error) {
+	var out []Tier
+	for i, s := range d.IndexPlatforms {
+		p, err := v1.ParsePlatform(s)
+		if err != nil {
+			return nil, err
+		}
+		t := tier{Name: filepath.Join("arch", p.Architecture), Files: 12, Min: 256 * kib, Max: 1 * mib, Seed: uint64(21 + i)}
+		w, err := writeTier(dir, t)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, w)
+	}
+	df := filepath.Join(dir, "Dockerfile.buildall")
+	content := fmt.Sprintf(`FROM %s
+ARG TARGETARCH
+COPY arch/${TARGETARCH}/ /app/bin/
+COPY src/ /app/src/
+COPY assets/ /app/assets/
+COPY data/ /app/data/
+`, d.Index)
+	if err := os.WriteFile(df, []byte(content), 0o644); err != nil {
+		return nil, err
+	}
+	for _, p := range []string{df, filepath.Join(dir, "arch"), dir} {
+		if err := os.Chtimes(p, modTime, modTime); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // writeTier writes one folder: file i goes to sub-folder i%Dirs, its size
@@ -339,6 +449,12 @@ func writeLists(dir string, d Description) error {
 		"context":       d.Context + "\n",
 		"context.files": fmt.Sprintln(d.ContextFiles),
 		"context.bytes": fmt.Sprintln(d.ContextBytes),
+	}
+	if d.Index != "" {
+		files["index.ref"] = d.Index + "\n"
+		files["index.platforms"] = strings.Join(d.IndexPlatforms, ",") + "\n"
+		files["arch.files"] = fmt.Sprintln(d.ArchFiles)
+		files["arch.bytes"] = fmt.Sprintln(d.ArchBytes)
 	}
 	for f, content := range files {
 		if err := writeAtomic(filepath.Join(dir, f), []byte(content)); err != nil {
