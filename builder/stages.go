@@ -141,7 +141,7 @@ func (b *builder) from(ctx context.Context, ps dockerfile.Stage) (*stageState, e
 		if err != nil {
 			return nil, err
 		}
-		s, err := b.newStage(ps.Name, ps.Platform, img)
+		s, err := b.newStage(stageLabel(ps), ps.Platform, img)
 		if err != nil {
 			return nil, err
 		}
@@ -149,13 +149,13 @@ func (b *builder) from(ctx context.Context, ps dockerfile.Stage) (*stageState, e
 		s.vars = parent.vars.clone()
 		return s, nil
 	case strings.EqualFold(ps.Base, "scratch"):
-		return b.newStage(ps.Name, ps.Platform, scratchImage(ps.Platform))
+		return b.newStage(stageLabel(ps), ps.Platform, scratchImage(ps.Platform))
 	}
 	img, err := b.pull(ctx, ps.Base, ps.Platform)
 	if err != nil {
 		return nil, b.plan.Errorf(ps.Line, "FROM", err)
 	}
-	return b.newStage(ps.Name, ps.Platform, img)
+	return b.newStage(stageLabel(ps), ps.Platform, img)
 }
 
 // pull gets an external image from the BaseImages.
