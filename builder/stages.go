@@ -147,6 +147,19 @@ func (b *builder) from(ctx context.Context, ps dockerfile.Stage) (*stageState, e
 		}
 		// A stage built on a stage keeps the ARGs in scope there (BuildKit).
 		s.vars = parent.vars.clone()
+		// It also takes over the parent's unpacked filesystem, which holds
+		// exactly the parent's image: no second unpack. Should a later
+		// instruction read the parent's files, they unpack again from its
+		// layers.
+		if parent.root != nil {
+			s.root, parent.root = parent.root, nil
+			for p, o := range parent.owners {
+				s.owners[p] = o
+			}
+			if b.onSlash == parent { // container isolation: "/" is the child's now
+				b.onSlash = s
+			}
+		}
 		return s, nil
 	case strings.EqualFold(ps.Base, "scratch"):
 		return b.newStage(stageLabel(ps), ps.Platform, scratchImage(ps.Platform))
