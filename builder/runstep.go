@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -316,8 +317,12 @@ func (b *builder) runSpec(ctx context.Context, s *stageState, c *instructions.Ru
 	if err != nil {
 		return run.Spec{}, cleanup, fmt.Errorf("USER %s: %w", user, err)
 	}
+	env := runEnviron(s)
+	if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "HOME=") }) {
+		env = append(env, "HOME="+run.HomeDir(root, uid)) // as runc, and so Docker, sets it
+	}
 	spec := run.Spec{
-		Args: args, Env: runEnviron(s), Dir: workdirOf(s), UID: uid, GID: gid, Groups: groups,
+		Args: args, Env: env, Dir: workdirOf(s), UID: uid, GID: gid, Groups: groups,
 		Hostname: "kiln", Log: b.o.log,
 	}
 	switch n := instructions.GetNetwork(c); n {

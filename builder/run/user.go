@@ -140,3 +140,18 @@ func parseID(s string) (uint32, error) {
 	n, err := strconv.ParseUint(s, 10, 32)
 	return uint32(n), err
 }
+
+// HomeDir is the home folder /etc/passwd inside root gives uid, or "/"
+// (what runc sets HOME to when the environment has none).
+func HomeDir(root string, uid uint32) string {
+	passwd, err := readDB(root, "/etc/passwd")
+	if err != nil {
+		return "/"
+	}
+	for _, e := range passwd {
+		if len(e) > 5 && e[2] == strconv.FormatUint(uint64(uid), 10) && e[5] != "" {
+			return e[5]
+		}
+	}
+	return "/"
+}
