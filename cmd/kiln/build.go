@@ -20,6 +20,7 @@ import (
 
 	"kiln/builder"
 	"kiln/builder/dockerfile"
+	"kiln/builder/run"
 	"kiln/builder/runner"
 	"kiln/config"
 	"kiln/manifest"
@@ -163,6 +164,8 @@ func buildFailure(err error) error {
 	switch {
 	case runtimeFailure(err):
 		return cli.Exit(err.Error(), exitFailed)
+	case errors.As(err, new(*builder.RunError)), errors.Is(err, run.ErrSetup), errors.Is(err, run.ErrUnmappedID):
+		return cli.Exit(err.Error(), exitFailed) // a RUN step ran (or was set up) and failed
 	case errors.As(err, &de), errors.Is(err, dockerfile.ErrUnknownTarget), errors.Is(err, builder.ErrForeignRun),
 		errors.Is(err, builder.ErrNotSupported), errors.Is(err, fs.ErrNotExist):
 		return cli.Exit(err.Error(), exitUsage)

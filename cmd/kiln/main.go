@@ -51,13 +51,16 @@ func newApp() *cli.App {
 		Description: `kiln reads one build.toml and does three jobs, in Kubernetes and on a laptop alike:
 
    kiln warm        pre-pull every base image, for every platform, into a shared cache (an OCI layout)
-   kiln build       build one platform of an image from a Dockerfile, in userspace (RUN: coming)
+   kiln build       build one platform of an image from a Dockerfile, in userspace, RUN included
    kiln build-all   build every platform natively (or COPY-only cross builds) and push one index
    kiln index       stitch existing per-platform images into one multi-platform index
 
 Every flag can also be set by an environment variable KILN_<FLAG>, e.g. KILN_CACHE_DIR.`,
 		HideVersion:          true,
 		EnableBashCompletion: true,
+		// Values such as --build-arg LIST=a,b, --label and --secret id=x,src=f
+		// hold commas: list flags (platforms, tags, images) split themselves.
+		DisableSliceFlagSeparator: true,
 		Commands: []*cli.Command{
 			warmCommand(),
 			buildCommand(),
