@@ -241,14 +241,15 @@ func TestDiffTwice(t *testing.T) {
 }
 
 // TestWalkOldTree: in a tree older than recentWindow Walk reads no xattrs
-// before the step, and still sees one set by it (the ctime moves).
+// of files before the step (of directories always: their ctime does not
+// count), and still sees one set by it (the ctime moves).
 func TestWalkOldTree(t *testing.T) {
 	root := baseDir(t)
 	age()
 	w := NewWalk(root, Options{Exclude: testExclude})
 	must(t, w.Before(context.Background()))
 	for rel, r := range w.before {
-		if r.hashed {
+		if r.hashed && r.mode&unix.S_IFMT != unix.S_IFDIR {
 			t.Fatalf("xattrs of /%s read for an old tree", rel)
 		}
 	}

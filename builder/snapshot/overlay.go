@@ -294,8 +294,43 @@ func (u *upperScan) subdir(ctx context.Context, dirFD int, name, rel, host strin
 		u.set.opaque(rel)
 		return u.dir(ctx, dirFD, name, rel, -1)
 	}
-	u.set.entry(rel)
+	same, err := sameDir(host, lower, filepath.Join(u.o.root, filepath.FromSlash(rel)))
+	if err != nil {
+		return err
+	}
+	if !same {
+		u.set.entry(rel)
+	}
 	return u.dir(ctx, dirFD, name, rel, lower)
+}
+
+// sameDir tells whether the upper directory host is the lower one (lowerFD,
+// -1 when there is none; at lowerHost) copied up with the same metadata a layer carries:
+// mode, owner and xattrs other than overlayfs's own (Walk's rule, see
+// changed).
+func sameDir(host string, lowerFD int, lowerHost string) (bool, error) {
+	if lowerFD < 0 {
+		return false, nil
+	}
+	var up, low unix.Stat_t
+	if err := unix.Lstat(host, &up); err != nil {
+		return false, &os.PathError{Op: "lstat", Path: host, Err: err}
+	}
+	if err := unix.Fstat(lowerFD, &low); err != nil {
+		return false, err
+	}
+	if up.Mode != low.Mode || up.Uid != low.Uid || up.Gid != low.Gid {
+		return false, nil
+	}
+	upX, err := xattrHash(host)
+	if err != nil {
+		return false, err
+	}
+	lowX, err := xattrHash(lowerHost)
+	if err != nil {
+		return false, err
+	}
+	return upX == lowX, nil
 }
 
 // openLowerDir opens the directory name in lowerFD, -1 when there is none

@@ -61,7 +61,8 @@ func (w *Walk) Before(ctx context.Context) error {
 				continue
 			}
 			r, err := w.record(int(f.Fd()), n, child)
-			if err == nil && recent(r.ctime, since) {
+			if err == nil && (recent(r.ctime, since) || r.mode&unix.S_IFMT == unix.S_IFDIR) {
+				// Directories always: their ctime does not count (see changed).
 				err = w.hashXattrs(r, child)
 			}
 			if err != nil {
@@ -268,9 +269,20 @@ func (d *walkDiff) child(dirFD int, name, rel string, all bool, set *changeSet) 
 
 // changed tells whether cur differs from old in anything a layer carries
 // or that betrays a change of content.
+//
+// A directory is unchanged while the metadata a layer carries for it (mode,
+// owner, xattrs) is: its size, link count, times and inode move with what
+// it holds, and what it holds is compared entry by entry. A directory that
+// gets a changed child is written anyway, as the child's parent. This is
+// BuildKit's rule (util/overlay sameDirent), and it keeps out of the layer
+// the folders a step only created and removed mount points in.
 func changed(old, cur *record) bool {
 	if old == nil {
 		return true
+	}
+	if old.mode&unix.S_IFMT == unix.S_IFDIR && cur.mode&unix.S_IFMT == unix.S_IFDIR {
+		return old.mode != cur.mode || old.uid != cur.uid || old.gid != cur.gid ||
+			old.hashed && cur.hashed && old.xattrs != cur.xattrs
 	}
 	return old.mode != cur.mode || old.uid != cur.uid || old.gid != cur.gid ||
 		old.size != cur.size || old.mtime != cur.mtime || old.ctime != cur.ctime ||
