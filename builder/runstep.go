@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/klauspost/compress/gzip"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"kiln/builder/dockerfile"
@@ -307,7 +308,7 @@ func (b *builder) overlayStep(ctx context.Context, root string, opts snapshot.Op
 // USER, WORKDIR, network and mounts.
 func (b *builder) runSpec(ctx context.Context, s *stageState, c *instructions.RunCommand, root string) (run.Spec, func(), error) {
 	cleanup := func() {}
-	args, err := runArgs(s, c)
+	args, script, err := runArgs(s, c)
 	if err != nil {
 		return run.Spec{}, cleanup, err
 	}
@@ -337,22 +338,61 @@ func (b *builder) runSpec(ctx context.Context, s *stageState, c *instructions.Ru
 	}
 	mounts, cleanup, err := b.runMounts(ctx, s, c)
 	spec.Mounts = mounts
+	if err == nil && script != nil {
+		var dir string
+		if dir, err = os.MkdirTemp(b.work, "heredoc-"); err == nil {
+			mountsCleanup := cleanup
+			cleanup = func() { mountsCleanup(); _ = os.RemoveAll(dir) }
+			err = os.WriteFile(filepath.Join(dir, filepath.Base(script.Name)), []byte(script.Data), 0o755)
+			spec.Mounts = append(spec.Mounts, run.Mount{Source: dir, Target: heredocDir, ReadOnly: true})
+		}
+	}
 	return spec, cleanup, err
 }
 
-// runArgs is RUN's argv: exec form as written, shell form through SHELL; a
-// lone heredoc is the shell's script.
-func runArgs(s *stageState, c *instructions.RunCommand) ([]string, error) {
+// runArgs is RUN's argv, as BuildKit makes it (dockerfile2llb dispatchRun):
+// exec form as written, shell form through SHELL. A command that is only a
+// heredoc runs its text as the shell's script (or, starting with "#!", as
+// a file of its own: script is then that file's name and content, to mount
+// at heredocDir); other heredocs are put back after the command line for
+// the shell to read.
+func runArgs(s *stageState, c *instructions.RunCommand) (args []string, script *instructions.ShellInlineFile, err error) {
 	cl := c.ShellDependantCmdLine
 	if len(cl.Files) > 0 {
-		lone := cl.PrependShell && len(cl.Files) == 1 && len(cl.CmdLine) == 1 && strings.HasPrefix(cl.CmdLine[0], "<<")
-		if !lone {
-			return nil, fmt.Errorf("%w: RUN with a heredoc other than one script (RUN <<EOF)", ErrNotSupported)
+		if len(cl.CmdLine) != 1 || !cl.PrependShell {
+			return nil, nil, fmt.Errorf("a heredoc needs the shell form of RUN")
 		}
-		cl = instructions.ShellDependantCmdLine{CmdLine: []string{cl.Files[0].Data}, PrependShell: true}
+		if parser.MustParseHeredoc(cl.CmdLine[0]) != nil {
+			f := cl.Files[0]
+			data := f.Data
+			if f.Chomp {
+				data = parser.ChompHeredocContent(data)
+			}
+			if strings.HasPrefix(data, "#!") {
+				f.Data = data
+				cl = instructions.ShellDependantCmdLine{CmdLine: []string{path.Join(heredocDir, f.Name)}, PrependShell: true}
+				return s.commandLine(cl), &f, nil
+			}
+			cl = instructions.ShellDependantCmdLine{CmdLine: []string{data}, PrependShell: true}
+		} else {
+			var b strings.Builder
+			b.WriteString(cl.CmdLine[0])
+			for _, f := range cl.Files {
+				b.WriteByte('\n')
+				b.WriteString(f.Data)
+				b.WriteString(f.Name)
+			}
+			cl = instructions.ShellDependantCmdLine{CmdLine: []string{b.String()}, PrependShell: true}
+		}
 	}
-	return s.commandLine(cl), nil
+	return s.commandLine(cl), nil, nil
 }
+
+// heredocDir is where a RUN heredoc that starts with "#!" is mounted, as its
+// own executable file (BuildKit mounts it at /dev/pipes; kiln's /dev is a
+// fresh tmpfs of the step's, so it takes a folder of its own, made and
+// removed around the step like every mount point).
+const heredocDir = "/.kiln-heredoc"
 
 // runEnviron is the step's environment: the stage's ENV and the ARGs in
 // scope (ARGs reach the step, never the image), with a default PATH.
