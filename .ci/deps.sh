@@ -10,13 +10,50 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v buildah >/dev/null 2>&1 || need+=(buildah)
 command -v umoci >/dev/null 2>&1 || need+=(umoci)
 command -v git >/dev/null 2>&1 || need+=(git)
-[ ${#need[@]} -eq 0 ] && exit 0
+# The RUN corpus (test/run_corpus_test.go) also builds an arm64 base image
+# from Debian's busybox-static:arm64 package, kept as a .deb in this folder
+# (the tests read KILN_TEST_CACHE, default the same path).
+cache=${KILN_TEST_CACHE:-/var/cache/kiln-test}
+arm64_deb=$cache/busybox-static_arm64.deb
+# Optional: test/run_docker_test.go runs kiln's image under a Docker engine
+# started by hand when Debian's docker.io is there (it skips otherwise).
+optional=()
+command -v dockerd >/dev/null 2>&1 || optional+=(docker.io)
+[ ${#need[@]} -eq 0 ] && [ ${#optional[@]} -eq 0 ] && [ -s "$arm64_deb" ] && exit 0
 sudo=""
+if [ "$(id -u)" != 0 ] && ! command -v sudo >/dev/null 2>&1 && [ ${#need[@]} -eq 0 ] && [ -s "$arm64_deb" ]; then
+  exit 0 # only optional packages missing, and no way to install them
+fi
 if [ "$(id -u)" != 0 ]; then
-  command -v sudo >/dev/null 2>&1 || { echo "deps: need root (or sudo) to apt-get install ${need[*]}" >&2; exit 1; }
+  command -v sudo >/dev/null 2>&1 || { echo "deps: need root (or sudo) to apt-get install ${need[*]} and fetch $arm64_deb" >&2; exit 1; }
   sudo=sudo
 fi
-echo "deps: installing ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+if [ ${#need[@]} -gt 0 ] || [ ${#optional[@]} -gt 0 ]; then
+  $sudo apt-get update -qq
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  echo "deps: installing ${need[*]}"
+  $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if [ ${#optional[@]} -gt 0 ]; then
+  echo "deps: installing ${optional[*]} (optional)"
+  $sudo apt-get install -y -qq --no-install-recommends "${optional[@]}" >/dev/null 2>&1 ||
+    echo "deps: could not install ${optional[*]}; the tests that need it will skip" >&2
+fi
+if [ ! -s "$arm64_deb" ]; then
+  echo "deps: fetching busybox-static:arm64 into $cache"
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    $sudo dpkg --add-architecture arm64
+    $sudo apt-get update -qq
+  fi
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  # apt-get download runs as _apt where it can: give it a folder it may write.
+  chmod 0777 "$tmp"
+  (cd "$tmp" && $sudo apt-get download -qq busybox-static:arm64 >/dev/null 2>&1) ||
+    (cd "$tmp" && $sudo apt-get update -qq && $sudo apt-get download -qq busybox-static:arm64 >/dev/null)
+  $sudo mkdir -p "$cache"
+  $sudo cp "$tmp"/busybox-static_*_arm64.deb "$arm64_deb.tmp"
+  $sudo mv "$arm64_deb.tmp" "$arm64_deb"
+fi

@@ -48,11 +48,7 @@ var diffSkipped = map[string]string{
 // open. Lines are diffCase's ("- " kiln, "+ " buildah). Any other difference
 // in these cases still fails the test, and so does an explained difference
 // that disappears: remove its entry then.
-var diffExplained = map[string]struct {
-	why     string
-	kilnBug bool
-	diffs   []string
-}{
+var diffExplained = map[string]explainedDiff{
 	"copy-from-later-stage": {
 		why:   "BuildKit resolves COPY --from against every stage of the Dockerfile, later ones too (dockerfile2llb toCommand); buildah only knows earlier stages",
 		diffs: []string{"- build succeeds", "+ build fails"},
@@ -100,6 +96,14 @@ var diffExplained = map[string]struct {
 			"kiln refuses, as it does for several sources written out; buildah (and BuildKit) keep the last match as the file",
 		diffs: []string{"- build fails", "+ build succeeds"},
 	},
+}
+
+// explainedDiff is a difference between kiln and buildah a test expects,
+// exactly, and why.
+type explainedDiff struct {
+	why     string
+	kilnBug bool // kiln is wrong: an open bug, kept so the suite stays green
+	diffs   []string
 }
 
 // diffCaseRequest is the corpus' request.json (see builder/corpus_test.go).
@@ -153,18 +157,7 @@ func TestBuildDifferential(t *testing.T) {
 			t.Parallel()
 			got := diffCase(t, reg.Addr, store, filepath.Dir(df))
 			want, explained := diffExplained[name]
-			switch {
-			case explained && slices.Equal(got, want.diffs):
-				t.Logf("explained difference (%s):\n%s", want.why, strings.Join(got, "\n"))
-				if want.kilnBug {
-					t.Logf("%s: known kiln bug, see diffExplained", name)
-				}
-			case explained:
-				t.Errorf("kiln and buildah differ (- kiln, + buildah):\n%s\n\nbut the explained difference is:\n%s\n(update diffExplained if kiln changed on purpose)",
-					strings.Join(got, "\n"), strings.Join(want.diffs, "\n"))
-			case len(got) > 0:
-				t.Errorf("kiln and buildah differ (- kiln, + buildah):\n%s", strings.Join(got, "\n"))
-			}
+			checkExplained(t, name, got, want, explained, "diffExplained", "kiln and buildah")
 		})
 	}
 	for name := range diffExplained {
@@ -179,6 +172,31 @@ func TestBuildDifferential(t *testing.T) {
 	}
 }
 
+// checkExplained fails the test unless got, the differences between two
+// builds (sides: "kiln and buildah", lines "- " kiln's, "+ " buildah's),
+// are none or exactly the explained ones (from table).
+func checkExplained(t *testing.T, name string, got []string, want explainedDiff, explained bool, table, sides string) {
+	t.Helper()
+	switch {
+	case explained && slices.Equal(got, want.diffs):
+		t.Logf("explained difference (%s):\n%s", want.why, strings.Join(got, "\n"))
+		if want.kilnBug {
+			t.Logf("%s: known kiln bug, see %s", name, table)
+		}
+	case explained:
+		t.Errorf("%s differ (%s):\n%s\n\nbut the explained difference is:\n%s\n(update %s if kiln changed on purpose)",
+			sides, sidesLegend(sides), strings.Join(got, "\n"), strings.Join(want.diffs, "\n"), table)
+	case len(got) > 0:
+		t.Errorf("%s differ (%s):\n%s", sides, sidesLegend(sides), strings.Join(got, "\n"))
+	}
+}
+
+// sidesLegend turns "a and b" into "- a, + b".
+func sidesLegend(sides string) string {
+	a, b, _ := strings.Cut(sides, " and ")
+	return "- " + a + ", + " + b
+}
+
 // diffCase builds one corpus case with both tools and lists how the images
 // differ: the outcome when only one tool succeeds, else config fields and
 // file tree entries ("- " kiln's, "+ " buildah's).
@@ -191,7 +209,16 @@ func diffCase(t *testing.T, regAddr string, store []string, caseDir string) []st
 	args = append(args, diffBuildFlags(req)...)
 	kr := runKiln(t, args...)
 
-	bOut, bErr := buildahBuild(t, store, "kiln-diff-"+filepath.Base(caseDir), ctxDir, req)
+	bOut, bErr := buildahBuild(t, store, "kiln-diff-"+filepath.Base(caseDir), ctxDir, diffBuildFlags(req), nil)
+	return diffOutcomes(t, kr, kilnOut, bOut, bErr)
+}
+
+// diffOutcomes compares a kiln build (kr, into the layout kilnOut) with a
+// buildah one (into bOut, or failed with bErr): the outcome when only one
+// tool succeeded, else config fields and file tree entries ("- " kiln's,
+// "+ " buildah's).
+func diffOutcomes(t *testing.T, kr result, kilnOut, bOut string, bErr error) []string {
+	t.Helper()
 	switch {
 	case kr.code != 0 && bErr != nil:
 		t.Logf("both refuse the case:\nkiln: %s\nbuildah: %s", lastLines(kr.stderr, 1), lastLines(bErr.Error(), 2))
@@ -315,14 +342,18 @@ func makeDiffContext(t *testing.T, caseDir string, req diffCaseRequest, regAddr 
 	return out
 }
 
-// buildahBuild builds ctxDir with buildah into private vfs storage and
-// pushes the result to an OCI layout, returned with the image named "kt".
-func buildahBuild(t *testing.T, store []string, tag, ctxDir string, req diffCaseRequest) (string, error) {
+// buildahBuild builds ctxDir with buildah (flags: build flags, env: added
+// to its environment) into private vfs storage and pushes the result to an
+// OCI layout, returned with the image named "kt".
+func buildahBuild(t *testing.T, store []string, tag, ctxDir string, flags, env []string) (string, error) {
 	t.Helper()
 	// The docker format keeps ONBUILD triggers, which the OCI format drops.
 	args := slices.Concat(store, []string{"build", "--format", "docker", "--isolation", "chroot", "--tls-verify=false", "-f", filepath.Join(ctxDir, "Dockerfile"), "-t", tag})
-	args = append(args, diffBuildFlags(req)...)
-	out, err := toolOutput(t, "", "buildah", append(args, ctxDir)...)
+	args = append(args, flags...)
+	ctx, cancel := context.WithTimeout(t.Context(), defaultTimeout)
+	defer cancel()
+	stdout, stderr, err := toolRunEnv(ctx, t, "", env, "buildah", append(args, ctxDir)...)
+	out := stdout + stderr
 	if err != nil {
 		return "", fmt.Errorf("buildah build: %v\n%s", err, out)
 	}

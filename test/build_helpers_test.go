@@ -255,32 +255,29 @@ func flatten(t *testing.T, img v1.Image) ([]fsEntry, []string) {
 // holds twice.
 func applyLayer(t *testing.T, tree map[string]fsEntry, tr *tar.Reader, n int) []string {
 	t.Helper()
-	seen := map[string]bool{}
-	var dups []string
+	return applyEntries(tree, readLayerEntries(t, tr, n), n)
+}
+
+// layerEntry is one tar entry of a layer, whiteouts included (their Path
+// is the whiteout's own).
+type layerEntry struct {
+	fsEntry
+	whiteout bool
+}
+
+// readLayerEntries lists a layer's tar entries in order.
+func readLayerEntries(t *testing.T, tr *tar.Reader, n int) []layerEntry {
+	t.Helper()
+	var out []layerEntry
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			return dups
+			return out
 		}
 		if err != nil {
 			t.Fatalf("layer %d: %v", n, err)
 		}
 		p := path.Clean("/" + hdr.Name)
-		dir, base := path.Split(p)
-		switch {
-		case base == ".wh..wh..opq":
-			removeUnder(tree, path.Clean(dir), func(e fsEntry) bool { return !seen[e.Path] })
-			continue
-		case strings.HasPrefix(base, ".wh."):
-			gone := path.Join(dir, strings.TrimPrefix(base, ".wh."))
-			delete(tree, gone)
-			removeUnder(tree, gone, func(fsEntry) bool { return true })
-			continue
-		}
-		if seen[p] {
-			dups = append(dups, fmt.Sprintf("layer %d has %s twice", n, p))
-		}
-		seen[p] = true
 		e := fsEntry{Path: p, Type: tarTypeName(hdr.Typeflag), Mode: fmt.Sprintf("%04o", hdr.Mode&0o7777),
 			UID: hdr.Uid, GID: hdr.Gid, Link: hdr.Linkname}
 		if hdr.Typeflag == tar.TypeLink {
@@ -294,11 +291,38 @@ func applyLayer(t *testing.T, tree map[string]fsEntry, tr *tar.Reader, n int) []
 			}
 			e.Size, e.SHA256 = size, hex.EncodeToString(h.Sum(nil))[:16]
 		}
-		if old, ok := tree[p]; ok && old.Type == "dir" && e.Type != "dir" {
-			removeUnder(tree, p, func(fsEntry) bool { return true })
-		}
-		tree[p] = e
+		out = append(out, layerEntry{fsEntry: e, whiteout: strings.HasPrefix(path.Base(p), ".wh.")})
 	}
+}
+
+// applyEntries applies layer n's entries to tree and returns the paths it
+// holds twice.
+func applyEntries(tree map[string]fsEntry, entries []layerEntry, n int) []string {
+	seen := map[string]bool{}
+	var dups []string
+	for _, le := range entries {
+		e := le.fsEntry
+		dir, base := path.Split(e.Path)
+		switch {
+		case base == ".wh..wh..opq":
+			removeUnder(tree, path.Clean(dir), func(e fsEntry) bool { return !seen[e.Path] })
+			continue
+		case strings.HasPrefix(base, ".wh."):
+			gone := path.Join(dir, strings.TrimPrefix(base, ".wh."))
+			delete(tree, gone)
+			removeUnder(tree, gone, func(fsEntry) bool { return true })
+			continue
+		}
+		if seen[e.Path] {
+			dups = append(dups, fmt.Sprintf("layer %d has %s twice", n, e.Path))
+		}
+		seen[e.Path] = true
+		if old, ok := tree[e.Path]; ok && old.Type == "dir" && e.Type != "dir" {
+			removeUnder(tree, e.Path, func(fsEntry) bool { return true })
+		}
+		tree[e.Path] = e
+	}
+	return dups
 }
 
 // removeUnder deletes the entries below folder dir that drop says to.
@@ -412,11 +436,17 @@ func toolOutputCtx(ctx context.Context, t *testing.T, dir string, prog string, a
 // toolRun runs an external program with a hermetic environment.
 func toolRun(ctx context.Context, t *testing.T, dir string, prog string, args ...string) (string, string, error) {
 	t.Helper()
+	return toolRunEnv(ctx, t, dir, nil, prog, args...)
+}
+
+// toolRunEnv is toolRun with env added to the environment (later wins).
+func toolRunEnv(ctx context.Context, t *testing.T, dir string, env []string, prog string, args ...string) (string, string, error) {
+	t.Helper()
 	cmd := exec.CommandContext(ctx, prog, args...)
 	cmd.Dir = dir
 	// The containers tools insist on an auth file existing when
 	// DOCKER_CONFIG is set: give them an empty one of their own.
-	cmd.Env = append(baseEnv(), "REGISTRY_AUTH_FILE="+emptyAuthFile(t))
+	cmd.Env = append(append(baseEnv(), "REGISTRY_AUTH_FILE="+emptyAuthFile(t)), env...)
 	cmd.WaitDelay = 5 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

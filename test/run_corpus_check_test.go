@@ -1,0 +1,260 @@
+package test
+
+import (
+	"archive/tar"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// checkRunCase checks case.json's expectations of the built image.
+func checkRunCase(t *testing.T, c runCase, b runBuild, probs *problems) {
+	t.Helper()
+	if b.img == nil {
+		return
+	}
+	errorf := func(format string, args ...any) { probs.add(&b, fmt.Sprintf(format, args...)) }
+	tree, dups := flatten(t, b.img)
+	for _, d := range dups {
+		errorf("%s", d)
+	}
+	files := byPath(tree)
+	for _, p := range c.Exists {
+		if _, ok := files[p]; !ok {
+			errorf("%s is missing from the image", p)
+		}
+	}
+	for _, p := range c.Absent {
+		if e, ok := files[p]; ok {
+			errorf("%s should not be in the image: %s", p, e)
+		}
+	}
+	for p, want := range c.Entries {
+		e, ok := files[p]
+		if got := strings.TrimPrefix(e.String(), p+" "); !ok || !strings.HasPrefix(got, want) {
+			errorf("%s is %q, want %q", p, got, want)
+		}
+	}
+	contents := imageContents(t, b.img)
+	for p, want := range c.Contains {
+		if got, ok := contents[p]; !ok || !strings.Contains(got, want) {
+			errorf("%s should hold %q; it holds %q (in image: %v)", p, want, got, ok)
+		}
+	}
+	for p, want := range c.Equals {
+		if got, ok := contents[p]; !ok || got != want {
+			errorf("%s should be %q; it is %q (in image: %v)", p, want, got, ok)
+		}
+	}
+	if c.Count != nil {
+		n := 0
+		for _, e := range tree {
+			if strings.HasPrefix(e.Path, c.Count.Under+"/") {
+				n++
+			}
+		}
+		if n != c.Count.Want {
+			errorf("%d entries under %s, want %d", n, c.Count.Under, c.Count.Want)
+		}
+	}
+	cf := configOf(t, b.img)
+	checkRunConfig(t, c, cf, errorf)
+	hidden := slices.Concat(c.Hidden, slices.Collect(maps.Values(c.SecretFiles)), slices.Collect(maps.Values(c.SecretEnv)))
+	if len(hidden) > 0 {
+		for _, where := range findInLayout(t, b.out, b.img, hidden) {
+			errorf("%s", where)
+		}
+		for _, s := range c.Hidden {
+			if strings.Contains(b.res.output(), s) {
+				errorf("%q shows in kiln's output", s)
+			}
+		}
+	}
+	if len(c.Mtimes) > 0 {
+		mtimes := map[string]int64{}
+		eachLayerEntry(t, b.img, func(_ int, hdr *tar.Header, _ io.Reader) {
+			mtimes[path.Clean("/"+hdr.Name)] = hdr.ModTime.Unix()
+		})
+		for p, want := range c.Mtimes {
+			if got, ok := mtimes[p]; !ok || got != want {
+				errorf("%s has mtime %d, want %d (in a layer: %v)", p, got, want, ok)
+			}
+		}
+	}
+	for _, name := range c.CacheFiles {
+		found, _ := filepath.Glob(filepath.Join(b.cacheDir, ".kiln", "run-cache", "*", name))
+		if len(found) == 0 {
+			errorf("no %s under %s/.kiln/run-cache/*/", name, b.cacheDir)
+		}
+	}
+}
+
+// checkRunConfig checks the config fields, the ARGs left out of Env and
+// the empty_layer marks of RUN steps.
+func checkRunConfig(t *testing.T, c runCase, cf *v1.ConfigFile, errorf func(string, ...any)) {
+	t.Helper()
+	raw, err := json.Marshal(cf.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range c.Config {
+		var w, g bytes.Buffer
+		_ = json.Compact(&w, []byte(want))
+		_ = json.Compact(&g, fields[k])
+		if w.String() != g.String() {
+			errorf("config %s is %s, want %s", k, g.String(), w.String())
+		}
+	}
+	for _, name := range c.EnvLacks {
+		for _, kv := range cf.Config.Env {
+			if strings.HasPrefix(kv, name+"=") {
+				errorf("config Env has %s: an ARG is no ENV", kv)
+			}
+		}
+	}
+	nonEmpty := 0
+	emptyRuns := 0
+	for _, h := range cf.History {
+		if !h.EmptyLayer {
+			nonEmpty++
+		} else if strings.Contains(h.CreatedBy, "RUN") {
+			emptyRuns++
+		}
+	}
+	if nonEmpty != len(cf.RootFS.DiffIDs) {
+		errorf("history has %d non-empty entries for %d layers", nonEmpty, len(cf.RootFS.DiffIDs))
+	}
+	if c.EmptyRunLayers != nil && emptyRuns != *c.EmptyRunLayers {
+		errorf("history marks %d RUN steps empty_layer, want %d:\n%+v", emptyRuns, *c.EmptyRunLayers, cf.History)
+	}
+}
+
+// imageContents reads the content of every regular file (and hardlink) of
+// img's flattened tree up to 1 MiB.
+func imageContents(t *testing.T, img v1.Image) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	eachLayerEntry(t, img, func(_ int, hdr *tar.Header, r io.Reader) {
+		p := path.Clean("/" + hdr.Name)
+		dir, base := path.Split(p)
+		switch {
+		case base == ".wh..wh..opq":
+			// the layer's own entries below come after the marker in kiln's
+			// and buildah's order; drop what lower layers held
+			removeContents(out, path.Clean(dir))
+		case strings.HasPrefix(base, ".wh."):
+			gone := path.Join(dir, strings.TrimPrefix(base, ".wh."))
+			delete(out, gone)
+			removeContents(out, gone)
+		case hdr.Typeflag == tar.TypeReg && hdr.Size <= 1<<20:
+			b, err := io.ReadAll(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[p] = string(b)
+		case hdr.Typeflag == tar.TypeLink:
+			out[p] = out[path.Clean("/"+hdr.Linkname)]
+		case hdr.Typeflag == tar.TypeDir:
+			delete(out, p) // a folder keeps what it holds
+		default:
+			delete(out, p)
+			removeContents(out, p)
+		}
+	})
+	return out
+}
+
+func removeContents(m map[string]string, dir string) {
+	for p := range m {
+		if strings.HasPrefix(p, dir+"/") {
+			delete(m, p)
+		}
+	}
+}
+
+// eachLayer calls fn with each layer of img and its uncompressed tar, in
+// order.
+func eachLayer(t *testing.T, img v1.Image, fn func(i int, l v1.Layer, r io.Reader)) {
+	t.Helper()
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range layers {
+		rc, err := l.Uncompressed()
+		if err != nil {
+			t.Fatalf("layer %d: %v", i, err)
+		}
+		fn(i, l, rc)
+		rc.Close()
+	}
+}
+
+// eachLayerEntry calls fn for every tar entry of every layer of img, in
+// order, with the layer's index.
+func eachLayerEntry(t *testing.T, img v1.Image, fn func(int, *tar.Header, io.Reader)) {
+	t.Helper()
+	eachLayer(t, img, func(i int, _ v1.Layer, r io.Reader) {
+		tr := tar.NewReader(r)
+		for {
+			hdr, err := tr.Next()
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			if err != nil {
+				t.Fatalf("layer %d: %v", i, err)
+			}
+			fn(i, hdr, tr)
+		}
+	})
+}
+
+// findInLayout says where any of texts shows in the OCI layout dir: any
+// blob file as stored, and every layer of img uncompressed (names, link
+// targets, PAX records and contents).
+func findInLayout(t *testing.T, dir string, img v1.Image, texts []string) []string {
+	t.Helper()
+	var found []string
+	look := func(where string, data []byte) {
+		for _, s := range texts {
+			if bytes.Contains(data, []byte(s)) {
+				found = append(found, fmt.Sprintf("%q is in %s", s, where))
+			}
+		}
+	}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		look(p, data)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eachLayer(t, img, func(i int, _ v1.Layer, r io.Reader) {
+		data, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatalf("layer %d: %v", i, err)
+		}
+		look(fmt.Sprintf("layer %d (uncompressed)", i), data)
+	})
+	return found
+}

@@ -1,0 +1,61 @@
+package test
+
+// runKnownBugs are the expectations of case.json kiln fails today: the
+// case passes while every problem it finds holds one of these texts and
+// each text matches a problem; a bug fixed (or a new problem) fails it:
+// remove the entry then.
+var runKnownBugs = map[string]knownBug{}
+
+// knownBug is a kiln bug a test expects, and the texts of the problems it
+// causes.
+type knownBug struct {
+	why      string
+	problems []string
+}
+
+var runDiffExplained = map[string]explainedDiff{
+	"hardlink-lower": {
+		why: "a new link to a file of the base: BuildKit's differ sees the base file's link count change and writes it with the new name " +
+			"as a hardlink to it (continuity fs.Changes, archive hardlink tracking by inode), as kiln does; buildah's vfs diff writes only the new name, as a copy",
+		diffs: []string{"- /etc/motd-link hardlink 0644 0:0 -> /etc/motd", "+ /etc/motd-link file 0644 0:0 10B 45c03e2bfe7b5921"},
+	},
+	"cache-twice": {
+		why:   "BuildKit removes the mount points it made for a step, parents included (executor/stubs.go MountStubsCleaner; client/llb/exec.go sets RemoveMountStubsRecursive); buildah 1.28 leaves /var/cache",
+		diffs: []string{"+ /var dir 0755 0:0", "+ /var/cache dir 0755 0:0"},
+	},
+	"bind-context": {
+		why:   "BuildKit removes the mount points it made for a step, parents included (executor/stubs.go MountStubsCleaner, RemoveMountStubsRecursive); buildah 1.28 leaves /mnt",
+		diffs: []string{"+ /mnt dir 0755 0:0"},
+	},
+	"bind-rw": {
+		why:   "BuildKit removes the mount points it made for a step, parents included (executor/stubs.go MountStubsCleaner, RemoveMountStubsRecursive); buildah 1.28 leaves /mnt",
+		diffs: []string{"+ /mnt dir 0755 0:0"},
+	},
+	"kill-pid-one": {
+		why: "BuildKit runs a step as PID 1 of a new PID namespace (runc, the default spec's namespaces), where the kernel drops a SIGKILL " +
+			"the process sends itself, as kiln's chroot isolation does; buildah's chroot isolation makes no PID namespace, so the shell dies",
+		diffs: []string{"- build succeeds", "+ build fails"},
+	},
+	"arg-after-env": {
+		why: "an ARG with a value declared after an ENV of the same name sets the variable for the later RUN steps: BuildKit's dispatchArg " +
+			"adds it to the step environment (d.state.AddEnv), after the ENV, so the ARG wins in RUN (the config keeps the ENV); " +
+			"buildah, like Docker's classic builder, lets the ENV win whatever the order",
+		diffs: []string{"- /x file 0644 0:0 10B af5cee80a9f81cb0", "+ /x file 0644 0:0 9B 90542cd7c20c4ab6"},
+	},
+}
+
+// snapshotExplained are the differences between the overlay and the walk
+// snapshot of a case the corpus expects, exactly: lines of compareSnapshots
+// ("- " overlay, "+ " walk).
+var snapshotExplained = map[string]explainedDiff{
+	// linked-a and linked-b are one file in the base. Overlay copies
+	// linked-a up on the write, which breaks the link as the kernel does
+	// for every container without index=on (builder/snapshot/doc.go):
+	// linked-b keeps the old content, as under Docker's overlay2. Walk sees
+	// the shared inode change and writes both, still linked (as buildah's
+	// vfs, which the differential compares).
+	"hardlink-break": {
+		why:   "overlay breaks the hardlink of a copied-up lower file (builder/snapshot/doc.go)",
+		diffs: []string{"+ layer 1: /opt/base/linked-b hardlink 0644 0:0 -> /opt/base/linked-a"},
+	},
+}
