@@ -2,7 +2,6 @@ package test
 
 import (
 	"archive/tar"
-	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -147,37 +146,18 @@ RUN rm -r /srv/a && echo two >> /etc/app.conf && ls / > /root-listing && touch /
 			t.Errorf("%s in the image: %v, want %v", p, ok, want)
 		}
 	}
-	layers, err := img.Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
 	forbidden := []string{"kiln", "workspace", "proc", "sys", "dev", "etc/hosts", "etc/resolv.conf", "var/run/secrets", "tmp/kiln-build-"}
-	for i, l := range layers {
-		rc, err := l.Uncompressed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr := tar.NewReader(rc)
-		for {
-			hdr, err := tr.Next()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatalf("layer %d: %v", i, err)
-			}
-			name := strings.TrimSuffix(hdr.Name, "/")
-			for _, f := range forbidden {
-				if name == f || strings.HasPrefix(name, f+"/") || (strings.HasSuffix(f, "-") && strings.HasPrefix(name, f)) {
-					t.Errorf("layer %d holds %s: the pod's own path, never part of an image", i, hdr.Name)
-				}
-			}
-			if strings.Contains(name, "service-account-token") {
-				t.Errorf("layer %d holds the token", i)
+	eachLayerEntry(t, img, func(i int, hdr *tar.Header, _ io.Reader) {
+		name := strings.TrimSuffix(hdr.Name, "/")
+		for _, f := range forbidden {
+			if name == f || strings.HasPrefix(name, f+"/") || (strings.HasSuffix(f, "-") && strings.HasPrefix(name, f)) {
+				t.Errorf("layer %d holds %s: the pod's own path, never part of an image", i, hdr.Name)
 			}
 		}
-		rc.Close()
-	}
+		if strings.Contains(name, "service-account-token") {
+			t.Errorf("layer %d holds the token", i)
+		}
+	})
 }
 
 // TestRunContainerRefusesForeignRoot: container isolation replaces "/", so

@@ -2,7 +2,6 @@ package test
 
 import (
 	"archive/tar"
-	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -62,35 +61,16 @@ RUN echo made by $(id -u) > /srv/owned
 	if e, ok := files["/srv/owned"]; !ok || e.UID != 1000 || e.GID != 1000 {
 		t.Errorf("/srv/owned = %+v, want a file of 1000:1000 (made by USER app)", e)
 	}
-	layers, err := img.Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, l := range layers {
-		rc, err := l.Uncompressed()
-		if err != nil {
-			t.Fatal(err)
+	eachLayerEntry(t, img, func(i int, hdr *tar.Header, _ io.Reader) {
+		top := strings.SplitN(strings.TrimPrefix(hdr.Name, "./"), "/", 2)[0]
+		switch top {
+		case "kiln", "workspace", "proc", "sys", "dev", ".dockerenv":
+			t.Errorf("layer %d holds %s, the container's own", i, hdr.Name)
 		}
-		tr := tar.NewReader(rc)
-		for {
-			hdr, err := tr.Next()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			top := strings.SplitN(strings.TrimPrefix(hdr.Name, "./"), "/", 2)[0]
-			switch top {
-			case "kiln", "workspace", "proc", "sys", "dev", ".dockerenv":
-				t.Errorf("layer %d holds %s, the container's own", i, hdr.Name)
-			}
-			if n := strings.TrimSuffix(hdr.Name, "/"); n == "etc/hosts" || n == "etc/resolv.conf" || n == "etc/hostname" {
-				t.Errorf("layer %d holds %s, a file the engine mounts", i, hdr.Name)
-			}
+		if n := strings.TrimSuffix(hdr.Name, "/"); n == "etc/hosts" || n == "etc/resolv.conf" || n == "etc/hostname" {
+			t.Errorf("layer %d holds %s, a file the engine mounts", i, hdr.Name)
 		}
-		rc.Close()
-	}
+	})
 }
 
 // startDocker starts a Docker engine of its own for the test and returns
