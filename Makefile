@@ -40,6 +40,7 @@ bench: deps build
 	bash bench/run.sh
 	bash bench/build.sh
 	bash bench/buildall.sh
+	bash bench/runstep.sh
 
 deps:
 	@bash .ci/deps.sh

@@ -1,0 +1,472 @@
+#!/usr/bin/env bash
+# kiln's RUN benchmarks: one run, side by side with buildah, against a local
+# registry process seeded with deterministic base images (bench/runseed).
+#
+#   a. a RUN that rewrites 10 files of a 50,000-file rootfs (busybox + 50k
+#      small files): kiln build with --snapshot overlay and --snapshot walk
+#      (base from a warm cache; and once with no cache and --snapshot auto),
+#      vs buildah build (vfs, chroot isolation, --layers=false) alone and
+#      followed by buildah push to an OCI layout. kiln logs no per-step
+#      timing, so the snapshot cost is derived from whole builds: the same
+#      base with no RUN (a0), one RUN (a1) and two RUNs (a2); one RUN step =
+#      a2 - a1 (run + snapshot + layer), the first RUN = a1 - a0 (adds
+#      unpacking the base into a stage folder).
+#   b. a Debian bookworm minbase base (debootstrap, built once and kept in
+#      bench/.work/runstep-cache/) and five realistic RUN steps (motd,
+#      useradd, cp -a /usr/share/doc, rm -rf, dpkg -l; no network in RUN):
+#      kiln overlay and walk vs buildah build (+ push oci:)
+#   c. peak RSS (/usr/bin/time -v) of every command of a and b
+#
+# Median of BENCH_RUNS, ratios buildah/kiln. Every buildah run starts from an
+# empty storage folder (vfs: the base image is pulled and its layers copied
+# on every run, which is buildah's cost on a fresh CI machine).
+#
+# Usage: bash bench/runstep.sh         (or: make bench)
+#   BENCH_RUNS=5        runs per measurement (median reported)
+#   KILN=bin/kiln       the kiln binary to measure
+#   BENCH_SKIP="..."    leave out some of: buildah nocache minbase
+#
+# Writes only under bench/.work/runstep/ (scratch, wiped at start; TMPDIR of
+# every measured command points there too), bench/.work/runstep-cache/ (the
+# debootstrap tree as a tar, kept across runs: rm -rf it to rebuild) and
+# bench/results/runstep.md. Servers listen on 127.0.0.1 only; only processes
+# started here are stopped, by PID. The page cache is not dropped.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH=$ROOT/bench
+WORK=$BENCH/.work/runstep
+KEEP=$BENCH/.work/runstep-cache
+RESULTS=$BENCH/results
+RUNS=${BENCH_RUNS:-5}
+KILN=${KILN:-$ROOT/bin/kiln}
+case $KILN in /*) ;; *) KILN=$PWD/$KILN ;; esac
+SUITE=bookworm
+MIRROR=http://deb.debian.org/debian
+
+log() { echo "bench: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+case $RUNS in '' | *[!0-9]* | 0) die "BENCH_RUNS must be a positive integer, got '$RUNS'" ;; esac
+[ -x "$KILN" ] || die "$KILN not found: run 'make build' first"
+[ "${BASH_VERSINFO[0]}" -ge 5 ] || die "needs bash 5 (EPOCHREALTIME)"
+
+# ---------------------------------------------------------------- processes
+PIDS=()
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	local pid
+	for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+	exec 3>&- 2>/dev/null || true
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- tools
+declare -A SKIP=() # tool -> why it is not measured
+
+apt_install() {
+	local sudo=()
+	if [ "$(id -u)" != 0 ]; then
+		command -v sudo >/dev/null 2>&1 || return 1
+		sudo=(sudo -n)
+	fi
+	log "apt-get install $*"
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 || true
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+install_tools() {
+	local need=() s
+	for s in ${BENCH_SKIP:-}; do
+		case $s in
+		buildah | nocache | minbase) SKIP[$s]="BENCH_SKIP" ;;
+		*) die "BENCH_SKIP: unknown '$s' (buildah nocache minbase)" ;;
+		esac
+	done
+	command -v docker-registry >/dev/null 2>&1 || [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
+	[ -n "${SKIP[buildah]:-}" ] || command -v buildah >/dev/null 2>&1 || need+=(buildah)
+	[ -n "${SKIP[minbase]:-}" ] || [ -f "$KEEP/minbase.tar" ] || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
+	[ -x /usr/bin/time ] || need+=(time)
+	[ -x /bin/busybox ] || need+=(busybox-static)
+	command -v jq >/dev/null 2>&1 || need+=(jq)
+	if [ ${#need[@]} -gt 0 ]; then
+		apt_install "${need[@]}" || log "could not apt-get install ${need[*]} (need root or sudo)"
+	fi
+	command -v docker-registry >/dev/null 2>&1 || [ -x /usr/bin/docker-registry ] ||
+		die "docker-registry is required (apt-get install docker-registry)"
+	[ -x /usr/bin/time ] || die "/usr/bin/time is required (apt-get install time): it gives CPU time and peak RSS"
+	[ -x /bin/busybox ] || die "/bin/busybox is required (apt-get install busybox-static): the 50k image's shell"
+	command -v jq >/dev/null 2>&1 || die "jq is required (the output layouts are summarised with it)"
+	[ -n "${SKIP[buildah]:-}" ] || command -v buildah >/dev/null 2>&1 ||
+		SKIP[buildah]="buildah not installed (apt-get install buildah failed)"
+	[ -n "${SKIP[minbase]:-}" ] || [ -f "$KEEP/minbase.tar" ] || [ -x /usr/sbin/debootstrap ] ||
+		SKIP[minbase]="debootstrap not installed (apt-get install debootstrap failed)"
+
+	log "building bench/runseed"
+	(cd "$ROOT" && go build -o "$WORK/tools/runseed" ./bench/runseed)
+
+	cat >"$WORK/policy.json" <<-'EOF'
+		{"default": [{"type": "insecureAcceptAnything"}]}
+	EOF
+}
+
+# minbase: the debootstrap tree as one tar, built once into $KEEP.
+minbase() {
+	[ -z "${SKIP[minbase]:-}" ] || return 0
+	[ -f "$KEEP/minbase.tar" ] && return 0
+	[ "$(id -u)" = 0 ] || { SKIP[minbase]="debootstrap needs root"; return 0; }
+	mkdir -p "$KEEP"
+	local tree=$KEEP/minbase.tmp
+	if [ ! -x "$tree/usr/bin/dpkg" ] || [ -d "$tree/debootstrap" ]; then
+		rm -rf "$tree"
+		log "debootstrap --variant=minbase $SUITE into $tree (once; kept in bench/.work/runstep-cache/)"
+		if ! /usr/sbin/debootstrap --variant=minbase "$SUITE" "$tree" "$MIRROR" >"$KEEP/debootstrap.log" 2>&1; then
+			tail -n 5 "$KEEP/debootstrap.log" >&2
+			SKIP[minbase]="debootstrap failed (see bench/.work/runstep-cache/debootstrap.log)"
+			rm -rf "$tree"
+			return 0
+		fi
+	fi
+	log "tarring the minbase tree into $KEEP/minbase.tar"
+	tar -C "$tree" --sort=name --numeric-owner --xattrs -cf "$KEEP/minbase.tar.tmp" .
+	mv "$KEEP/minbase.tar.tmp" "$KEEP/minbase.tar"
+	rm -rf "$tree"
+}
+
+# ---------------------------------------------------------------- helpers
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+
+median() {
+	[ $# -gt 0 ] || { echo ""; return; }
+	printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 }
+		END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+ratio() {
+	if [ -z "$1" ] || [ -z "$2" ]; then echo "-"; return; fi
+	awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "-"; else printf "%.2f", a / b }'
+}
+
+mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
+add() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a + b }'; }
+sub() { if [ -z "$1" ] || [ -z "$2" ]; then echo "-"; else awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; fi; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+declare -A T=()    # measurement -> " s1 s2 ..." (seconds)
+declare -A TS=()   # the same, including a sync after it
+declare -A FAIL=() # measurement -> failures
+declare -A RSS=()  # measurement -> " kb1 kb2 ..."
+declare -A CPU=()  # measurement -> " s1 s2 ..." (user + system)
+declare -A NOTE=() # measurement -> what it produced (last run)
+LAST="" LASTS="" LASTC="" LASTK=""
+CMD=()
+
+# measure NAME LOG CMD...: run CMD in $WORK under /usr/bin/time -v (after an
+# untimed sync); add its wall time, wall time incl. a sync after it, CPU
+# (user + system, children included) and peak RSS to the tables.
+measure() {
+	local name=$1 logf=$2 rc=0 t0 t1
+	shift 2
+	sync
+	t0=$EPOCHREALTIME
+	(cd "$WORK" && /usr/bin/time -v -o "$logf.time" "$@") >"$logf" 2>&1 || rc=$?
+	t1=$EPOCHREALTIME
+	if [ "$rc" -ne 0 ]; then
+		FAIL[$name]=$((${FAIL[$name]:-0} + 1))
+		log "$name failed (exit $rc); last lines of $logf:"
+		tail -n 5 "$logf" | sed 's/^/    /' >&2
+		return 1
+	fi
+	sync
+	LAST=$(secs "$t0" "$t1")
+	LASTS=$(secs "$t0" "$EPOCHREALTIME")
+	LASTK=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$logf.time")
+	LASTC=$(awk -F': ' '/User time/ { u = $2 } /System time/ { s = $2 } END { printf "%.2f", u + s }' "$logf.time")
+	T[$name]+=" $LAST"
+	TS[$name]+=" $LASTS"
+	CPU[$name]+=" $LASTC"
+	RSS[$name]+=" $LASTK"
+	log "$name: ${LAST}s, CPU ${LASTC}s, peak RSS $((LASTK / 1024)) MiB"
+}
+
+disk() { [ -d "$1" ] && du -sb "$1" 2>/dev/null | cut -f1 || true; }
+
+layout() {
+	local m
+	m=$(jq -r '.manifests[0].digest' "$1/index.json" 2>/dev/null) || { echo "?"; return; }
+	jq -r '"\(.layers | length) layers, \((.layers | map(.size) | add) / 1e6 * 10 | floor / 10) MB"' \
+		"$1/blobs/${m%%:*}/${m#*:}" 2>/dev/null || echo "?"
+}
+
+wipe() {
+	[ -e "$1" ] || return 0
+	if awk -v d="$1" '$2 == d || index($2, d "/") == 1 { found = 1 } END { exit !found }' /proc/self/mounts; then
+		die "something is mounted under $1: not removing it"
+	fi
+	rm -rf "$1"
+}
+
+kiln_build() { # DOCKERFILE OUT CACHE SNAPSHOT: sets CMD
+	CMD=("$KILN" build --context "$CTX" --dockerfile "$1" --output "oci:$2" --no-push --cache-dir "$3"
+		--snapshot "$4" --progress plain)
+}
+
+buildah_build() { # STORAGE DOCKERFILE TAG: sets CMD
+	CMD=(buildah --root "$1/root" --runroot "$1/runroot" --storage-driver vfs
+		build --isolation chroot --layers=false --tls-verify=false
+		--signature-policy "$WORK/policy.json" -f "$CTX/$2" -t "$3" "$CTX")
+}
+
+buildah_push() { # STORAGE TAG OUT: sets CMD
+	CMD=(buildah --root "$1/root" --runroot "$1/runroot" --storage-driver vfs
+		push --signature-policy "$WORK/policy.json" "$2" "oci:$3")
+}
+
+# ---------------------------------------------------------------- start
+wipe "$WORK"
+mkdir -p "$WORK/logs" "$WORK/out" "$WORK/tmp" "$RESULTS"
+install_tools
+minbase
+export TMPDIR=$WORK/tmp
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+mkfifo "$WORK/hold"
+exec 3<>"$WORK/hold"
+MB_FLAG=()
+[ -n "${SKIP[minbase]:-}" ] || MB_FLAG=(-minbase "$KEEP/minbase.tar")
+log "seeding the registry (50k-file image${MB_FLAG:+, minbase image})"
+"$WORK/tools/runseed" -dir "$WORK/registry" -context "$WORK/context" -ready "$WORK/runseed.json" \
+	-lists "$WORK/lists" -log "$WORK/logs/registry.log" "${MB_FLAG[@]}" \
+	<"$WORK/hold" >"$WORK/logs/runseed.out" 2>"$WORK/logs/runseed.err" 3>&- &
+SEED_PID=$!
+PIDS+=("$SEED_PID")
+for _ in $(seq 1 1200); do
+	[ -f "$WORK/runseed.json" ] && break
+	kill -0 "$SEED_PID" 2>/dev/null || { cat "$WORK/logs/runseed.err" >&2; die "runseed exited"; }
+	sleep 0.5
+done
+[ -f "$WORK/runseed.json" ] || die "runseed not ready after 600s"
+log "$(tail -n 1 "$WORK/logs/runseed.err")"
+REG=$(cat "$WORK/lists/registry")
+PLAT=$(cat "$WORK/lists/platform")
+B50K=$(cat "$WORK/lists/base50k.ref")
+B50K_FILES=$(cat "$WORK/lists/base50k.files")
+B50K_BYTES=$(cat "$WORK/lists/base50k.bytes")
+B50K_ENTRIES=$(cat "$WORK/lists/base50k.entries")
+MINBASE=$(cat "$WORK/lists/minbase.ref")
+MINBASE_BYTES=$(cat "$WORK/lists/minbase.bytes")
+MINBASE_ENTRIES=$(cat "$WORK/lists/minbase.entries")
+CHANGED=$(cat "$WORK/lists/changed")
+CTX=$(cat "$WORK/lists/context")
+
+CACHE=$WORK/cache
+log "kiln warm of the base images into $CACHE"
+WARM=(--image "$B50K")
+[ -z "$MINBASE" ] || WARM+=(--image "$MINBASE")
+"$KILN" warm "${WARM[@]}" --platform "$PLAT" --cache-dir "$CACHE" --progress plain \
+	>"$WORK/logs/warm.log" 2>&1 || { tail -n 5 "$WORK/logs/warm.log" >&2; die "kiln warm failed"; }
+
+# ---------------------------------------------------------------- runs
+# One job per (measurement, tool); the order rotates from run to run.
+JOBS_A=(kiln:a0:overlay kiln:a1:overlay kiln:a2:overlay kiln:a1:walk kiln:a2:walk nocache:a1:auto buildah:a1 buildah:a2)
+JOBS_B=(kiln:b:overlay kiln:b:walk buildah:b)
+
+job() { # JOB RUN
+	local spec=$1 n=$2 tool m snap key out s=$WORK/buildah-storage b bs bc bk
+	IFS=: read -r tool m snap <<<"$spec"
+	out=$WORK/out/$m-$tool-${snap:-x}
+	wipe "$out"
+	case $tool in
+	kiln)
+		key=$m-kiln_$snap
+		kiln_build "Dockerfile.$m" "$out" "$CACHE" "$snap"
+		measure "$key" "$WORK/logs/$key-$n.log" "${CMD[@]}" && NOTE[$key]=$(layout "$out") || true
+		;;
+	nocache)
+		[ -z "${SKIP[nocache]:-}" ] || return 0
+		key=$m-kiln_nocache
+		wipe "$WORK/nocache"
+		kiln_build "Dockerfile.$m" "$out" "$WORK/nocache" "$snap"
+		measure "$key" "$WORK/logs/$key-$n.log" "${CMD[@]}" && NOTE[$key]=$(layout "$out") || true
+		wipe "$WORK/nocache"
+		;;
+	buildah)
+		[ -z "${SKIP[buildah]:-}" ] || return 0
+		wipe "$s"
+		buildah_build "$s" "Dockerfile.$m" "localhost/bench-run-$m"
+		if measure "$m-buildah_build" "$WORK/logs/$m-buildah-build-$n.log" "${CMD[@]}"; then
+			b=$LAST bs=$LASTS bc=$LASTC bk=$LASTK
+			NOTE[$m-buildah_build]="vfs storage after the build: $(mb "$(disk "$s")") MB"
+			buildah_push "$s" "localhost/bench-run-$m" "$out"
+			if measure "$m-buildah_push" "$WORK/logs/$m-buildah-push-$n.log" "${CMD[@]}"; then
+				T[$m-buildah_total]+=" $(add "$b" "$LAST")"
+				TS[$m-buildah_total]+=" $(add "$bs" "$LASTS")"
+				CPU[$m-buildah_total]+=" $(add "$bc" "$LASTC")"
+				RSS[$m-buildah_total]+=" $((bk > LASTK ? bk : LASTK))"
+				NOTE[$m-buildah_total]=$(layout "$out")
+				NOTE[$m-buildah_push]=${NOTE[$m-buildah_total]}
+			else
+				FAIL[$m-buildah_total]=$((${FAIL[$m-buildah_total]:-0} + 1))
+			fi
+		fi
+		wipe "$s"
+		;;
+	esac
+	wipe "$out"
+}
+
+rotate() { # RUN JOB...: every job, starting at a different one each run
+	local n=$1 k i
+	shift
+	local jobs=("$@")
+	k=${#jobs[@]}
+	for i in $(seq 0 $((k - 1))); do
+		job "${jobs[$(((i + n - 1) % k))]}" "$n"
+	done
+}
+
+for n in $(seq 1 "$RUNS"); do
+	log "a. RUN on the ${B50K_FILES}-file rootfs, run $n/$RUNS"
+	rotate "$n" "${JOBS_A[@]}"
+done
+if [ -n "$MINBASE" ]; then
+	for n in $(seq 1 "$RUNS"); do
+		log "b. five RUN steps on Debian minbase, run $n/$RUNS"
+		rotate "$n" "${JOBS_B[@]}"
+	done
+fi
+
+# What kiln chose with --snapshot auto, and why (the no-cache row runs with auto).
+AUTO=$(grep -h -m1 'msg="RUN steps"' "$WORK"/logs/a1-kiln_nocache-*.log 2>/dev/null | head -n 1 |
+	sed -e 's/^.*msg="RUN steps" //') || true
+
+# ---------------------------------------------------------------- report
+fmt_runs() { local v; for v in $1; do printf '%s ' "$v"; done; }
+
+declare -A LABEL=(
+	[kiln_overlay]="kiln build --snapshot overlay (cache)"
+	[kiln_walk]="kiln build --snapshot walk (cache)"
+	[kiln_nocache]="kiln build --snapshot auto, no cache (base pulled)"
+	[buildah_build]="buildah build (vfs, chroot, --layers=false)"
+	[buildah_push]="buildah push oci: (a process of its own)"
+	[buildah_total]="buildah build + buildah push oci:"
+)
+
+skip_of() {
+	case $1 in
+	*kiln_nocache) echo "${SKIP[nocache]:-}" ;;
+	*buildah*) echo "${SKIP[buildah]:-}" ;;
+	esac
+}
+
+# table OVERLAY WALK KEY...: one row per measurement key (M-ROW); ratios to
+# the keys OVERLAY and WALK.
+table() {
+	local ko=$1 kw=$2 key row v vs vc vk o w oc wc why
+	shift 2
+	o=$(median ${T[$ko]:-})
+	w=$(median ${T[$kw]:-})
+	oc=$(median ${CPU[$ko]:-})
+	wc=$(median ${CPU[$kw]:-})
+	echo "| measurement | median s | ratio to kiln overlay | ratio to kiln walk | median s incl. sync | median CPU s | CPU ratio to overlay | to walk | median peak RSS MiB | output (last run) | runs (s) |"
+	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"
+	for key in "$@"; do
+		row=${key#*-}
+		why=$(skip_of "$key")
+		if [ -n "$why" ]; then
+			echo "| ${key%%-*}: ${LABEL[$row]} | skipped: $why | | | | | | | | | |"
+			continue
+		fi
+		v=$(median ${T[$key]:-})
+		if [ -z "$v" ]; then
+			echo "| ${key%%-*}: ${LABEL[$row]} | failed (${FAIL[$key]:-0}/$RUNS runs) | | | | | | | | | |"
+			continue
+		fi
+		vs=$(median ${TS[$key]:-})
+		vc=$(median ${CPU[$key]:-})
+		vk=$(median ${RSS[$key]:-})
+		echo "| ${key%%-*}: ${LABEL[$row]} | $v | $(ratio "$v" "$o") | $(ratio "$v" "$w") | $vs | $vc | $(ratio "$vc" "$oc") | $(ratio "$vc" "$wc") | $(mib "$vk") | ${NOTE[$key]:--} | $(fmt_runs "${T[$key]:-}")|"
+	done
+}
+
+report() {
+	local s st m k a0 a1 a2 c0 c1 c2
+	echo "# kiln RUN benchmarks"
+	echo
+	echo "- when: $(date -u +%Y-%m-%dT%H:%M:%SZ); kiln $("$KILN" version 2>/dev/null | head -n 1)"
+	echo "- commit: $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo '?')"
+	echo "- machine: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr); work folder on $(df -T "$WORK" | awk 'NR == 2 { print $2 }')"
+	echo "- overlay: $(grep -qw overlay /proc/filesystems && echo 'in /proc/filesystems' || echo 'not in /proc/filesystems'); kiln with --snapshot auto: ${AUTO:-not measured}"
+	echo "- peer: $(buildah --version 2>/dev/null || echo 'buildah n/a'), vfs storage driver, --isolation chroot, --layers=false; fresh storage folder every run"
+	echo "- runs: $RUNS (median shown); registry: docker-registry on $REG, plain HTTP on loopback; platform $PLAT"
+	echo "- load average (1, 5, 15 min) at start: $LOAD_START; at end: $(cut -d' ' -f1-3 /proc/loadavg) — anything above ~0.5 means other work shared the CPUs, so compare ratios within this run only"
+	echo "- page cache: not dropped; a sync (not timed) precedes every timed command; TMPDIR of every command is bench/.work/runstep/tmp"
+	echo "- a's base ${B50K#"$REG"/}: busybox (static, /bin/sh) + $B50K_FILES files of 100 B–3 KiB ($(mb "$B50K_BYTES") MB, incompressible) in 1,000 folders; $B50K_ENTRIES tar entries"
+	[ -z "$MINBASE" ] || echo "- b's base ${MINBASE#"$REG"/}: debootstrap --variant=minbase $SUITE, one layer, $(mb "$MINBASE_BYTES") MB tar, $MINBASE_ENTRIES entries (cached in bench/.work/runstep-cache/minbase.tar)"
+	echo
+	echo "Ratio = row / kiln: above 1, kiln is faster (or smaller). kiln's rows take the base from a cache filled by \`kiln warm\` beforehand, except \"no cache\"; every command writes an OCI layout (kiln: --output oci:, buildah: the push row). Peak RSS is the largest single process (/usr/bin/time -v)."
+	echo
+	echo "## a. RUN rewriting $CHANGED files of a ${B50K_FILES}-file rootfs"
+	echo
+	echo "a0: FROM + LABEL (no RUN); a1: FROM + one RUN rewriting $CHANGED files (\`echo ... > FILE\` × $CHANGED, spread over the tree); a2: a1 + a second RUN rewriting $CHANGED other files."
+	echo
+	table a1-kiln_overlay a1-kiln_walk a0-kiln_overlay a1-kiln_overlay a2-kiln_overlay a1-kiln_walk a2-kiln_walk a1-kiln_nocache \
+		a1-buildah_build a1-buildah_push a1-buildah_total a2-buildah_build a2-buildah_push a2-buildah_total
+	echo
+	echo "### Snapshot cost, derived (kiln logs no per-step time)"
+	echo
+	echo "| kiln | one RUN step: a2 − a1, s | CPU s | first RUN incl. unpacking the base: a1 − a0, s | CPU s |"
+	echo "| --- | ---: | ---: | ---: | ---: |"
+	a0=$(median ${T[a0-kiln_overlay]:-}) c0=$(median ${CPU[a0-kiln_overlay]:-})
+	for st in overlay walk; do
+		a1=$(median ${T[a1-kiln_$st]:-}) a2=$(median ${T[a2-kiln_$st]:-})
+		c1=$(median ${CPU[a1-kiln_$st]:-}) c2=$(median ${CPU[a2-kiln_$st]:-})
+		echo "| --snapshot $st | $(sub "$a2" "$a1") | $(sub "$c2" "$c1") | $(sub "$a1" "$a0") | $(sub "$c1" "$c0") |"
+	done
+	a1=$(median ${T[a1-buildah_build]:-}) a2=$(median ${T[a2-buildah_build]:-})
+	c1=$(median ${CPU[a1-buildah_build]:-}) c2=$(median ${CPU[a2-buildah_build]:-})
+	[ -n "${SKIP[buildah]:-}" ] || echo "| (buildah build, for reference) | $(sub "$a2" "$a1") | $(sub "$c2" "$c1") | | |"
+	echo
+	echo "One RUN step is what a second RUN adds to the build: starting the step (namespaces, chroot, busybox), the snapshot (overlay: mount, then read the upper dir; walk: stat the whole tree before and after) and writing the layer. a1 − a0 adds unpacking the ${B50K_FILES}-file base into a stage folder, which a build without RUN does not need. Differences of medians: on a loaded machine they are noisy (a negative value means noise dominated); the CPU columns are steadier. buildah --layers=false commits once for all steps, so its a2 − a1 is the cost of one more RUN without a snapshot."
+	echo
+	if [ -n "$MINBASE" ]; then
+		echo "## b. Debian $SUITE minbase, five RUN steps"
+		echo
+		echo '```'
+		sed -e "s|$REG/||" "$CTX/Dockerfile.b"
+		echo '```'
+		echo
+		table b-kiln_overlay b-kiln_walk b-kiln_overlay b-kiln_walk b-buildah_build b-buildah_push b-buildah_total
+		echo
+		echo "kiln writes one layer per RUN (as docker build does; RUNs that change nothing add none); buildah --layers=false one layer for the whole build."
+	else
+		echo "## b. Debian minbase: skipped: ${SKIP[minbase]:-no minbase image}"
+	fi
+	echo
+	echo "## c. Peak RSS"
+	echo
+	echo "| build | kiln overlay MiB | kiln walk MiB | buildah build MiB | buildah push MiB | buildah build / kiln overlay | buildah build / kiln walk |"
+	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+	for m in a1 a2 b; do
+		[ "$m" != b ] || [ -n "$MINBASE" ] || continue
+		local ro rw rb rp
+		ro=$(median ${RSS[$m-kiln_overlay]:-}) rw=$(median ${RSS[$m-kiln_walk]:-})
+		rb=$(median ${RSS[$m-buildah_build]:-}) rp=$(median ${RSS[$m-buildah_push]:-})
+		echo "| $m | ${ro:+$(mib "$ro")} | ${rw:+$(mib "$rw")} | ${rb:+$(mib "$rb")} | ${rp:+$(mib "$rp")} | $(ratio "$rb" "$ro") | $(ratio "$rb" "$rw") |"
+	done
+	echo
+	echo "The walk strategy keeps the before-state of every entry in memory; overlay reads only the upper dir."
+	for s in "${!SKIP[@]}"; do echo; echo "skipped $s: ${SKIP[$s]}"; done
+	for s in "${!FAIL[@]}"; do echo; echo "failures $s: ${FAIL[$s]} of $RUNS runs (logs in bench/.work/runstep/logs/)"; done
+}
+
+report | tee "$RESULTS/runstep.md.tmp"
+mv "$RESULTS/runstep.md.tmp" "$RESULTS/runstep.md"
+log "written to bench/results/runstep.md; logs in bench/.work/runstep/logs/"
+for s in "${!FAIL[@]}"; do
+	case $s in *-kiln_*) die "kiln failed in $s (see bench/.work/runstep/logs/)" ;; esac
+done
