@@ -18,7 +18,7 @@
 #   KILN=bin/kiln       the kiln binary to measure
 #   BENCH_SKIP="..."    leave out some of: crane skopeo raw rss
 #
-# Writes only under bench/.work/ (scratch, wiped at start), bench/.bin/
+# Writes only under bench/.work/warm/ (scratch, wiped at start), bench/.bin/
 # (crane) and bench/results/latest.md. Servers listen on 127.0.0.1 only;
 # only processes started here are stopped, by PID. The page cache is not
 # dropped: the registry's blobs are served from memory after seeding, so
@@ -27,7 +27,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/bench
-WORK=$BENCH/.work
+WORK=$BENCH/.work/warm
 BIN=$BENCH/.bin
 RESULTS=$BENCH/results
 RUNS=${BENCH_RUNS:-5}
@@ -120,7 +120,7 @@ install_crane() {
 	if [ -x "$CRANE" ]; then
 		CRANE_V=$("$CRANE" version 2>/dev/null || echo '?')
 	else
-		SKIP[crane]="crane not installed (go install failed, see bench/.work/crane-install.log)"
+		SKIP[crane]="crane not installed (go install failed, see bench/.work/warm/crane-install.log)"
 		SKIP[crane_index]=${SKIP[crane]}
 	fi
 }
@@ -438,7 +438,7 @@ report() {
 		echo "| ${B_LABEL[$t]} | $m | $(median ${REQ[b-$t]:-}) | $(median ${BYT[b-$t]:-}) | ${METHODS[b-$t]:--} | ${NOTE[b-$t]:-?} | $(fmt_runs "${T[b-$t]:-}")|"
 	done
 	echo
-	echo "Every request, phase by phase: bench/.work/logs/proxy-access.log (\"--- reset\" separates phases)."
+	echo "Every request, phase by phase: bench/.work/warm/logs/proxy-access.log (\"--- reset\" separates phases)."
 	echo
 	echo "## c. Peak RSS while warming the $((BIG_BYTES / 1048576)) MiB one-layer image (linux/amd64)"
 	echo
@@ -464,13 +464,13 @@ report() {
 	fi
 	local s
 	for s in "${!SKIP[@]}"; do echo; echo "skipped $s: ${SKIP[$s]}"; done
-	for s in "${!FAIL[@]}"; do echo; echo "failures $s: ${FAIL[$s]} of $RUNS runs (logs in bench/.work/logs/)"; done
+	for s in "${!FAIL[@]}"; do echo; echo "failures $s: ${FAIL[$s]} of $RUNS runs (logs in bench/.work/warm/logs/)"; done
 }
 
 report | tee "$RESULTS/latest.md.tmp"
 mv "$RESULTS/latest.md.tmp" "$RESULTS/latest.md"
-log "written to bench/results/latest.md; logs in bench/.work/logs/"
+log "written to bench/results/latest.md; logs in bench/.work/warm/logs/"
 # Exit non-zero only if kiln itself failed somewhere; a peer's failure is in the report.
 for s in "${!FAIL[@]}"; do
-	case $s in kiln | b-* | c-kiln) die "kiln failed in $s (see bench/.work/logs/)" ;; esac
+	case $s in kiln | b-* | c-kiln) die "kiln failed in $s (see bench/.work/warm/logs/)" ;; esac
 done
