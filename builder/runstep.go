@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/klauspost/compress/gzip"
@@ -197,9 +198,13 @@ func (b *builder) runCmd(ctx context.Context, s *stageState, c *instructions.Run
 		exclude = append(exclude, b.protected...)
 	}
 	layerPath := b.layerPath()
+	var stepTime time.Duration
+	start := time.Now()
 	stats, err := b.snapshotStep(ctx, env, root.Dir(), layerPath, exclude, func(dir string) error {
 		spec.Root = dir
+		t0 := time.Now()
 		err := run.Run(ctx, env.isolation, spec)
+		stepTime = time.Since(t0)
 		out.flush()
 		var ee *run.ExitError
 		if errors.As(err, &ee) {
@@ -214,8 +219,9 @@ func (b *builder) runCmd(ctx context.Context, s *stageState, c *instructions.Run
 	for _, w := range stats.Warnings {
 		b.o.log.Warn("RUN snapshot", "stage", s.name, "warning", w)
 	}
-	b.o.log.Debug("RUN snapshot", "stage", s.name, "files", stats.Files, "dirs", stats.Dirs, "whiteouts", stats.Whiteouts+stats.Opaque,
-		"bytes", stats.Bytes, "scanned", stats.Scanned)
+	b.o.log.Info("RUN done", "stage", s.name, "seconds", roundSeconds(time.Since(start)), "step_seconds", roundSeconds(stepTime),
+		"snapshot_seconds", roundSeconds(time.Since(start)-stepTime), "files", stats.Files, "dirs", stats.Dirs,
+		"whiteouts", stats.Whiteouts+stats.Opaque, "bytes", stats.Bytes, "scanned", stats.Scanned)
 	createdBy := "RUN " + strings.Join(spec.Args, " ") + " # buildkit"
 	if stats.Files+stats.Dirs+stats.Symlinks+stats.Hardlinks+stats.Devices+stats.Whiteouts+stats.Opaque == 0 {
 		_ = os.Remove(layerPath)

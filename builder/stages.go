@@ -262,10 +262,13 @@ func (b *builder) ensureRoot(ctx context.Context, s *stageState) (*rootfs.Root, 
 	if err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	stats, err := root.Unpack(ctx, img)
 	if err != nil {
 		return nil, fmt.Errorf("unpacking the filesystem of stage %s: %w", s.name, err)
 	}
+	b.o.log.Info("unpacked the stage's filesystem", "stage", s.name, "entries", stats.Entries, "bytes", stats.Bytes,
+		"seconds", roundSeconds(time.Since(start)))
 	s.noteOwners(stats)
 	for _, w := range stats.Warnings {
 		b.o.log.Debug("unpacking", "stage", s.name, "warning", w)
@@ -288,3 +291,6 @@ func (b *builder) dispatchError(line int, cmd instructions.Command, err error) e
 	}
 	return b.plan.Errorf(line, strings.ToUpper(cmd.Name()), err)
 }
+
+// roundSeconds is d in seconds with millisecond precision, for log lines.
+func roundSeconds(d time.Duration) float64 { return d.Round(time.Millisecond).Seconds() }
