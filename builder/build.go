@@ -40,6 +40,7 @@ type Result struct {
 	Platform     specs.Platform
 
 	work string
+	lock *os.File // held on the work folder's lock until Close
 }
 
 // Close removes the build's work folder, layers included.
@@ -47,7 +48,11 @@ func (r *Result) Close() error {
 	if r == nil || r.work == "" {
 		return nil
 	}
-	return os.RemoveAll(r.work)
+	err := os.RemoveAll(r.work)
+	if r.lock != nil {
+		r.lock.Close()
+	}
+	return err
 }
 
 // Build builds req's target stage for req.Platform. Dockerfile problems are
@@ -58,15 +63,23 @@ func Build(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 		return nil, fmt.Errorf("an offline build was given base images that pull from registries: %w", ErrOffline)
 	}
 	req.Platform = targetPlatform(req.Platform)
+	sweepStale(o.workDir, o.log)
 	work, err := os.MkdirTemp(o.workDir, "kiln-build-")
 	if err != nil {
 		return nil, fmt.Errorf("making the work folder: %w", err)
 	}
-	res, err := build(ctx, req, o, work)
+	lock, err := lockWork(work)
 	if err != nil {
 		_ = os.RemoveAll(work)
 		return nil, err
 	}
+	res, err := build(ctx, req, o, work)
+	if err != nil {
+		_ = os.RemoveAll(work)
+		lock.Close()
+		return nil, err
+	}
+	res.lock = lock
 	return res, nil
 }
 
