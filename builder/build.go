@@ -40,7 +40,7 @@ type Result struct {
 	Platform     specs.Platform
 
 	work string
-	lock *os.File // held on the work folder's lock until Close
+	lock *os.File // held on the work folder's lock until Close (keep the Result reachable: its finalizer would free the lock)
 }
 
 // Close removes the build's work folder, layers included.

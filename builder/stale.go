@@ -28,10 +28,9 @@ func lockWork(work string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("locking the work folder: %w", err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("locking the work folder: %w", err)
-	}
+	// A filesystem without flock (some NFS setups) gets no lock: sweepers
+	// cannot take it either, so they leave the folder alone.
+	_ = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 	if err := os.Rename(tmp, filepath.Join(work, workLock)); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("locking the work folder: %w", err)
@@ -39,12 +38,17 @@ func lockWork(work string) (*os.File, error) {
 	return f, nil
 }
 
-// sweepStale removes the work folders of dead builds in dir: kiln-build-*
-// folders whose lock is free. Folders without a lock (being made, or from
-// an older kiln) are left alone. Failures are logged, never returned: a
-// sweep is housekeeping.
+// SweepStale removes the work folders of dead builds in dir: kiln-build-*
+// folders, and those of kiln build-all's jobs (kiln-job-*/kiln-build-*),
+// whose lock is free. Folders without a lock (being made, or from an older
+// kiln) are left alone. Failures are logged, never returned: a sweep is
+// housekeeping. Build sweeps its work folder's parent by itself.
+func SweepStale(dir string, log *slog.Logger) { sweepStale(dir, log) }
+
 func sweepStale(dir string, log *slog.Logger) {
 	folders, _ := filepath.Glob(filepath.Join(dir, "kiln-build-*"))
+	nested, _ := filepath.Glob(filepath.Join(dir, "kiln-job-*", "kiln-build-*"))
+	folders = append(folders, nested...)
 	for _, work := range folders {
 		f, err := os.Open(filepath.Join(work, workLock))
 		if err != nil {

@@ -159,16 +159,21 @@ func (l *Local) run(ctx context.Context, job Job, req builder.Request, work stri
 		return nil, err
 	}
 	if err := l.checkAdded(ctx, res.Image, bases.baseOf(plan), req, log); err != nil {
+		res.Close()
 		return nil, err
 	}
 	if err := l.push(ctx, job, res); err != nil {
+		res.Close()
 		return nil, err
 	}
 	size := imageSize(res.Image)
 	log.Debug("built", "digest", res.Digest.String(), "size", size)
 	return &Outcome{
 		Digest: res.Digest, Image: res.Image, Where: l.Name(), Size: size, Emulated: ex.Mode == Emulated,
-		Release: func() error { return os.RemoveAll(work) },
+		Release: func() error {
+			res.Close() // the build's folder, and its lock, go last: the layers are read until now
+			return os.RemoveAll(work)
+		},
 	}, nil
 }
 

@@ -106,6 +106,11 @@ func runBuildAll(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
+	workDir := c.String("work-dir")
+	if workDir == "" {
+		workDir = os.TempDir()
+	}
+	builder.SweepStale(workDir, out.log) // what killed builds left, overlays included
 	var layout *manifest.Layout
 	if l, err := manifest.OpenExistingLayout(s.cacheDir); err == nil {
 		layout = l
