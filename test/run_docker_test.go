@@ -89,10 +89,7 @@ func startDocker(t *testing.T) func(args ...string) string {
 	if err != nil {
 		t.Skip("the docker client is not installed")
 	}
-	dir, err := os.MkdirTemp("", "kd-") // short: a unix socket path has at most 107 bytes
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := t.TempDir() // /tmp/TestRunUnderDocker…/001: short enough for unix socket paths (107 bytes)
 	sock := "unix://" + filepath.Join(dir, "docker.sock")
 	logFile, err := os.Create(filepath.Join(dir, "dockerd.log"))
 	if err != nil {
@@ -118,7 +115,6 @@ func startDocker(t *testing.T) func(args ...string) string {
 		}
 		logFile.Close()
 		_ = exec.Command("umount", "-R", filepath.Join(dir, "data")).Run() // nothing should be left; make sure
-		_ = os.RemoveAll(dir)
 	})
 	ready := false
 	for deadline := time.Now().Add(45 * time.Second); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
