@@ -79,6 +79,7 @@ type runEnvironment struct {
 	once      sync.Once
 	isolation run.Isolation
 	overlay   bool
+	mapIDs    func(uid, gid int) (int, int) // rootless: host ids back to the namespace's
 	err       error
 }
 
@@ -102,6 +103,9 @@ func (b *builder) runEnv() (*runEnvironment, error) {
 			return
 		}
 		e.isolation = iso
+		if iso == run.Rootless {
+			e.mapIDs = run.ContainerIDs() // the step's files belong to host ids standing for the namespace's
+		}
 		snap, swhy := b.o.snapshot, "asked for"
 		switch snap {
 		case "", SnapshotAuto:
@@ -247,10 +251,7 @@ func (b *builder) snapshotStep(ctx context.Context, env *runEnvironment, root, l
 	}
 	defer f.Close()
 	gz := gzip.NewWriter(f)
-	opts := snapshot.Options{Exclude: exclude, SourceDateEpoch: b.epoch}
-	if env.isolation == run.Rootless {
-		opts.MapIDs = run.ContainerIDs() // the step's files belong to host ids standing for the namespace's
-	}
+	opts := snapshot.Options{Exclude: exclude, SourceDateEpoch: b.epoch, MapIDs: env.mapIDs}
 	var stats *snapshot.Stats
 	if env.overlay {
 		stats, err = b.overlayStep(ctx, root, opts, gz, step)
