@@ -2,7 +2,6 @@ package test
 
 import (
 	"archive/tar"
-	"errors"
 	"io"
 	"io/fs"
 	"os"
@@ -65,30 +64,11 @@ func TestBuildReproducible(t *testing.T) {
 			t.Errorf("history %d (%s) created %s, want %s", i+1, h.CreatedBy, h.Created.Time, want)
 		}
 	}
-	layers, err := img.Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, l := range layers[baseLayers:] {
-		rc, err := l.Uncompressed()
-		if err != nil {
-			t.Fatal(err)
+	eachLayerEntry(t, img, func(i int, hdr *tar.Header, _ io.Reader) {
+		if i >= baseLayers && !hdr.ModTime.Equal(want) {
+			t.Errorf("layer %d: %s has mtime %s, want %s", i, hdr.Name, hdr.ModTime.UTC(), want)
 		}
-		tr := tar.NewReader(rc)
-		for {
-			hdr, err := tr.Next()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !hdr.ModTime.Equal(want) {
-				t.Errorf("layer %d: %s has mtime %s, want %s", baseLayers+i, hdr.Name, hdr.ModTime.UTC(), want)
-			}
-		}
-		rc.Close()
-	}
+	})
 
 	if d3, _ := build(first, []string{"SOURCE_DATE_EPOCH=1700000001"}); d3 == d1 {
 		t.Errorf("another SOURCE_DATE_EPOCH gave the same digest %s", d3)

@@ -97,15 +97,10 @@ func runInPod(t *testing.T, ws string, extra bool, args ...string) result {
 // workspace, the token, /etc/hosts, /proc...) or its own folder.
 func TestRunContainerIsolation(t *testing.T) {
 	t.Parallel()
-	busybox := needBusybox(t)
+	needBusybox(t)
 	ws := t.TempDir()
 	ctxDir := filepath.Join(ws, "ctx")
-	if err := os.MkdirAll(ctxDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	copyFile(t, busybox, filepath.Join(ctxDir, "busybox"), 0o755)
-	writeContext(t, ctxDir, map[string]string{
-		"Dockerfile": `FROM scratch AS tools
+	busyboxContext(t, ctxDir, `FROM scratch AS tools
 COPY busybox /bin/busybox
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
 RUN echo one > /etc/app.conf && mkdir -p /srv/a/b && echo deep > /srv/a/b/c && rm /bin/sleep \
@@ -118,8 +113,7 @@ RUN ["/bin/busybox", "echo", "other stage"]
 FROM tools
 COPY --from=other /bin/busybox /opt/busybox-copy
 RUN rm -r /srv/a && echo two >> /etc/app.conf && ls / > /root-listing && touch /tmp/in-image
-`,
-	})
+`)
 	r := runInPod(t, ws, false, "build", "--progress", "plain", "--isolation", "container",
 		"--context", "/workspace/ctx", "--output", "oci:/workspace/out", "--cache-dir", "/workspace/cache", "--reproducible")
 	mustExit(t, r, 0)
@@ -165,14 +159,10 @@ RUN rm -r /srv/a && echo two >> /etc/app.conf && ls / > /root-listing && touch /
 // not made for), before touching anything, and names the way out.
 func TestRunContainerRefusesForeignRoot(t *testing.T) {
 	t.Parallel()
-	busybox := needBusybox(t)
+	needBusybox(t)
 	ws := t.TempDir()
 	ctxDir := filepath.Join(ws, "ctx")
-	if err := os.MkdirAll(ctxDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	copyFile(t, busybox, filepath.Join(ctxDir, "busybox"), 0o755)
-	writeContext(t, ctxDir, map[string]string{"Dockerfile": "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"true\"]\n"})
+	busyboxContext(t, ctxDir, "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"true\"]\n")
 	r := runInPod(t, ws, true, "build", "--progress", "plain", "--isolation", "container",
 		"--context", "/workspace/ctx", "--output", "oci:/workspace/out")
 	mustExit(t, r, 2) // refused before any work, as a flag that cannot apply here
@@ -190,6 +180,17 @@ func needBusybox(t *testing.T) string {
 		t.Skip("busybox-static not installed (apt-get install busybox-static)")
 	}
 	return "/bin/busybox"
+}
+
+// busyboxContext makes dir a build context holding the host's static
+// busybox (call needBusybox first, to skip without it) and dockerfile.
+func busyboxContext(t *testing.T, dir, dockerfile string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, needBusybox(t), filepath.Join(dir, "busybox"), 0o755)
+	writeContext(t, dir, map[string]string{"Dockerfile": dockerfile})
 }
 
 func copyFile(t *testing.T, src, dst string, mode os.FileMode) {

@@ -21,7 +21,7 @@ import (
 // folder; the test skips where it is not installed or cannot start.
 func TestRunUnderDocker(t *testing.T) {
 	t.Parallel()
-	busybox := needBusybox(t)
+	needBusybox(t)
 	docker := startDocker(t)
 
 	// kiln's image, from the shipped Dockerfile, with this test's binary.
@@ -38,18 +38,14 @@ func TestRunUnderDocker(t *testing.T) {
 
 	ws := t.TempDir()
 	ctxDir := filepath.Join(ws, "ctx")
-	if err := os.Mkdir(ctxDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	copyFile(t, busybox, filepath.Join(ctxDir, "busybox"), 0o755)
-	writeContext(t, ctxDir, map[string]string{"Dockerfile": `FROM scratch
+	busyboxContext(t, ctxDir, `FROM scratch
 COPY busybox /bin/busybox
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
 RUN mkdir -p /etc /srv && echo "app:x:1000:1000::/srv:/bin/sh" > /etc/passwd && echo "app:x:1000:" > /etc/group \
  && chown app:app /srv && ls / > /root-listing
 USER app
 RUN echo made by $(id -u) > /srv/owned
-`})
+`)
 	out := docker("run", "--rm", "-v", ws+":/workspace", "kiln-e2e:test",
 		"build", "--progress", "plain", "--context", "/workspace/ctx", "--output", "oci:/workspace/out", "--reproducible")
 	if !strings.Contains(out, "isolation=container") {
