@@ -38,40 +38,14 @@ RUNS=${BENCH_RUNS:-5}
 KILN=${KILN:-$ROOT/bin/kiln}
 case $KILN in /*) ;; *) KILN=$PWD/$KILN ;; esac
 
-log() { echo "bench: $*" >&2; }
-die() { log "$*"; exit 1; }
+. "$BENCH/lib.sh" # log, die, cleanup of PIDS, apt_install, median, ratio, wipe...
 
 case $RUNS in '' | *[!0-9]* | 0) die "BENCH_RUNS must be a positive integer, got '$RUNS'" ;; esac
 [ -x "$KILN" ] || die "$KILN not found: run 'make build' first"
 [ "${BASH_VERSINFO[0]}" -ge 5 ] || die "needs bash 5 (EPOCHREALTIME)"
 
-# ---------------------------------------------------------------- processes
-PIDS=()
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	local pid
-	for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-	exec 3>&- 2>/dev/null || true
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
 # ---------------------------------------------------------------- tools
 declare -A SKIP=() # tool -> why it is not measured
-
-apt_install() {
-	local sudo=()
-	if [ "$(id -u)" != 0 ]; then
-		command -v sudo >/dev/null 2>&1 || return 1
-		sudo=(sudo -n)
-	fi
-	log "apt-get install $*"
-	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 || true
-	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
 
 install_tools() {
 	local need=() s
@@ -106,24 +80,6 @@ install_tools() {
 }
 
 # ---------------------------------------------------------------- helpers
-# secs T0 T1: T1-T0 with 3 decimals.
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-
-# median V...: the median of the numbers (empty if none).
-median() {
-	[ $# -gt 0 ] || { echo ""; return; }
-	printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 }
-		END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-
-# ratio A B: A/B with 2 decimals ("-" if either is missing or B is 0).
-ratio() {
-	if [ -z "$1" ] || [ -z "$2" ]; then echo "-"; return; fi
-	awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "-"; else printf "%.2f", a / b }'
-}
-
-mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
-add() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a + b }'; }
 
 declare -A T=()    # measurement -> " s1 s2 ..." (seconds)
 declare -A TS=()   # measurement -> " s1 s2 ..." (seconds, including a sync after it)
@@ -192,24 +148,12 @@ rss() {
 	log "$name: peak RSS $((kb / 1024)) MiB, ${LAST}s"
 }
 
-disk() { [ -d "$1" ] && du -sb "$1" 2>/dev/null | cut -f1 || true; }
-
 # layout DIR: "N layers, X MB" for the one image of the OCI layout DIR.
 layout() {
 	local m
 	m=$(jq -r '.manifests[0].digest' "$1/index.json" 2>/dev/null) || { echo "?"; return; }
 	jq -r '"\(.layers | length) layers, \((.layers | map(.size) | add) / 1e6 * 10 | floor / 10) MB"' \
 		"$1/blobs/${m%%:*}/${m#*:}" 2>/dev/null || echo "?"
-}
-
-# wipe DIR: remove a scratch folder, refusing one that has something mounted
-# under it (buildah's vfs driver mounts nothing; this is a guard).
-wipe() {
-	[ -e "$1" ] || return 0
-	if awk -v d="$1" '$2 == d || index($2, d "/") == 1 { found = 1 } END { exit !found }' /proc/self/mounts; then
-		die "something is mounted under $1: not removing it"
-	fi
-	rm -rf "$1"
 }
 
 # ---------------------------------------------------------------- the tools
@@ -380,7 +324,6 @@ for n in $(seq 1 "$RUNS"); do
 done
 
 # ---------------------------------------------------------------- report
-fmt_runs() { local v; for v in $1; do printf '%s ' "$v"; done; }
 
 skip_of() { # ROW: why the row was not measured, if it was not
 	case $1 in

@@ -38,40 +38,14 @@ PLATS=(--platform linux/amd64 --platform linux/arm64)
 KILN_EXTRA=()
 [ -n "${BENCH_KILN_JOBS:-}" ] && KILN_EXTRA=(--jobs "$BENCH_KILN_JOBS")
 
-log() { echo "bench: $*" >&2; }
-die() { log "$*"; exit 1; }
+. "$BENCH/lib.sh" # log, die, cleanup of PIDS, apt_install, median, ratio, wipe...
 
 case $RUNS in '' | *[!0-9]* | 0) die "BENCH_RUNS must be a positive integer, got '$RUNS'" ;; esac
 [ -x "$KILN" ] || die "$KILN not found: run 'make build' first"
 [ "${BASH_VERSINFO[0]}" -ge 5 ] || die "needs bash 5 (EPOCHREALTIME)"
 
-# ---------------------------------------------------------------- processes
-PIDS=()
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	local pid
-	for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-	exec 3>&- 2>/dev/null || true
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
 # ---------------------------------------------------------------- tools
 declare -A SKIP=() # tool -> why it is not measured
-
-apt_install() {
-	local sudo=()
-	if [ "$(id -u)" != 0 ]; then
-		command -v sudo >/dev/null 2>&1 || return 1
-		sudo=(sudo -n)
-	fi
-	log "apt-get install $*"
-	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 || true
-	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
 
 install_tools() {
 	local need=() s
@@ -126,23 +100,6 @@ install_crane() {
 }
 
 # ---------------------------------------------------------------- helpers
-# secs T0 T1: T1-T0 with 3 decimals.
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-
-# median V...: the median of the numbers (empty if none).
-median() {
-	[ $# -gt 0 ] || { echo ""; return; }
-	printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 }
-		END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-
-# ratio A B: A/B with 2 decimals ("-" if either is missing or B is 0).
-ratio() {
-	if [ -z "$1" ] || [ -z "$2" ]; then echo "-"; return; fi
-	awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "-"; else printf "%.2f", a / b }'
-}
-
-mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
 
 declare -A T=()    # measurement -> " s1 s2 ..." (seconds)
 declare -A TS=()   # measurement -> " s1 s2 ..." (seconds, including a sync after it)
@@ -198,8 +155,6 @@ rss() {
 	TS[$name]+=" $(secs "$t0" "$EPOCHREALTIME")"
 	log "$name: peak RSS $((kb / 1024)) MiB, ${wall}s"
 }
-
-disk() { [ -d "$1" ] && du -sb "$1" 2>/dev/null | cut -f1 || true; }
 
 # ---------------------------------------------------------------- the peers
 kiln_warm() { # CACHE REPORT REF...
@@ -379,7 +334,6 @@ for n in $(seq 1 "$RUNS"); do
 done
 
 # ---------------------------------------------------------------- report
-fmt_runs() { local v; for v in $1; do printf '%s ' "$v"; done; }
 cell_or_skip() { # NAME KEY: the median, or "skipped: ..."/"failed"
 	local m
 	m=$(median ${T[$1]:-})

@@ -44,40 +44,14 @@ case $KILN in /*) ;; *) KILN=$PWD/$KILN ;; esac
 SUITE=bookworm
 MIRROR=http://deb.debian.org/debian
 
-log() { echo "bench: $*" >&2; }
-die() { log "$*"; exit 1; }
+. "$BENCH/lib.sh" # log, die, cleanup of PIDS, apt_install, median, ratio, wipe...
 
 case $RUNS in '' | *[!0-9]* | 0) die "BENCH_RUNS must be a positive integer, got '$RUNS'" ;; esac
 [ -x "$KILN" ] || die "$KILN not found: run 'make build' first"
 [ "${BASH_VERSINFO[0]}" -ge 5 ] || die "needs bash 5 (EPOCHREALTIME)"
 
-# ---------------------------------------------------------------- processes
-PIDS=()
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	local pid
-	for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-	exec 3>&- 2>/dev/null || true
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
 # ---------------------------------------------------------------- tools
 declare -A SKIP=() # tool -> why it is not measured
-
-apt_install() {
-	local sudo=()
-	if [ "$(id -u)" != 0 ]; then
-		command -v sudo >/dev/null 2>&1 || return 1
-		sudo=(sudo -n)
-	fi
-	log "apt-get install $*"
-	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 || true
-	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
 
 install_tools() {
 	local need=() s
@@ -138,21 +112,7 @@ minbase() {
 }
 
 # ---------------------------------------------------------------- helpers
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
-median() {
-	[ $# -gt 0 ] || { echo ""; return; }
-	printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 }
-		END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-
-ratio() {
-	if [ -z "$1" ] || [ -z "$2" ]; then echo "-"; return; fi
-	awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "-"; else printf "%.2f", a / b }'
-}
-
-mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
-add() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a + b }'; }
 sub() { if [ -z "$1" ] || [ -z "$2" ]; then echo "-"; else awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; fi; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
@@ -193,21 +153,11 @@ measure() {
 	log "$name: ${LAST}s, CPU ${LASTC}s, peak RSS $((LASTK / 1024)) MiB"
 }
 
-disk() { [ -d "$1" ] && du -sb "$1" 2>/dev/null | cut -f1 || true; }
-
 layout() {
 	local m
 	m=$(jq -r '.manifests[0].digest' "$1/index.json" 2>/dev/null) || { echo "?"; return; }
 	jq -r '"\(.layers | length) layers, \((.layers | map(.size) | add) / 1e6 * 10 | floor / 10) MB"' \
 		"$1/blobs/${m%%:*}/${m#*:}" 2>/dev/null || echo "?"
-}
-
-wipe() {
-	[ -e "$1" ] || return 0
-	if awk -v d="$1" '$2 == d || index($2, d "/") == 1 { found = 1 } END { exit !found }' /proc/self/mounts; then
-		die "something is mounted under $1: not removing it"
-	fi
-	rm -rf "$1"
 }
 
 kiln_build() { # DOCKERFILE OUT CACHE SNAPSHOT: sets CMD
@@ -345,7 +295,6 @@ AUTO=$(grep -h -m1 'msg="RUN steps"' "$WORK"/logs/a1-kiln_nocache-*.log 2>/dev/n
 	sed -e 's/^.*msg="RUN steps" //') || true
 
 # ---------------------------------------------------------------- report
-fmt_runs() { local v; for v in $1; do printf '%s ' "$v"; done; }
 
 declare -A LABEL=(
 	[kiln_overlay]="kiln build --snapshot overlay (cache)"

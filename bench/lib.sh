@@ -1,0 +1,68 @@
+# Helpers shared by kiln's benchmark scripts (run.sh, build.sh, buildall.sh,
+# runstep.sh), which source it after setting BENCH. Bash 5, set -euo pipefail.
+
+log() { echo "bench: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+# ---------------------------------------------------------------- processes
+# PIDS: what the script started; cleanup stops them (by PID, never by name)
+# and closes fd 3, the children's standard input, on any exit.
+PIDS=()
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	local pid
+	for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+	exec 3>&- 2>/dev/null || true
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# apt_install PKG...: apt-get install, as root or through sudo -n.
+apt_install() {
+	local sudo=()
+	if [ "$(id -u)" != 0 ]; then
+		command -v sudo >/dev/null 2>&1 || return 1
+		sudo=(sudo -n)
+	fi
+	log "apt-get install $*"
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 || true
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# ---------------------------------------------------------------- numbers
+# secs T0 T1: T1-T0 with 3 decimals.
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+
+# median V...: the median of the numbers (empty if none).
+median() {
+	[ $# -gt 0 ] || { echo ""; return; }
+	printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 }
+		END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# ratio A B: A/B with 2 decimals ("-" if either is missing or B is 0).
+ratio() {
+	if [ -z "$1" ] || [ -z "$2" ]; then echo "-"; return; fi
+	awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "-"; else printf "%.2f", a / b }'
+}
+
+mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
+add() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a + b }'; }
+fmt_runs() { local v; for v in $1; do printf '%s ' "$v"; done; }
+
+# ---------------------------------------------------------------- folders
+# disk DIR: its size in bytes (empty if it does not exist).
+disk() { if [ -d "$1" ]; then du -sb "$1" 2>/dev/null | cut -f1 || true; fi; }
+
+# wipe DIR: remove a scratch folder, refusing one that has something mounted
+# under it (buildah's vfs driver mounts nothing; this is a guard).
+wipe() {
+	[ -e "$1" ] || return 0
+	if awk -v d="$1" '$2 == d || index($2, d "/") == 1 { found = 1 } END { exit !found }' /proc/self/mounts; then
+		die "something is mounted under $1: not removing it"
+	fi
+	rm -rf "$1"
+}
