@@ -54,30 +54,52 @@ func TestWarmKill9(t *testing.T) {
 	for _, r := range []string{"small/0:1", "big/multi:1", "base/multi:1", "small/1:1", "app/shares:1", "small/2:1"} {
 		refs = append(refs, slow.Addr+"/"+r)
 	}
-	cache := filepath.Join(t.TempDir(), "cache")
-	args := []string{"warm", "--cache-dir", cache, "--jobs", "4", "--platform", "linux/amd64,linux/arm64"}
-	for _, r := range refs {
-		args = append(args, "--image", r)
+	warmArgs := func(cache string) []string {
+		args := []string{"warm", "--cache-dir", cache, "--jobs", "4", "--platform", "linux/amd64,linux/arm64"}
+		for _, r := range refs {
+			args = append(args, "--image", r)
+		}
+		return args
 	}
+	cache := filepath.Join(t.TempDir(), "cache")
+	args := warmArgs(cache)
 
-	const kills = 12
+	// How long a whole warm takes here, so that kill moments fall inside
+	// one however fast the machine is.
+	start := time.Now()
+	mustExit(t, runKiln(t, warmArgs(filepath.Join(t.TempDir(), "baseline"))...), 0)
+	full := time.Since(start)
+	maxDelay := full * 4 / 5
+	t.Logf("a whole warm takes %v: kill moments between 20ms and %v", full.Round(time.Millisecond), maxDelay.Round(time.Millisecond))
+
+	// Kills accumulate on one cache, each run resuming what the last one
+	// left. A run that finishes before its kill has completed the cache:
+	// it is verified, then the cache starts over and the moments shrink.
+	const kills, attempts = 12, 40
 	killed := 0
-	for i := range kills {
-		delay := time.Duration(20+rng.IntN(381)) * time.Millisecond
+	for i := 0; i < attempts && killed < kills; i++ {
+		delay := 20*time.Millisecond + time.Duration(rng.Int64N(int64(max(maxDelay-20*time.Millisecond, time.Millisecond))))
 		res := killAfter(t, delay, args...)
 		if res.killed {
 			killed++
 		}
-		temps := countTemps(t, cache)
 		t.Logf("run %d: SIGKILL after %v: killed=%v exit=%d; %d entries, %d blobs, %d temp files",
-			i+1, delay, res.killed, res.code, countEntries(t, cache), countBlobs(t, cache), temps)
+			i+1, delay.Round(time.Millisecond), res.killed, res.code, countEntries(t, cache), countBlobs(t, cache), countTemps(t, cache))
 		if !res.killed && res.code != 0 {
 			t.Fatalf("run %d finished before the kill, with exit %d:\n%s", i+1, res.code, res.stderr)
 		}
 		verifyCache(t, cache)
+		if !res.killed {
+			validateCache(t, cache)
+			if err := os.RemoveAll(cache); err != nil {
+				t.Fatal(err)
+			}
+			maxDelay = max(maxDelay*7/10, 40*time.Millisecond)
+			t.Logf("the cache was complete: starting over on an empty one, kill moments up to %v", maxDelay.Round(time.Millisecond))
+		}
 	}
-	if killed < kills/2 {
-		t.Errorf("only %d of %d runs were killed midway: the kill moments are too late to test anything", killed, kills)
+	if killed < kills {
+		t.Errorf("only %d of %d kills landed while kiln was running, in %d attempts", killed, kills, attempts)
 	}
 
 	rep := filepath.Join(t.TempDir(), "report.json")
