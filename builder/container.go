@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -129,4 +130,26 @@ func (b *builder) containerRoot(ctx context.Context, s *stageState) (*rootfs.Roo
 	}
 	s.root, b.onSlash = root, s
 	return root, nil
+}
+
+// checkContainerMounts refuses RUN --mount targets that would cover, or
+// lie inside, a path container isolation keeps (a volume, kiln's folder,
+// /proc): there a mount is put in place by renaming and copying, which
+// must never touch those. It logs once how such mounts differ from real
+// ones.
+func (b *builder) checkContainerMounts(mounts []run.Mount) error {
+	for _, m := range mounts {
+		t := path.Clean(m.Target)
+		for _, p := range b.protected {
+			if t == p || strings.HasPrefix(t, p+"/") || strings.HasPrefix(p, t+"/") || t == "/" {
+				return fmt.Errorf("RUN --mount target %s: container isolation keeps %s as it is (a volume, kiln's folder or the kernel's), and cannot put a mount there", m.Target, p)
+			}
+		}
+	}
+	if len(mounts) > 0 && !b.containerMountsNoted {
+		b.containerMountsNoted = true
+		b.o.log.Info("container isolation cannot mount: RUN --mount targets are put in place for the step and removed after it " +
+			"(a cache as a symlink to its folder, other mounts as copies; read-only is not enforced)")
+	}
+	return nil
 }

@@ -8,14 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
@@ -192,8 +190,8 @@ func (b *builder) runCmd(ctx context.Context, s *stageState, c *instructions.Run
 		spec.Stdout, spec.Stderr = b.o.runOutput, b.o.runOutput
 	}
 	if env.isolation == run.Container {
-		if len(spec.Mounts) > 0 {
-			return fmt.Errorf("%w: RUN --mount in container isolation (kiln may not mount there); use chroot or rootless isolation", ErrNotSupported)
+		if err := b.checkContainerMounts(spec.Mounts); err != nil {
+			return err
 		}
 		spec.Force = b.o.force
 	}
@@ -445,7 +443,7 @@ func (b *builder) runMounts(ctx context.Context, s *stageState, c *instructions.
 			if err != nil {
 				return nil, cleanup, err
 			}
-			out = append(out, run.Mount{Source: dir, Target: target, ReadOnly: m.ReadOnly})
+			out = append(out, run.Mount{Source: dir, Target: target, ReadOnly: m.ReadOnly, Shared: true})
 		case instructions.MountTypeSecret:
 			file, err := b.secretFile(m)
 			if err != nil {
@@ -477,7 +475,7 @@ func (b *builder) runMounts(ctx context.Context, s *stageState, c *instructions.
 				}
 				temps = append(temps, dir)
 				cp := filepath.Join(dir, "src")
-				if err := copyTree(ctx, host, cp); err != nil {
+				if err := run.CopyTree(ctx, host, cp); err != nil {
 					return nil, cleanup, fmt.Errorf("RUN --mount=type=bind,source=%s,rw: %w", m.Source, err)
 				}
 				host = cp
@@ -495,91 +493,6 @@ func (b *builder) runMounts(ctx context.Context, s *stageState, c *instructions.
 		}
 	}
 	return out, cleanup, nil
-}
-
-// copyTree copies the file or folder src to dst (which must not exist):
-// folders, regular files, symlinks as they are, with modes, owners (where
-// permitted) and mtimes; devices, fifos and sockets are left out.
-func copyTree(ctx context.Context, src, dst string) error {
-	type dirMeta struct {
-		path string
-		fi   fs.FileInfo
-	}
-	var dirs []dirMeta // modes and times set last: a read-only folder must still be filled
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		to := filepath.Join(dst, rel)
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		switch {
-		case fi.IsDir():
-			err = os.Mkdir(to, 0o700)
-			dirs = append(dirs, dirMeta{to, fi})
-		case fi.Mode().IsRegular():
-			err = copyFile(p, to)
-		case fi.Mode()&fs.ModeSymlink != 0:
-			var link string
-			if link, err = os.Readlink(p); err == nil {
-				err = os.Symlink(link, to)
-			}
-		default:
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			_ = os.Lchown(to, int(st.Uid), int(st.Gid)) // as root; otherwise the copy is the caller's
-		}
-		if fi.Mode().IsRegular() {
-			return setModeTimes(to, fi)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := setModeTimes(dirs[i].path, dirs[i].fi); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func setModeTimes(p string, fi fs.FileInfo) error {
-	if err := os.Chmod(p, fi.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
-		return err
-	}
-	return os.Chtimes(p, fi.ModTime(), fi.ModTime())
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // cacheMountDir is the persistent folder of a cache mount, kept across

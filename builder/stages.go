@@ -36,15 +36,18 @@ type builder struct {
 	// and the stage whose filesystem "/" is.
 	protected     []string
 	containerHome string
-	onSlash       *stageState
-	req           Request
-	o             *options
-	plan          *dockerfile.Plan
-	bc            *buildcontext.Context
-	work          string
-	lex           *shell.Lex
-	created       time.Time  // config and history timestamps
-	epoch         *time.Time // file timestamps of a reproducible build
+	// containerMountsNoted: the log has said how container isolation
+	// handles RUN --mount.
+	containerMountsNoted bool
+	onSlash              *stageState
+	req                  Request
+	o                    *options
+	plan                 *dockerfile.Plan
+	bc                   *buildcontext.Context
+	work                 string
+	lex                  *shell.Lex
+	created              time.Time  // config and history timestamps
+	epoch                *time.Time // file timestamps of a reproducible build
 
 	stages   []*stageState
 	building []bool

@@ -2,6 +2,7 @@ package test
 
 import (
 	"archive/tar"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -201,5 +202,88 @@ func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
 	}
 	if err := os.WriteFile(dst, b, mode); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRunContainerMounts: RUN --mount in container isolation, where kiln
+// may not mount. A cache mount over a folder the image has (apt's way)
+// keeps its files across two builds while the image's folder comes back
+// untouched; a secret is readable in its step and in no layer; a bind of
+// the context is a copy the step may scribble on; a tmpfs leaves nothing.
+// A target over a path the pod keeps is refused.
+func TestRunContainerMounts(t *testing.T) {
+	t.Parallel()
+	needBusybox(t)
+	ws := t.TempDir()
+	ctxDir := filepath.Join(ws, "ctx")
+	const secret = "s3cr3t-of-the-container-mode-test"
+	busyboxContext(t, ctxDir, `FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+RUN mkdir -p /var/lib/thing && echo image > /var/lib/thing/state
+RUN --mount=type=cache,target=/var/lib/thing,id=thing \
+    test ! -e /var/lib/thing/state && n=$(cat /var/lib/thing/count 2>/dev/null || echo 0) \
+ && echo $((n+1)) > /var/lib/thing/count && echo "count=$((n+1))" > /count-seen
+RUN --mount=type=secret,id=tok wc -c < /run/secrets/tok > /secret-length
+RUN --mount=type=bind,source=data,target=/src cat /src/hello > /from-bind && echo scribble > /src/hello
+RUN --mount=type=tmpfs,target=/scratch echo x > /scratch/y && ls /scratch > /scratch-listing
+RUN cat /var/lib/thing/state > /state-after && ls -A /var/lib/thing > /thing-listing
+`)
+	writeContext(t, ctxDir, map[string]string{"data/hello": "hello from the context\n"})
+	if err := os.WriteFile(filepath.Join(ws, "secret"), []byte(secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"build", "--progress", "plain", "--isolation", "container", "--context", "/workspace/ctx",
+		"--cache-dir", "/workspace/cache", "--secret", "id=tok,src=/workspace/secret", "--reproducible"}
+	for i, want := range []string{"count=1\n", "count=2\n"} {
+		out := fmt.Sprintf("/workspace/out%d", i)
+		r := runInPod(t, ws, false, append(args, "--output", "oci:"+out)...)
+		mustExit(t, r, 0)
+		if !strings.Contains(r.output(), "container isolation cannot mount") {
+			t.Errorf("the log should say how container isolation handles RUN --mount:\n%s", r)
+		}
+		img := layoutImage(t, filepath.Join(ws, filepath.Base(out)), "image")
+		got := map[string]string{}
+		eachLayerEntry(t, img, func(i int, hdr *tar.Header, body io.Reader) {
+			name := strings.TrimSuffix(hdr.Name, "/")
+			b, _ := io.ReadAll(body)
+			if strings.Contains(string(b), secret) {
+				t.Errorf("layer %d: %s holds the secret", i, hdr.Name)
+			}
+			for _, bad := range []string{"run", "src", "scratch", "var/lib/thing/count"} {
+				if name == bad || strings.HasPrefix(name, bad+"/") {
+					t.Errorf("layer %d holds %s: a mount's, never the image's", i, hdr.Name)
+				}
+			}
+			for _, bad := range []string{".kiln-hidden", ".wh."} {
+				if strings.Contains(name, bad) {
+					t.Errorf("layer %d holds %s: the mounts should leave no trace", i, hdr.Name)
+				}
+			}
+			if hdr.Typeflag == tar.TypeReg {
+				got[name] = string(b)
+			}
+		})
+		for p, want := range map[string]string{
+			"count-seen": want, "secret-length": fmt.Sprintf("%d\n", len(secret)), "from-bind": "hello from the context\n",
+			"scratch-listing": "y\n", "state-after": "image\n", "thing-listing": "state\n", "var/lib/thing/state": "image\n",
+		} {
+			if got[p] != want {
+				t.Errorf("build %d: /%s = %q, want %q", i+1, p, got[p], want)
+			}
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(ctxDir, "data/hello")); string(b) != "hello from the context\n" {
+		t.Errorf("the step's write to its bind reached the context: %q", b)
+	}
+
+	busyboxContext(t, ctxDir, "FROM scratch\nCOPY busybox /bin/busybox\nRUN --mount=type=tmpfs,target=/workspace [\"/bin/busybox\", \"true\"]\n")
+	r := runInPod(t, ws, false, append(args, "--output", "oci:/workspace/refused")...)
+	mustExit(t, r, 2) // this Dockerfile cannot be built in this pod
+	if !strings.Contains(r.output(), "Dockerfile:3") || !strings.Contains(r.output(), "keeps /workspace") {
+		t.Errorf("a mount over the workspace volume should be refused, naming the line:\n%s", r)
+	}
+	if _, err := os.Stat(filepath.Join(ctxDir, "Dockerfile")); err != nil {
+		t.Errorf("the workspace lost its files: %v", err)
 	}
 }

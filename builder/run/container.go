@@ -2,6 +2,7 @@ package run
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,7 +11,8 @@ import (
 )
 
 // runContainer runs the command with the process's own / as the root: no
-// namespaces, only the working directory, environment and credentials.
+// namespaces, only the working directory, environment and credentials. Its
+// mounts are put in place for the step and taken away after it.
 func runContainer(ctx context.Context, spec Spec) error {
 	if filepath.Clean(spec.Root) != "/" {
 		return fmt.Errorf("%w: container isolation needs root %q, not %q", ErrBadSpec, "/", spec.Root)
@@ -20,6 +22,19 @@ func runContainer(ctx context.Context, spec Spec) error {
 			return fmt.Errorf("%w: no container detected (force it to run anyway)", ErrNotInContainer)
 		}
 	}
+	undo, err := placeMounts(ctx, "/", spec.Mounts)
+	if err == nil {
+		err = execContainer(ctx, spec)
+	}
+	if uerr := undo(); uerr != nil {
+		// What stays in place would end up in the layer: the step fails.
+		return errors.Join(err, fmt.Errorf("%w: after %s: %v", ErrSetup, spec.Args[0], uerr))
+	}
+	return err
+}
+
+// execContainer runs the command on "/" and waits for it and its children.
+func execContainer(ctx context.Context, spec Spec) error {
 	dir := spec.Dir
 	if dir == "" {
 		dir = "/"

@@ -44,10 +44,17 @@ var (
 )
 
 // Mount binds a host path into the root for one step.
+//
+// Container isolation may not mount: there each Mount is put in place on
+// "/" for the step and taken away after it (see placeMounts). A Shared
+// mount that is not ReadOnly becomes a symlink to Source, so the step's
+// writes reach it (a cache); every other Mount becomes a copy of Source,
+// whose changes are thrown away, read-only or not.
 type Mount struct {
 	Source   string // path on the host
 	Target   string // absolute path inside the root
 	ReadOnly bool
+	Shared   bool // the step's writes must reach Source (a cache mount)
 }
 
 // Spec is one command to run.
