@@ -228,6 +228,10 @@ RUN --mount=type=secret,id=tok wc -c < /run/secrets/tok > /secret-length
 RUN --mount=type=bind,source=data,target=/src cat /src/hello > /from-bind && echo scribble > /src/hello
 RUN --mount=type=tmpfs,target=/scratch echo x > /scratch/y && ls /scratch > /scratch-listing
 RUN cat /var/lib/thing/state > /state-after && ls -A /var/lib/thing > /thing-listing
+RUN <<EOF
+#!/bin/sh
+echo "a script of its own: $0" > /heredoc-out
+EOF
 `)
 	writeContext(t, ctxDir, map[string]string{"data/hello": "hello from the context\n"})
 	if err := os.WriteFile(filepath.Join(ws, "secret"), []byte(secret), 0o600); err != nil {
@@ -250,7 +254,7 @@ RUN cat /var/lib/thing/state > /state-after && ls -A /var/lib/thing > /thing-lis
 			if strings.Contains(string(b), secret) {
 				t.Errorf("layer %d: %s holds the secret", i, hdr.Name)
 			}
-			for _, bad := range []string{"run", "src", "scratch", "var/lib/thing/count"} {
+			for _, bad := range []string{"run", "src", "scratch", "var/lib/thing/count", ".kiln-heredoc"} {
 				if name == bad || strings.HasPrefix(name, bad+"/") {
 					t.Errorf("layer %d holds %s: a mount's, never the image's", i, hdr.Name)
 				}
@@ -267,6 +271,7 @@ RUN cat /var/lib/thing/state > /state-after && ls -A /var/lib/thing > /thing-lis
 		for p, want := range map[string]string{
 			"count-seen": want, "secret-length": fmt.Sprintf("%d\n", len(secret)), "from-bind": "hello from the context\n",
 			"scratch-listing": "y\n", "state-after": "image\n", "thing-listing": "state\n", "var/lib/thing/state": "image\n",
+			"heredoc-out": "a script of its own: /.kiln-heredoc/EOF\n",
 		} {
 			if got[p] != want {
 				t.Errorf("build %d: /%s = %q, want %q", i+1, p, got[p], want)
