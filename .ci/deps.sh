@@ -10,6 +10,8 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v buildah >/dev/null 2>&1 || need+=(buildah)
 command -v umoci >/dev/null 2>&1 || need+=(umoci)
 command -v git >/dev/null 2>&1 || need+=(git)
+# newuidmap/newgidmap: rootless RUN with a subordinate id range.
+command -v newuidmap >/dev/null 2>&1 || need+=(uidmap)
 # The RUN corpus (test/run_corpus_test.go) also builds an arm64 base image
 # from Debian's busybox-static:arm64 package, kept as a .deb in this folder
 # (the tests read KILN_TEST_CACHE, default the same path).
