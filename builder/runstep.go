@@ -3,8 +3,6 @@ package builder
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -423,13 +421,18 @@ func workdirOf(s *stageState) string {
 }
 
 // runMounts turns RUN --mount flags into bind mounts. cleanup removes the
-// temporary files (secrets, tmpfs folders) after the step.
+// temporary files (secrets, tmpfs folders) and releases the cache folders
+// after the step.
 func (b *builder) runMounts(ctx context.Context, s *stageState, c *instructions.RunCommand) ([]run.Mount, func(), error) {
 	var out []run.Mount
 	var temps []string
+	var releases []func()
 	cleanup := func() {
 		for _, t := range temps {
 			_ = os.RemoveAll(t)
+		}
+		for _, r := range releases {
+			r()
 		}
 	}
 	for _, m := range instructions.GetMounts(c) {
@@ -439,10 +442,11 @@ func (b *builder) runMounts(ctx context.Context, s *stageState, c *instructions.
 		}
 		switch m.Type {
 		case instructions.MountTypeCache:
-			dir, err := b.cacheMountDir(m)
+			dir, release, err := b.cacheMountDir(ctx, m)
 			if err != nil {
 				return nil, cleanup, err
 			}
+			releases = append(releases, release)
 			out = append(out, run.Mount{Source: dir, Target: target, ReadOnly: m.ReadOnly, Shared: true})
 		case instructions.MountTypeSecret:
 			file, err := b.secretFile(m)
@@ -493,42 +497,6 @@ func (b *builder) runMounts(ctx context.Context, s *stageState, c *instructions.
 		}
 	}
 	return out, cleanup, nil
-}
-
-// cacheMountDir is the persistent folder of a cache mount, kept across
-// builds under the run-cache folder, never in a layer. Its id (default: the
-// target) names it.
-func (b *builder) cacheMountDir(m *instructions.Mount) (string, error) {
-	if b.o.runCache == "" {
-		return "", fmt.Errorf("RUN --mount=type=cache needs a cache folder (--cache-dir)")
-	}
-	id := m.CacheID
-	if id == "" {
-		id = m.Target
-	}
-	sum := sha256.Sum256([]byte(id))
-	dir := filepath.Join(b.o.runCache, hex.EncodeToString(sum[:8]))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("cache mount %s: %w", id, err)
-	}
-	if m.UID != nil || m.GID != nil {
-		uid, gid := -1, -1
-		if m.UID != nil {
-			uid = int(*m.UID)
-		}
-		if m.GID != nil {
-			gid = int(*m.GID)
-		}
-		if err := os.Lchown(dir, uid, gid); err != nil {
-			return "", fmt.Errorf("cache mount %s: %w", id, err)
-		}
-	}
-	if m.Mode != nil {
-		if err := os.Chmod(dir, os.FileMode(*m.Mode)&os.ModePerm); err != nil {
-			return "", fmt.Errorf("cache mount %s: %w", id, err)
-		}
-	}
-	return dir, nil
 }
 
 // secretFile copies a secret into a private temporary file for the step.

@@ -57,6 +57,17 @@ func lockFile(ctx context.Context, path string, exclusive bool, waiting func()) 
 	}
 }
 
+// LockFile takes a shared or exclusive flock on path (created if needed),
+// waiting as long as ctx allows and calling waiting once if it must wait.
+// The returned func releases it.
+func LockFile(ctx context.Context, path string, exclusive bool, waiting func()) (unlock func() error, err error) {
+	l, err := lockFile(ctx, path, exclusive, waiting)
+	if err != nil {
+		return nil, err
+	}
+	return l.unlock, nil
+}
+
 func (l *fileLock) unlock() error {
 	if l == nil || l.f == nil {
 		return nil
