@@ -3,14 +3,18 @@ package builder
 import (
 	"archive/tar"
 	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
-	"os"
 	"strconv"
 	"strings"
 
 	mode "github.com/tonistiigi/dchapes-mode"
+
+	"kiln/builder/rootfs"
 )
 
 // owner is a numeric uid and gid for new files.
@@ -47,24 +51,25 @@ func (b *builder) lookupID(ctx context.Context, s *stageState, name, file string
 		}
 		return n, n, nil
 	}
-	root, err := b.ensureRoot(ctx, s)
+	files, err := b.stageFiles(ctx, s)
 	if err != nil {
 		return 0, 0, err
 	}
-	host, err := root.Resolve(file, true)
-	if err != nil {
-		return 0, 0, err
+	data, err := files.readFile(file)
+	if errors.Is(err, errNoContent) { // not a plain file the index kept: unpack
+		var root *rootfs.Root
+		if root, err = b.ensureRoot(ctx, s); err == nil {
+			data, err = rootFiles{root: root}.readFile(file)
+		}
 	}
-	f, err := os.Open(host)
 	if err != nil {
 		return 0, 0, fmt.Errorf("looking up %q: %w", name, err)
 	}
-	defer f.Close()
-	return scanIDs(f, name, file)
+	return scanIDs(bytes.NewReader(data), name, file)
 }
 
 // scanIDs reads a passwd or group file for name.
-func scanIDs(f *os.File, name, file string) (int, int, error) {
+func scanIDs(f io.Reader, name, file string) (int, int, error) {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Split(sc.Text(), ":")

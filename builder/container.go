@@ -129,6 +129,7 @@ func (b *builder) containerRoot(ctx context.Context, s *stageState) (*rootfs.Roo
 		b.o.log.Debug("unpacking onto /", "stage", s.name, "warning", w)
 	}
 	s.root, b.onSlash = root, s
+	s.index = nil
 	return root, nil
 }
 

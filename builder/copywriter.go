@@ -13,12 +13,10 @@ import (
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/patternmatcher"
-
-	"kiln/builder/rootfs"
 )
 
 // copyWriter writes the entries of one COPY or ADD into a layer. It consults
-// the stage's filesystem (nil with --link) for folders that exist already.
+// the stage's files (nil with --link) for folders that exist already.
 type copyWriter struct {
 	b       *builder
 	s       *stageState
@@ -26,7 +24,7 @@ type copyWriter struct {
 	src     fileSource
 	own     *owner // --chown; nil keeps the source's owners
 	chmod   *chmod // --chmod; nil keeps the source's modes
-	root    *rootfs.Root
+	files   stageFiles
 	exclude *patternmatcher.PatternMatcher // --exclude; nil: none
 	written map[string]bool                // folders already in the layer
 	links   map[[2]uint64]string           // (dev, inode) of files with several links → first name written
@@ -41,9 +39,9 @@ func (b *builder) newCopyWriter(ctx context.Context, s *stageState, spec copySpe
 	if err != nil {
 		return nil, err
 	}
-	var root *rootfs.Root
+	var files stageFiles
 	if !spec.link {
-		if root, err = b.ensureRoot(ctx, s); err != nil {
+		if files, err = b.stageFiles(ctx, s); err != nil {
 			return nil, err
 		}
 	}
@@ -57,7 +55,7 @@ func (b *builder) newCopyWriter(ctx context.Context, s *stageState, spec copySpe
 	}
 	return &copyWriter{
 		b: b, s: s, lw: lw, src: src, own: own, chmod: cm,
-		root: root, exclude: exclude, written: map[string]bool{}, links: map[[2]uint64]string{},
+		files: files, exclude: exclude, written: map[string]bool{}, links: map[[2]uint64]string{},
 	}, nil
 }
 

@@ -277,6 +277,7 @@ func (b *builder) ensureRoot(ctx context.Context, s *stageState) (*rootfs.Root, 
 		b.o.log.Debug("unpacking", "stage", s.name, "warning", w)
 	}
 	s.root = root
+	s.index = nil // the root answers from now on, and RUN layers skip the index
 	return root, nil
 }
 

@@ -30,6 +30,7 @@ type stageState struct {
 	cmdSet    bool  // this stage set CMD (ENTRYPOINT keeps it)
 
 	root   *rootfs.Root            // nil until an instruction needs the files
+	index  *rootfs.Index           // the files as the layers' headers tell, while there is no root
 	owners map[string]rootfs.Owner // ownership the root could not apply, by container path
 }
 
@@ -43,10 +44,11 @@ func (s *stageState) history(created time.Time, createdBy string, emptyLayer boo
 	})
 }
 
-// addLayer appends a layer to the stage and to its filesystem, if unpacked.
+// addLayer appends a layer to the stage and to its filesystem, if unpacked,
+// or its index.
 func (s *stageState) addLayer(ctx context.Context, l v1.Layer) error {
 	s.layers = append(s.layers, l)
-	if s.root == nil {
+	if s.root == nil && s.index == nil {
 		return nil
 	}
 	rc, err := l.Uncompressed()
@@ -54,6 +56,12 @@ func (s *stageState) addLayer(ctx context.Context, l v1.Layer) error {
 		return err
 	}
 	defer rc.Close()
+	if s.root == nil {
+		if err := s.index.AddLayer(ctx, rc); err != nil {
+			return fmt.Errorf("indexing a new layer of stage %s: %w", s.name, err)
+		}
+		return nil
+	}
 	stats, err := s.root.ApplyLayer(ctx, rc)
 	if err != nil {
 		return fmt.Errorf("applying a new layer to the filesystem of stage %s: %w", s.name, err)

@@ -17,15 +17,15 @@ func (b *builder) workdir(ctx context.Context, s *stageState, c *instructions.Wo
 		s.history(b.created, msg, true)
 		return nil
 	}
-	root, err := b.ensureRoot(ctx, s)
+	files, err := b.stageFiles(ctx, s)
 	if err != nil {
 		return err
 	}
-	resolved, err := containerPath(root, wd)
+	resolved, err := files.resolve(wd, true)
 	if err != nil {
 		return err
 	}
-	if _, _, ok := existing(root, resolved); ok {
+	if _, ok := existing(files, resolved); ok {
 		s.history(b.created, msg, true)
 		return nil
 	}
@@ -42,7 +42,11 @@ func (b *builder) mkdirLayer(ctx context.Context, s *stageState, p string, own *
 	if err != nil {
 		return err
 	}
-	cw := &copyWriter{b: b, s: s, lw: lw, own: own, root: s.root, written: map[string]bool{}}
+	files, err := b.stageFiles(ctx, s)
+	if err != nil {
+		return err
+	}
+	cw := &copyWriter{b: b, s: s, lw: lw, own: own, files: files, written: map[string]bool{}}
 	if err := cw.mkdirs(path.Clean(p)); err != nil {
 		lw.abort()
 		return err
