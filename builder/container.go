@@ -141,8 +141,11 @@ func (b *builder) containerRoot(ctx context.Context, s *stageState) (*rootfs.Roo
 func (b *builder) checkContainerMounts(mounts []run.Mount) error {
 	for _, m := range mounts {
 		t := path.Clean(m.Target)
+		if t == "/" {
+			return fmt.Errorf("RUN --mount target %s: cannot mount over the root", m.Target)
+		}
 		for _, p := range b.protected {
-			if t == p || strings.HasPrefix(t, p+"/") || strings.HasPrefix(p, t+"/") || t == "/" {
+			if t == p || strings.HasPrefix(t, p+"/") || strings.HasPrefix(p, t+"/") {
 				return fmt.Errorf("RUN --mount target %s: container isolation keeps %s as it is (a volume, kiln's folder or the kernel's), and cannot put a mount there", m.Target, p)
 			}
 		}
