@@ -26,10 +26,7 @@ func (b *builder) cacheMountDir(ctx context.Context, m *instructions.Mount) (dir
 	if b.o.runCache == "" {
 		return "", nil, fmt.Errorf("RUN --mount=type=cache needs a cache folder (--cache-dir)")
 	}
-	id := m.CacheID
-	if id == "" {
-		id = m.Target
-	}
+	id := cacheKey(m)
 	sum := sha256.Sum256([]byte(id))
 	if err := os.MkdirAll(b.o.runCache, 0o755); err != nil {
 		return "", nil, fmt.Errorf("cache mount %s: %w", id, err)
@@ -46,6 +43,14 @@ func (b *builder) cacheMountDir(ctx context.Context, m *instructions.Mount) (dir
 		return "", nil, fmt.Errorf("cache mount %s: %w", id, err)
 	}
 	return dir, release, nil
+}
+
+// cacheKey is a cache mount's id: its id=, else its target.
+func cacheKey(m *instructions.Mount) string {
+	if m.CacheID != "" {
+		return m.CacheID
+	}
+	return m.Target
 }
 
 // holdCacheDir creates and locks the cache folder base (or, for a private

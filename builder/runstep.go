@@ -168,6 +168,11 @@ func (b *builder) runCmd(ctx context.Context, s *stageState, c *instructions.Run
 	if err != nil {
 		return err
 	}
+	// Stages the mounts read from are built first: in container isolation
+	// a stage with RUN takes "/", which must then be this stage's.
+	if err := b.mountStages(ctx, c); err != nil {
+		return err
+	}
 	var root *rootfs.Root
 	if env.isolation == run.Container {
 		root, err = b.containerRoot(ctx, s)
@@ -182,6 +187,9 @@ func (b *builder) runCmd(ctx context.Context, s *stageState, c *instructions.Run
 	if err != nil {
 		return err
 	}
+	if s.root != root || (env.isolation == run.Container && b.onSlash != s) {
+		return fmt.Errorf("internal error: stage %s lost its filesystem while its RUN was prepared", s.name)
+	}
 	out := &lineLogger{log: b.o.log, stage: s.name}
 	spec.Stdout, spec.Stderr = out, out
 	if b.o.runOutput != nil {
@@ -191,7 +199,7 @@ func (b *builder) runCmd(ctx context.Context, s *stageState, c *instructions.Run
 		if err := b.checkContainerMounts(spec.Mounts); err != nil {
 			return err
 		}
-		spec.Force = b.o.force
+		spec.Force, spec.Keep = b.o.force, b.protected
 	}
 	exclude := append(spec.MountPoints(), b.o.runExclude...)
 	if env.isolation == run.Container {
@@ -420,6 +428,21 @@ func workdirOf(s *stageState) string {
 	return s.cfg.Config.WorkingDir
 }
 
+// mountStages builds the stages RUN --mount=from= names.
+func (b *builder) mountStages(ctx context.Context, c *instructions.RunCommand) error {
+	for _, m := range instructions.GetMounts(c) {
+		if m.From == "" {
+			continue
+		}
+		if i := b.plan.StageIndex(m.From, true); i >= 0 {
+			if _, err := b.stage(ctx, i); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // runMounts turns RUN --mount flags into bind mounts. cleanup removes the
 // temporary files (secrets, tmpfs folders) and releases the cache folders
 // after the step.
@@ -427,6 +450,7 @@ func (b *builder) runMounts(ctx context.Context, s *stageState, c *instructions.
 	var out []run.Mount
 	var temps []string
 	var releases []func()
+	heldCaches := map[string]string{}
 	cleanup := func() {
 		for _, t := range temps {
 			_ = os.RemoveAll(t)
@@ -442,11 +466,16 @@ func (b *builder) runMounts(ctx context.Context, s *stageState, c *instructions.
 		}
 		switch m.Type {
 		case instructions.MountTypeCache:
-			dir, release, err := b.cacheMountDir(ctx, m)
-			if err != nil {
-				return nil, cleanup, err
+			dir, held := heldCaches[cacheKey(m)]
+			if !held { // one step naming one cache twice holds it once
+				var release func()
+				var err error
+				if dir, release, err = b.cacheMountDir(ctx, m); err != nil {
+					return nil, cleanup, err
+				}
+				releases = append(releases, release)
+				heldCaches[cacheKey(m)] = dir
 			}
-			releases = append(releases, release)
 			out = append(out, run.Mount{Source: dir, Target: target, ReadOnly: m.ReadOnly, Shared: true})
 		case instructions.MountTypeSecret:
 			file, err := b.secretFile(m)

@@ -282,8 +282,55 @@ EOF
 		t.Errorf("the step's write to its bind reached the context: %q", b)
 	}
 
+	// A bind from a stage that is built on demand and has a RUN of its own:
+	// that stage takes "/" first, then gives it back to this one.
+	busyboxContext(t, ctxDir, `FROM scratch AS deps
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "sh", "-c", "/bin/busybox mkdir /out && /bin/busybox echo dep > /out/f"]
+
+FROM scratch
+COPY busybox /bin/busybox
+RUN --mount=type=bind,from=deps,source=/out,target=/d ["/bin/busybox", "cp", "/d/f", "/copied"]
+`)
+	r := runInPod(t, ws, false, append(args, "--output", "oci:/workspace/fromstage")...)
+	mustExit(t, r, 0)
+	files := map[string]string{}
+	eachLayerEntry(t, layoutImage(t, filepath.Join(ws, "fromstage"), "image"), func(_ int, hdr *tar.Header, body io.Reader) {
+		b, _ := io.ReadAll(body)
+		files[strings.TrimSuffix(hdr.Name, "/")] = string(b)
+	})
+	if files["copied"] != "dep\n" {
+		t.Errorf("/copied = %q, want the deps stage's file", files["copied"])
+	}
+	for _, p := range []string{"out", "out/f", "d"} {
+		if _, ok := files[p]; ok {
+			t.Errorf("the image holds /%s, of another stage or a mount", p)
+		}
+	}
+
+	// A secret inside a cache mount would be written into the cache folder:
+	// refused, in either order.
+	for _, mounts := range []string{
+		"--mount=type=cache,target=/root/.m2 --mount=type=secret,id=tok,target=/root/.m2/settings.xml",
+		"--mount=type=secret,id=tok,target=/root/.m2/settings.xml --mount=type=cache,target=/root/.m2",
+	} {
+		busyboxContext(t, ctxDir, "FROM scratch\nCOPY busybox /bin/busybox\nRUN "+mounts+" [\"/bin/busybox\", \"true\"]\n")
+		r := runInPod(t, ws, false, append(args, "--output", "oci:/workspace/nested")...)
+		if r.code == 0 || !strings.Contains(r.output(), "nest") {
+			t.Errorf("nested mounts in container isolation should be refused:\n%s", r)
+		}
+	}
+	filepath.Walk(filepath.Join(ws, "cache"), func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			if b, _ := os.ReadFile(p); strings.Contains(string(b), secret) {
+				t.Errorf("the secret is in the cache folder: %s", p)
+			}
+		}
+		return nil
+	})
+
 	busyboxContext(t, ctxDir, "FROM scratch\nCOPY busybox /bin/busybox\nRUN --mount=type=tmpfs,target=/workspace [\"/bin/busybox\", \"true\"]\n")
-	r := runInPod(t, ws, false, append(args, "--output", "oci:/workspace/refused")...)
+	r = runInPod(t, ws, false, append(args, "--output", "oci:/workspace/refused")...)
 	mustExit(t, r, 2) // this Dockerfile cannot be built in this pod
 	if !strings.Contains(r.output(), "Dockerfile:3") || !strings.Contains(r.output(), "keeps /workspace") {
 		t.Errorf("a mount over the workspace volume should be refused, naming the line:\n%s", r)

@@ -141,7 +141,11 @@ func (x *Index) add(hdr *tar.Header, body io.Reader) error {
 		if err != nil || td == nil || td.children[tbase] == nil || target == "" {
 			return fmt.Errorf("hardlink target %s: %w", hdr.Linkname, fs.ErrNotExist)
 		}
-		n.IndexEntry = td.children[tbase].IndexEntry
+		// One inode: the link's header gives both names its metadata.
+		t := td.children[tbase]
+		t.Mode = t.Mode.Type() | hdr.FileInfo().Mode().Perm() | hdr.FileInfo().Mode()&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)
+		t.UID, t.GID, t.ModTime = hdr.Uid, hdr.Gid, hdr.ModTime
+		n.IndexEntry = t.IndexEntry
 	case tar.TypeDir, tar.TypeReg, '\x00', tar.TypeGNUSparse, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 		fi := hdr.FileInfo()
 		n.IndexEntry = IndexEntry{Mode: fi.Mode(), UID: hdr.Uid, GID: hdr.Gid, ModTime: hdr.ModTime, Linkname: hdr.Linkname, Size: hdr.Size}
@@ -173,7 +177,7 @@ func (x *Index) add(hdr *tar.Header, body io.Reader) error {
 // whiteout removes base from dir, or, for an opaque marker, everything in
 // dir this layer did not write.
 func (x *Index) whiteout(dir, base, rel string) error {
-	if strings.HasPrefix(rel, whiteoutMeta) || (base != opaqueMarker && strings.HasPrefix(base, whiteoutMeta)) {
+	if base != opaqueMarker && (strings.HasPrefix(rel, whiteoutMeta) || strings.HasPrefix(base, whiteoutMeta)) {
 		return nil // AUFS metadata
 	}
 	_, d, err := x.walk(dir, true, false)
@@ -275,6 +279,9 @@ func (x *Index) walk(p string, followLast, create bool) (string, *indexNode, err
 		case "", ".":
 			continue
 		case "..":
+			if n != nil && !n.Mode.IsDir() {
+				return "", nil, fmt.Errorf("resolving %s: %w", p, syscall.ENOTDIR)
+			}
 			if len(cur) > 0 {
 				cur = cur[:len(cur)-1]
 			}
@@ -310,10 +317,11 @@ func (x *Index) walk(p string, followLast, create bool) (string, *indexNode, err
 	return "/" + strings.Join(cur, "/"), n, nil
 }
 
-// slicesHasName says whether parts still holds a real component.
+// slicesHasName says whether parts still holds a component ("." and ".."
+// too: "link/." goes through link).
 func slicesHasName(parts []string) bool {
 	for _, p := range parts {
-		if p != "" && p != "." {
+		if p != "" {
 			return true
 		}
 	}

@@ -54,11 +54,13 @@ func TestIndexMatchesUnpack(t *testing.T) {
 			{name: "t", typ: tar.TypeDir, mode: 0o1777},
 			{name: "g", typ: tar.TypeDir, mode: 0o2750, uid: 7, gid: 8, mtime: old},
 		}},
-		"fifo":                {{{name: "p", typ: tar.TypeFifo, mode: 0o620}}},
-		"aufs metadata":       {{dir(".wh..wh.plnk"), file(".wh..wh.plnk/1.2", "x"), file("kept", "k")}},
-		"symlink loop":        {{symlink("a", "b"), symlink("b", "a")}, {file("c", "c")}},
-		"file in the middle":  {{file("f", "f")}, {file("f/x", "x")}},
-		"hardlink to nothing": {{hardlink("h", "missing")}},
+		"fifo":                           {{{name: "p", typ: tar.TypeFifo, mode: 0o620}}},
+		"aufs metadata":                  {{dir(".wh..wh.plnk"), file(".wh..wh.plnk/1.2", "x"), file("kept", "k")}},
+		"symlink loop":                   {{symlink("a", "b"), symlink("b", "a")}, {file("c", "c")}},
+		"file in the middle":             {{file("f", "f")}, {file("f/x", "x")}},
+		"hardlink to nothing":            {{hardlink("h", "missing")}},
+		"opaque marker at the root":      {{file("a/x", "x"), file("top", "t")}, {whiteout(".wh..wh..opq"), file("new", "n")}},
+		"hardlink with its own metadata": {{file("a", "a"), {name: "h", typ: tar.TypeLink, link: "a", mode: 0o600, uid: 3, gid: 4, mtime: old}}},
 	}
 	for name, layers := range cases {
 		for _, priv := range privileges() {
@@ -175,7 +177,7 @@ func TestIndexResolve(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{"/lib", "/lib/", "/lib/x", "abs/lib", "/up/a/b", "/usr/../../lib", "/dangling", "/dangling/more", "/missing/../lib", "/f", "/f/x", "/loop", "/loop/x"} {
+	for _, p := range []string{"/lib", "/lib/", "/lib/.", "/f/../usr", "/lib/x", "abs/lib", "/up/a/b", "/usr/../../lib", "/dangling", "/dangling/more", "/missing/../lib", "/f", "/f/x", "/loop", "/loop/x"} {
 		for _, follow := range []bool{false, true} {
 			host, herr := r.Resolve(p, follow)
 			got, xerr := x.Resolve(p, follow)

@@ -22,7 +22,7 @@ func runContainer(ctx context.Context, spec Spec) error {
 			return fmt.Errorf("%w: no container detected (force it to run anyway)", ErrNotInContainer)
 		}
 	}
-	undo, err := placeMounts(ctx, "/", spec.Mounts)
+	undo, err := placeMounts(ctx, "/", spec.Mounts, spec.Keep)
 	if err == nil {
 		err = execContainer(ctx, spec)
 	}

@@ -20,13 +20,14 @@ type placed struct {
 	created []createdPath     // folders made to hold target
 }
 
-// placeMounts puts mounts in place on root ("/" in container isolation) without mounting (container
+// placeMounts puts mounts in place on root ("/" in container isolation),
+// never over or inside a path of keep, without mounting (container
 // isolation may not): what the image has at a target is renamed aside in
 // its own folder, and the target becomes a symlink to a Shared source or a
 // copy of any other. The returned undo takes them away in reverse order,
 // puts back what was there and gives parent folders their times back; it
 // must run, and succeed, before the step's snapshot.
-func placeMounts(ctx context.Context, root string, mounts []Mount) (undo func() error, err error) {
+func placeMounts(ctx context.Context, root string, mounts []Mount, keep []string) (undo func() error, err error) {
 	var done []placed
 	undo = func() error {
 		var errs []error
@@ -36,6 +37,10 @@ func placeMounts(ctx context.Context, root string, mounts []Mount) (undo func() 
 		done = nil
 		return errors.Join(errs...)
 	}
+	// Every target is resolved before anything is placed: a placed cache
+	// is a symlink out of the root, and a later target below it would land
+	// in the cache folder. Nested targets are refused for the same reason.
+	targets := make([]string, len(mounts))
 	for i, m := range mounts {
 		p, err := securePath(root, m.Target)
 		if err != nil {
@@ -44,12 +49,21 @@ func placeMounts(ctx context.Context, root string, mounts []Mount) (undo func() 
 		if p == filepath.Clean(root) {
 			return undo, fmt.Errorf("%w: cannot mount over the root (%s)", ErrBadSpec, m.Target)
 		}
-		for _, d := range done {
-			if within(p, d.target) || within(d.target, p) {
-				return undo, fmt.Errorf("%w: mount targets %s and %s nest, which container isolation cannot do", ErrBadSpec, d.target, p)
+		for j, q := range targets[:i] {
+			if within(p, q) || within(q, p) {
+				return undo, fmt.Errorf("%w: mount targets %s and %s nest, which container isolation cannot do (chroot and rootless isolation can)",
+					ErrBadSpec, mounts[j].Target, m.Target)
 			}
 		}
-		pl, err := place(ctx, root, i, m, p)
+		for _, k := range keep {
+			if k = filepath.Join(root, k); within(p, k) || within(k, p) {
+				return undo, fmt.Errorf("%w: mount target %s leads to %s, which container isolation keeps as it is", ErrBadSpec, m.Target, k)
+			}
+		}
+		targets[i] = p
+	}
+	for i, m := range mounts {
+		pl, err := place(ctx, root, i, m, targets[i])
 		done = append(done, pl)
 		if err != nil {
 			return undo, fmt.Errorf("%w: putting the mount at %s in place: %v", ErrSetup, m.Target, err)
@@ -76,7 +90,10 @@ func place(ctx context.Context, root string, i int, m Mount, p string) (placed, 
 		pl.times = &[2]unix.Timespec{st.Atim, st.Mtim}
 	}
 	if _, err := os.Lstat(p); err == nil {
-		stash := filepath.Join(parent, fmt.Sprintf(".kiln-hidden-%d-%s", i, filepath.Base(p)))
+		stash, err := freeName(parent, fmt.Sprintf(".kiln-hidden-%d-%s", i, filepath.Base(p)))
+		if err != nil {
+			return pl, err
+		}
 		if err := os.Rename(p, stash); err != nil {
 			return pl, fmt.Errorf("moving the image's %s aside: %w", p, err)
 		}
@@ -108,6 +125,22 @@ func (pl placed) remove() error {
 	}
 	removeCreated(pl.created)
 	return nil
+}
+
+// freeName is dir/name, or dir/name-N, whichever is free first.
+func freeName(dir, name string) (string, error) {
+	for n := 0; n < 1000; n++ {
+		p := filepath.Join(dir, name)
+		if n > 0 {
+			p = fmt.Sprintf("%s-%d", p, n)
+		}
+		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+			return p, nil
+		} else if err != nil {
+			return "", err
+		}
+	}
+	return "", fmt.Errorf("no free name for %s in %s", name, dir)
 }
 
 // within says whether p is dir or below it.

@@ -46,7 +46,7 @@ func TestPlaceMounts(t *testing.T) {
 		{Source: secret, Target: "/run/secrets/tok", ReadOnly: true},
 		{Source: src, Target: "/src", ReadOnly: true},
 		{Source: src, Target: "/evil/conf"}, // an absolute link in the image stays inside the root
-	})
+	}, []string{"/kept"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,21 +86,29 @@ func TestPlaceMounts(t *testing.T) {
 	}
 }
 
-// TestPlaceMountsRefused: nested targets and a target that is the root are
-// refused, and what was placed before the refusal is taken away.
+// TestPlaceMountsRefused: nested targets (in either order), a target that
+// is the root, or that covers or leads into a kept path, even through a
+// symlink, are refused before anything is placed.
 func TestPlaceMountsRefused(t *testing.T) {
 	for name, mounts := range map[string][]Mount{
-		"nested": {{Source: "/dev/null", Target: "/a/b"}, {Source: "/dev/null", Target: "/a/b/c"}},
-		"root":   {{Source: "/dev/null", Target: "/x"}, {Source: "/dev/null", Target: "/.."}},
+		"nested":              {{Source: "/dev/null", Target: "/a/b"}, {Source: "/dev/null", Target: "/a/b/c"}},
+		"nested, inner first": {{Source: "/dev/null", Target: "/a/b/c"}, {Source: "/dev/null", Target: "/a/b", Shared: true}},
+		"kept path":           {{Source: "/dev/null", Target: "/x"}, {Source: "/dev/null", Target: "/kept/sub"}},
+		"kept via link":       {{Source: "/dev/null", Target: "/x"}, {Source: "/dev/null", Target: "/link/y"}},
+		"over a kept path":    {{Source: "/dev/null", Target: "/"}, {Source: "/dev/null", Target: "/x"}},
+		"root":                {{Source: "/dev/null", Target: "/x"}, {Source: "/dev/null", Target: "/.."}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			root := t.TempDir()
+			if err := os.Symlink("/kept/vol", filepath.Join(root, "link")); err != nil {
+				t.Fatal(err)
+			}
 			old := time.Unix(1_000_000, 0)
 			if err := os.Chtimes(root, old, old); err != nil {
 				t.Fatal(err)
 			}
 			before := treeOf(t, root)
-			undo, err := placeMounts(t.Context(), root, mounts)
+			undo, err := placeMounts(t.Context(), root, mounts, []string{"/kept", "/deep/vol"})
 			if !errors.Is(err, ErrBadSpec) {
 				t.Errorf("err = %v, want ErrBadSpec", err)
 			}

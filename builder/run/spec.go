@@ -76,6 +76,9 @@ type Spec struct {
 
 	// Force allows container mode where no container was detected.
 	Force bool
+	// Keep lists the paths container mode must never put a mount over or
+	// in (volumes, kiln's own folder): targets are checked once resolved.
+	Keep []string
 	// Log receives warnings (a single-id user namespace); nil discards.
 	Log *slog.Logger
 }
