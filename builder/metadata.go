@@ -101,6 +101,9 @@ func (b *builder) arg(s *stageState, cmd *instructions.ArgCommand) error {
 			part += "=" + val
 		}
 		parts = append(parts, part)
+		if !slices.Contains(s.buildArgs, kv.Key) {
+			s.buildArgs = append(s.buildArgs, kv.Key)
+		}
 	}
 	s.history(b.created, "ARG "+strings.Join(parts, " "), true)
 	return nil

@@ -230,7 +230,7 @@ func (b *builder) runCmd(ctx context.Context, s *stageState, c *instructions.Run
 	b.o.log.Info("RUN done", "stage", s.name, "seconds", roundSeconds(time.Since(start)), "step_seconds", roundSeconds(stepTime),
 		"snapshot_seconds", roundSeconds(time.Since(start)-stepTime), "files", stats.Files, "dirs", stats.Dirs,
 		"whiteouts", stats.Whiteouts+stats.Opaque, "bytes", stats.Bytes, "scanned", stats.Scanned)
-	createdBy := "RUN " + strings.Join(spec.Args, " ") + " # buildkit"
+	createdBy := "RUN " + runHistory(spec.Args, s.buildArgs, s.vars) + " # buildkit"
 	if stats.Files+stats.Dirs+stats.Symlinks+stats.Hardlinks+stats.Devices+stats.Whiteouts+stats.Opaque == 0 {
 		_ = os.Remove(layerPath)
 		s.history(b.created, createdBy, true)
@@ -244,6 +244,21 @@ func (b *builder) runCmd(ctx context.Context, s *stageState, c *instructions.Run
 	s.layers = append(s.layers, l) // the root holds the change already
 	s.history(b.created, createdBy, false)
 	return nil
+}
+
+// runHistory is RUN's created_by as BuildKit writes it (dockerfile2llb
+// runCommandString): "|N K=V ..." for the N ARGs in scope, with their
+// values in the step's environment ("" when unset), then the argv.
+func runHistory(args, buildArgs []string, env *vars) string {
+	var parts []string
+	for _, k := range buildArgs {
+		v, _ := env.Get(k)
+		parts = append(parts, k+"="+v)
+	}
+	if len(parts) > 0 {
+		parts = append([]string{fmt.Sprintf("|%d", len(parts))}, parts...)
+	}
+	return strings.Join(append(parts, args...), " ")
 }
 
 // snapshotStep runs step on the root (or on an overlay of it) and writes

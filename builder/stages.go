@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -150,6 +151,7 @@ func (b *builder) from(ctx context.Context, ps dockerfile.Stage) (*stageState, e
 		}
 		// A stage built on a stage keeps the ARGs in scope there (BuildKit).
 		s.vars = parent.vars.clone()
+		s.buildArgs = slices.Clone(parent.buildArgs)
 		// It also takes over the parent's unpacked filesystem, which holds
 		// exactly the parent's image: no second unpack. Should a later
 		// instruction read the parent's files, they unpack again from its

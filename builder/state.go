@@ -26,8 +26,9 @@ type stageState struct {
 	cfg       *v1.ConfigFile // base config plus this stage's changes; RootFS is fixed up by image()
 	layers    []v1.Layer
 	layerType types.MediaType
-	vars      *vars // ENV and ARGs, for expansion
-	cmdSet    bool  // this stage set CMD (ENTRYPOINT keeps it)
+	vars      *vars    // ENV and ARGs, for expansion
+	buildArgs []string // the ARGs declared in scope, in order, for RUN's history
+	cmdSet    bool     // this stage set CMD (ENTRYPOINT keeps it)
 
 	root   *rootfs.Root            // nil until an instruction needs the files
 	index  *rootfs.Index           // the files as the layers' headers tell, while there is no root

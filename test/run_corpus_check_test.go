@@ -143,6 +143,11 @@ func checkRunConfig(t *testing.T, c runCase, cf *v1.ConfigFile, errorf func(stri
 	if c.EmptyRunLayers != nil && emptyRuns != *c.EmptyRunLayers {
 		errorf("history marks %d RUN steps empty_layer, want %d:\n%+v", emptyRuns, *c.EmptyRunLayers, cf.History)
 	}
+	for _, want := range c.History {
+		if !slices.ContainsFunc(cf.History, func(h v1.History) bool { return h.CreatedBy == want }) {
+			errorf("no history entry is created_by %q:\n%+v", want, cf.History)
+		}
+	}
 }
 
 // imageContents reads the content of every regular file (and hardlink) of

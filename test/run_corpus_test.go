@@ -62,7 +62,10 @@ type runCase struct {
 	SourceDateEpoch string           `json:"source_date_epoch"`
 	// EmptyRunLayers is how many RUN steps the history marks empty_layer.
 	EmptyRunLayers *int `json:"empty_run_layers"`
-	Count          *struct {
+	// History are created_by texts the config's history must have (kiln's
+	// build only: buildah writes its own).
+	History []string `json:"history"`
+	Count   *struct {
 		Under string `json:"under"`
 		Want  int    `json:"want"`
 	} `json:"count"` // entries below a folder
