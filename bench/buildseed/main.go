@@ -56,23 +56,21 @@ package main
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"log"
 	"math/rand/v2"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
 
+	"kiln/bench/internal/seedrun"
 	"kiln/test/harness"
 )
 
@@ -142,42 +140,9 @@ func main() {
 	log.SetFlags(0)
 	log.SetPrefix("buildseed: ")
 
-	var regLog io.Writer = os.Stderr
-	if *logPath != "" {
-		f, err := os.OpenFile(*logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			log.Fatal(err)
-		}
-		defer f.Close()
-		regLog = f
-	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if *watchStdin {
-		go func() {
-			_, _ = io.Copy(io.Discard, os.Stdin)
-			stop()
-		}()
-	}
-
-	if err := os.MkdirAll(*dir, 0o755); err != nil {
-		log.Fatal(err)
-	}
-	reg, err := harness.StartRegistry(ctx, *dir, regLog)
-	if err != nil {
-		log.Fatalf("starting registry: %v", err)
-	}
-	err = run(ctx, reg.Addr, *ctxDir, *bigMB, *indexPlats, *ready, *lists)
-	if err == nil {
-		<-ctx.Done()
-	}
-	if cerr := reg.Close(); cerr != nil {
-		log.Printf("closing registry: %v", cerr)
-	}
-	if err != nil {
-		log.Fatal(err)
-	}
+	seedrun.Serve(*dir, *logPath, *watchStdin, func(ctx context.Context, addr string) error {
+		return run(ctx, addr, *ctxDir, *bigMB, *indexPlats, *ready, *lists)
+	})
 }
 
 func run(ctx context.Context, addr, ctxDir string, bigMB int, indexPlats, ready, lists string) error {
@@ -272,21 +237,9 @@ func run(ctx context.Context, addr, ctxDir string, bigMB int, indexPlats, ready,
 		d.ArchBytes += t.Bytes
 	}
 	d.Secs = time.Since(start).Seconds()
-	out, err := json.MarshalIndent(d, "", "  ")
-	if err != nil {
+	if err := seedrun.Publish(d, ready, lists, listFiles(d)); err != nil {
 		return err
 	}
-	if lists != "" {
-		if err := writeLists(lists, d); err != nil {
-			return err
-		}
-	}
-	if ready != "" {
-		if err := writeAtomic(ready, append(out, '\n')); err != nil {
-			return err
-		}
-	}
-	fmt.Println(string(out))
 	log.Printf("ready: %s, context of %d files, %.1f MB, in %.1fs", addr,
 		d.ContextFiles, float64(d.ContextBytes)/1e6, d.Secs)
 	return nil
@@ -436,10 +389,7 @@ func writeFile(p string, src io.Reader, size int64) error {
 	return os.Chtimes(p, modTime, modTime)
 }
 
-func writeLists(dir string, d Description) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
+func listFiles(d Description) map[string]string {
 	files := map[string]string{
 		"registry":      d.Registry + "\n",
 		"platform":      d.Platform + "\n",
@@ -456,18 +406,5 @@ func writeLists(dir string, d Description) error {
 		files["arch.files"] = fmt.Sprintln(d.ArchFiles)
 		files["arch.bytes"] = fmt.Sprintln(d.ArchBytes)
 	}
-	for f, content := range files {
-		if err := writeAtomic(filepath.Join(dir, f), []byte(content)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func writeAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return files
 }

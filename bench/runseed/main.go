@@ -40,18 +40,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"log"
 	"math/rand/v2"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -63,7 +60,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
 
-	"kiln/test/harness"
+	"kiln/bench/internal/seedrun"
 )
 
 // modTime is every generated file's and folder's mtime.
@@ -113,42 +110,9 @@ func main() {
 	log.SetFlags(0)
 	log.SetPrefix("runseed: ")
 
-	var regLog io.Writer = os.Stderr
-	if *logPath != "" {
-		f, err := os.OpenFile(*logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			log.Fatal(err)
-		}
-		defer f.Close()
-		regLog = f
-	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if *watchStdin {
-		go func() {
-			_, _ = io.Copy(io.Discard, os.Stdin)
-			stop()
-		}()
-	}
-
-	if err := os.MkdirAll(*dir, 0o755); err != nil {
-		log.Fatal(err)
-	}
-	reg, err := harness.StartRegistry(ctx, *dir, regLog)
-	if err != nil {
-		log.Fatalf("starting registry: %v", err)
-	}
-	err = run(ctx, reg.Addr, *ctxDir, *files, *busybox, *minbase, *ready, *lists)
-	if err == nil {
-		<-ctx.Done()
-	}
-	if cerr := reg.Close(); cerr != nil {
-		log.Printf("closing registry: %v", cerr)
-	}
-	if err != nil {
-		log.Fatal(err)
-	}
+	seedrun.Serve(*dir, *logPath, *watchStdin, func(ctx context.Context, addr string) error {
+		return run(ctx, addr, *ctxDir, *files, *busybox, *minbase, *ready, *lists)
+	})
 }
 
 func run(ctx context.Context, addr, ctxDir string, files int, busybox, minbase, ready, lists string) error {
@@ -219,21 +183,9 @@ func run(ctx context.Context, addr, ctxDir string, files int, busybox, minbase, 
 		return err
 	}
 	d.Secs = time.Since(start).Seconds()
-	out, err := json.MarshalIndent(d, "", "  ")
-	if err != nil {
+	if err := seedrun.Publish(d, ready, lists, listFiles(d)); err != nil {
 		return err
 	}
-	if lists != "" {
-		if err := writeLists(lists, d); err != nil {
-			return err
-		}
-	}
-	if ready != "" {
-		if err := writeAtomic(ready, append(out, '\n')); err != nil {
-			return err
-		}
-	}
-	fmt.Println(string(out))
 	log.Printf("ready: %s, run-50k of %d files (%.1f MB), minbase %q, in %.1fs", addr,
 		d.Files, float64(d.FileBytes)/1e6, d.Minbase, d.Secs)
 	return nil
@@ -458,10 +410,7 @@ RUN dpkg -l > /srv/packages.txt
 	return changed, os.Chtimes(dir, modTime, modTime)
 }
 
-func writeLists(dir string, d Description) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
+func listFiles(d Description) map[string]string {
 	files := map[string]string{
 		"registry":        d.Registry + "\n",
 		"platform":        d.Platform + "\n",
@@ -475,18 +424,5 @@ func writeLists(dir string, d Description) error {
 		"context":         d.Context + "\n",
 		"changed":         fmt.Sprintln(d.ChangedA1),
 	}
-	for f, content := range files {
-		if err := writeAtomic(filepath.Join(dir, f), []byte(content)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func writeAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return files
 }

@@ -23,17 +23,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"log"
-	"os"
-	"os/signal"
-	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -41,6 +35,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"golang.org/x/sync/errgroup"
 
+	"kiln/bench/internal/seedrun"
 	"kiln/test/harness"
 )
 
@@ -88,42 +83,9 @@ func main() {
 	log.SetFlags(0)
 	log.SetPrefix("seed: ")
 
-	var regLog io.Writer = os.Stderr
-	if *logPath != "" {
-		f, err := os.OpenFile(*logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			log.Fatal(err)
-		}
-		defer f.Close()
-		regLog = f
-	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if *watchStdin {
-		go func() {
-			_, _ = io.Copy(io.Discard, os.Stdin)
-			stop()
-		}()
-	}
-
-	if err := os.MkdirAll(*dir, 0o755); err != nil {
-		log.Fatal(err)
-	}
-	reg, err := harness.StartRegistry(ctx, *dir, regLog)
-	if err != nil {
-		log.Fatalf("starting registry: %v", err)
-	}
-	err = run(ctx, reg.Addr, *bigMB, *ready, *lists)
-	if err == nil {
-		<-ctx.Done()
-	}
-	if cerr := reg.Close(); cerr != nil {
-		log.Printf("closing registry: %v", cerr)
-	}
-	if err != nil {
-		log.Fatal(err)
-	}
+	seedrun.Serve(*dir, *logPath, *watchStdin, func(ctx context.Context, addr string) error {
+		return run(ctx, addr, *bigMB, *ready, *lists)
+	})
 }
 
 func run(ctx context.Context, addr string, bigMB int, ready, lists string) error {
@@ -144,21 +106,9 @@ func run(ctx context.Context, addr string, bigMB int, ready, lists string) error
 		return err
 	}
 	d.PushSecs = time.Since(start).Seconds()
-	out, err := json.MarshalIndent(d, "", "  ")
-	if err != nil {
+	if err := seedrun.Publish(d, ready, lists, listFiles(d)); err != nil {
 		return err
 	}
-	if lists != "" {
-		if err := writeLists(lists, d); err != nil {
-			return err
-		}
-	}
-	if ready != "" {
-		if err := writeAtomic(ready, append(out, '\n')); err != nil {
-			return err
-		}
-	}
-	fmt.Println(string(out))
 	log.Printf("ready: %s, pushed %d + %d + %d MiB in %.1fs", addr,
 		d.Multi.Bytes/mib, d.Big.Bytes/mib, d.Small.Bytes/mib, d.PushSecs)
 	return nil
@@ -327,10 +277,7 @@ func describe(ctx context.Context, refs []string) (Set, error) {
 	return s, nil
 }
 
-func writeLists(dir string, d Description) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
+func listFiles(d Description) map[string]string {
 	refs := func(s Set) string {
 		var b strings.Builder
 		for _, im := range s.Images {
@@ -356,18 +303,5 @@ func writeLists(dir string, d Description) error {
 		"small.refs":  refs(d.Small),
 		"small.bytes": fmt.Sprintln(d.Small.Bytes),
 	}
-	for f, content := range files {
-		if err := writeAtomic(filepath.Join(dir, f), []byte(content)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func writeAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return files
 }
