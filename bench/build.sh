@@ -40,9 +40,7 @@ case $KILN in /*) ;; *) KILN=$PWD/$KILN ;; esac
 
 . "$BENCH/lib.sh" # log, die, cleanup of PIDS, apt_install, median, ratio, wipe...
 
-case $RUNS in '' | *[!0-9]* | 0) die "BENCH_RUNS must be a positive integer, got '$RUNS'" ;; esac
-[ -x "$KILN" ] || die "$KILN not found: run 'make build' first"
-[ "${BASH_VERSINFO[0]}" -ge 5 ] || die "needs bash 5 (EPOCHREALTIME)"
+preflight
 
 # ---------------------------------------------------------------- tools
 declare -A SKIP=() # tool -> why it is not measured
@@ -92,59 +90,15 @@ CMD=()             # the command kiln_build, buildah_build and buildah_push set
 LASTS=""           # the same, including the sync after it
 LASTC=""           # its CPU seconds ("" without /usr/bin/time)
 
-# timed NAME LOG CMD...: run CMD in $WORK (after a sync, not timed), add its
-# wall time to T[NAME] and, with /usr/bin/time, its CPU time (user + system,
-# children included) to CPU[NAME]; on failure count it and show the log's tail.
-timed() {
-	local name=$1 logf=$2 rc=0 t0 t1 tm=()
-	shift 2
-	[ -n "${SKIP[cpu]:-}" ] || tm=(/usr/bin/time -f '%U %S' -o "$logf.time")
-	sync
-	t0=$EPOCHREALTIME
-	(cd "$WORK" && "${tm[@]}" "$@") >"$logf" 2>&1 || rc=$?
-	t1=$EPOCHREALTIME
-	if [ "$rc" -ne 0 ]; then
-		FAIL[$name]=$((${FAIL[$name]:-0} + 1))
-		log "$name failed (exit $rc); last lines of $logf:"
-		tail -n 5 "$logf" | sed 's/^/    /' >&2
-		return 1
-	fi
-	sync # what the command left dirty in the page cache
-	LAST=$(secs "$t0" "$t1")
-	LASTS=$(secs "$t0" "$EPOCHREALTIME")
-	T[$name]+=" $LAST"
-	TS[$name]+=" $LASTS"
-	LASTC=""
-	if [ ${#tm[@]} -gt 0 ]; then
-		LASTC=$(awk 'NF == 2 { printf "%.2f", $1 + $2 }' "$logf.time")
-		CPU[$name]+=" $LASTC"
-	fi
-	log "$name: ${LAST}s${LASTC:+, CPU ${LASTC}s}"
-}
-
 # rss NAME LOG CMD...: like timed, under /usr/bin/time -v; adds the peak RSS
 # (KiB) to RSS[NAME] and the wall time to T[NAME].
 rss() {
-	local name=$1 logf=$2 rc=0 kb t0 t1
+	local name=$1 logf=$2 kb
 	shift 2
-	sync
-	t0=$EPOCHREALTIME
-	(cd "$WORK" && /usr/bin/time -v -o "$logf.time" "$@") >"$logf" 2>&1 || rc=$?
-	t1=$EPOCHREALTIME
-	if [ "$rc" -ne 0 ]; then
-		FAIL[$name]=$((${FAIL[$name]:-0} + 1))
-		log "$name failed (exit $rc); last lines of $logf:"
-		tail -n 5 "$logf" | sed 's/^/    /' >&2
-		return 1
-	fi
-	sync
-	kb=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$logf.time")
-	CPU[$name]+=" $(awk -F': ' '/User time/ { u = $2 } /System time/ { s = $2 } END { printf "%.2f", u + s }' "$logf.time")"
-	LAST=$(secs "$t0" "$t1")
-	LASTS=$(secs "$t0" "$EPOCHREALTIME")
+	run_in_work "$name" "$logf" /usr/bin/time -v -o "$logf.time" "$@" || return 1
+	kb=$(peak_rss "$logf")
+	CPU[$name]+=" $(cpu_of "$logf")"
 	RSS[$name]+=" $kb"
-	T[$name]+=" $LAST"
-	TS[$name]+=" $LASTS"
 	log "$name: peak RSS $((kb / 1024)) MiB, ${LAST}s"
 }
 

@@ -46,9 +46,7 @@ PLATFORMS=(linux/amd64 linux/arm64)
 
 . "$BENCH/lib.sh" # log, die, cleanup of PIDS, apt_install, median, ratio, wipe...
 
-case $RUNS in '' | *[!0-9]* | 0) die "BENCH_RUNS must be a positive integer, got '$RUNS'" ;; esac
-[ -x "$KILN" ] || die "$KILN not found: run 'make build' first"
-[ "${BASH_VERSINFO[0]}" -ge 5 ] || die "needs bash 5 (EPOCHREALTIME)"
+preflight
 
 # ---------------------------------------------------------------- tools
 declare -A SKIP=() # tool -> why it is not measured
@@ -110,36 +108,6 @@ LAST=""              # seconds of the last successful timed
 LASTS=""             # the same, including the sync after it
 LASTC=""             # its CPU seconds ("" without /usr/bin/time)
 CMD=()               # the command kiln_buildall and the buildah_* functions set
-
-# timed NAME LOG CMD...: run CMD in $WORK (after a sync, not timed), add its
-# wall time to T[NAME] and, with /usr/bin/time, its CPU time (user + system,
-# children included) to CPU[NAME]; on failure count it and show the log's tail.
-timed() {
-	local name=$1 logf=$2 rc=0 t0 t1 tm=()
-	shift 2
-	[ -n "${SKIP[cpu]:-}" ] || tm=(/usr/bin/time -f '%U %S' -o "$logf.time")
-	sync
-	t0=$EPOCHREALTIME
-	(cd "$WORK" && "${tm[@]}" "$@") >"$logf" 2>&1 || rc=$?
-	t1=$EPOCHREALTIME
-	if [ "$rc" -ne 0 ]; then
-		FAIL[$name]=$((${FAIL[$name]:-0} + 1))
-		log "$name failed (exit $rc); last lines of $logf:"
-		tail -n 5 "$logf" | sed 's/^/    /' >&2
-		return 1
-	fi
-	sync # what the command left dirty in the page cache
-	LAST=$(secs "$t0" "$t1")
-	LASTS=$(secs "$t0" "$EPOCHREALTIME")
-	T[$name]+=" $LAST"
-	TS[$name]+=" $LASTS"
-	LASTC=""
-	if [ ${#tm[@]} -gt 0 ]; then
-		LASTC=$(awk 'NF == 2 { printf "%.2f", $1 + $2 }' "$logf.time")
-		CPU[$name]+=" $LASTC"
-	fi
-	log "$name: ${LAST}s${LASTC:+, CPU ${LASTC}s}"
-}
 
 # summarize MT IDX GET: "OCI index, 2 platforms: linux/amd64 (6 layers,
 # 167 MB); linux/arm64 (...)" for the index IDX (JSON) of media type MT; GET

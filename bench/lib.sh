@@ -4,6 +4,14 @@
 log() { echo "bench: $*" >&2; }
 die() { log "$*"; exit 1; }
 
+# preflight: the settings every script needs (RUNS, KILN) are sane, and
+# this is bash 5 (EPOCHREALTIME).
+preflight() {
+	case $RUNS in '' | *[!0-9]* | 0) die "BENCH_RUNS must be a positive integer, got '$RUNS'" ;; esac
+	[ -x "$KILN" ] || die "$KILN not found: run 'make build' first"
+	[ "${BASH_VERSINFO[0]}" -ge 5 ] || die "needs bash 5 (EPOCHREALTIME)"
+}
+
 # ---------------------------------------------------------------- processes
 # PIDS: what the script started; cleanup stops them (by PID, never by name)
 # and closes fd 3, the children's standard input, on any exit.
@@ -52,6 +60,56 @@ ratio() {
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
 add() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a + b }'; }
 fmt_runs() { local v; for v in $1; do printf '%s ' "$v"; done; }
+
+# ---------------------------------------------------------------- measuring
+# The caller declares the associative arrays T, TS and FAIL (and CPU, SKIP
+# for timed) and sets WORK.
+
+# run_in_work NAME LOG CMD...: run CMD in $WORK, its output in LOG, after a
+# sync that is not timed. A failure is counted in FAIL[NAME], LOG's last
+# lines are shown and 1 is returned. Otherwise, after another untimed sync
+# (what the command left dirty in the page cache), LAST is the wall time and
+# LASTS the time including that sync, added to T[NAME] and TS[NAME].
+run_in_work() {
+	local name=$1 logf=$2 rc=0 t0 t1
+	shift 2
+	sync
+	t0=$EPOCHREALTIME
+	(cd "$WORK" && "$@") >"$logf" 2>&1 || rc=$?
+	t1=$EPOCHREALTIME
+	if [ "$rc" -ne 0 ]; then
+		FAIL[$name]=$((${FAIL[$name]:-0} + 1))
+		log "$name failed (exit $rc); last lines of $logf:"
+		tail -n 5 "$logf" | sed 's/^/    /' >&2
+		return 1
+	fi
+	sync
+	LAST=$(secs "$t0" "$t1")
+	LASTS=$(secs "$t0" "$EPOCHREALTIME")
+	T[$name]+=" $LAST"
+	TS[$name]+=" $LASTS"
+}
+
+# timed NAME LOG CMD...: run_in_work, under /usr/bin/time unless SKIP[cpu]
+# is set, adding the CPU time (user + system) to CPU[NAME] and LASTC.
+timed() {
+	local name=$1 logf=$2 tm=()
+	shift 2
+	[ -n "${SKIP[cpu]:-}" ] || tm=(/usr/bin/time -f '%U %S' -o "$logf.time")
+	run_in_work "$name" "$logf" "${tm[@]}" "$@" || return 1
+	LASTC=""
+	if [ ${#tm[@]} -gt 0 ]; then
+		LASTC=$(awk 'NF == 2 { printf "%.2f", $1 + $2 }' "$logf.time")
+		CPU[$name]+=" $LASTC"
+	fi
+	log "$name: ${LAST}s${LASTC:+, CPU ${LASTC}s}"
+}
+
+# peak_rss LOG: the peak RSS (KiB) that /usr/bin/time -v wrote to LOG.time.
+peak_rss() { awk -F': ' '/Maximum resident set size/ { print $2 }' "$1.time"; }
+
+# cpu_of LOG: user + system seconds that /usr/bin/time -v wrote to LOG.time.
+cpu_of() { awk -F': ' '/User time/ { u = $2 } /System time/ { s = $2 } END { printf "%.2f", u + s }' "$1.time"; }
 
 # ---------------------------------------------------------------- folders
 # disk DIR: its size in bytes (empty if it does not exist).

@@ -40,9 +40,7 @@ KILN_EXTRA=()
 
 . "$BENCH/lib.sh" # log, die, cleanup of PIDS, apt_install, median, ratio, wipe...
 
-case $RUNS in '' | *[!0-9]* | 0) die "BENCH_RUNS must be a positive integer, got '$RUNS'" ;; esac
-[ -x "$KILN" ] || die "$KILN not found: run 'make build' first"
-[ "${BASH_VERSINFO[0]}" -ge 5 ] || die "needs bash 5 (EPOCHREALTIME)"
+preflight
 
 # ---------------------------------------------------------------- tools
 declare -A SKIP=() # tool -> why it is not measured
@@ -111,49 +109,21 @@ declare -A BYT=()  # phase -> " b1 b2 ..." bytes through the proxy
 declare -A NOTE=() # measurement -> a note for the table (e.g. kiln's counts)
 declare -A METHODS=() # phase -> requests by method through the proxy (last run)
 
-# timed NAME LOG CMD...: run CMD in $WORK (after a sync, not timed), add its
-# wall time to T[NAME]; on failure count it and show the log's tail.
-timed() {
-	local name=$1 logf=$2 rc=0 t0 t1
-	shift 2
-	sync
-	t0=$EPOCHREALTIME
-	(cd "$WORK" && "$@") >"$logf" 2>&1 || rc=$?
-	t1=$EPOCHREALTIME
-	if [ "$rc" -ne 0 ]; then
-		FAIL[$name]=$((${FAIL[$name]:-0} + 1))
-		log "$name failed (exit $rc); last lines of $logf:"
-		tail -n 5 "$logf" | sed 's/^/    /' >&2
-		return 1
-	fi
-	sync # what the command left dirty in the page cache: kiln fsyncs its blobs, crane and skopeo do not
-	T[$name]+=" $(secs "$t0" "$t1")"
-	TS[$name]+=" $(secs "$t0" "$EPOCHREALTIME")"
-	log "$name: $(secs "$t0" "$t1")s"
+# timed_wall NAME LOG CMD...: run_in_work, logging the wall time.
+timed_wall() {
+	run_in_work "$@" || return 1
+	log "$1: ${LAST}s"
 }
 
-# rss NAME LOG CMD...: like timed, under /usr/bin/time -v; adds the peak RSS
-# (KiB) to RSS[NAME] and the wall time to T[NAME].
+# rss NAME LOG CMD...: run_in_work under /usr/bin/time -v; adds the peak RSS
+# (KiB) to RSS[NAME].
 rss() {
-	local name=$1 logf=$2 rc=0 kb wall t0 t1
+	local name=$1 logf=$2 kb
 	shift 2
-	sync
-	t0=$EPOCHREALTIME
-	(cd "$WORK" && /usr/bin/time -v -o "$logf.time" "$@") >"$logf" 2>&1 || rc=$?
-	t1=$EPOCHREALTIME
-	if [ "$rc" -ne 0 ]; then
-		FAIL[$name]=$((${FAIL[$name]:-0} + 1))
-		log "$name failed (exit $rc); last lines of $logf:"
-		tail -n 5 "$logf" | sed 's/^/    /' >&2
-		return 1
-	fi
-	sync
-	kb=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$logf.time")
-	wall=$(secs "$t0" "$t1")
+	run_in_work "$name" "$logf" /usr/bin/time -v -o "$logf.time" "$@" || return 1
+	kb=$(peak_rss "$logf")
 	RSS[$name]+=" $kb"
-	T[$name]+=" $wall"
-	TS[$name]+=" $(secs "$t0" "$EPOCHREALTIME")"
-	log "$name: peak RSS $((kb / 1024)) MiB, ${wall}s"
+	log "$name: peak RSS $((kb / 1024)) MiB, ${LAST}s"
 }
 
 # ---------------------------------------------------------------- the peers
@@ -258,12 +228,12 @@ a_run() { # TOOL RUN
 	[ -z "${SKIP[$t]:-}" ] || return 0
 	rm -rf "$dir"
 	case $t in
-	kiln) timed kiln "$WORK/logs/a-kiln-$n.log" kiln_warm "$dir" "$WORK/logs/a-kiln-$n.json" "${MULTI[@]}" &&
+	kiln) timed_wall kiln "$WORK/logs/a-kiln-$n.log" kiln_warm "$dir" "$WORK/logs/a-kiln-$n.json" "${MULTI[@]}" &&
 		NOTE[kiln]=$(kiln_counts "$WORK/logs/a-kiln-$n.json") || true ;;
-	crane) timed crane "$WORK/logs/a-crane-$n.log" crane_per_platform "$dir" "${MULTI[@]}" || true ;;
-	crane_index) timed crane_index "$WORK/logs/a-crane-index-$n.log" crane_index "$dir" "${MULTI[@]}" || true ;;
-	skopeo) timed skopeo "$WORK/logs/a-skopeo-$n.log" skopeo_all "$dir" "${MULTI[@]}" || true ;;
-	raw) timed raw "$WORK/logs/a-raw-$n.log" raw_curl "$WORK/lists/multi.blobs" || true ;;
+	crane) timed_wall crane "$WORK/logs/a-crane-$n.log" crane_per_platform "$dir" "${MULTI[@]}" || true ;;
+	crane_index) timed_wall crane_index "$WORK/logs/a-crane-index-$n.log" crane_index "$dir" "${MULTI[@]}" || true ;;
+	skopeo) timed_wall skopeo "$WORK/logs/a-skopeo-$n.log" skopeo_all "$dir" "${MULTI[@]}" || true ;;
+	raw) timed_wall raw "$WORK/logs/a-raw-$n.log" raw_curl "$WORK/lists/multi.blobs" || true ;;
 	esac
 	[ "$t" = raw ] || DISK[$t]=$(disk "$dir")
 	rm -rf "$dir"
@@ -295,7 +265,7 @@ for n in $(seq 1 "$RUNS"); do
 		refresh0) extra=(--refresh --max-age 0s) ;;
 		refresh1h) extra=(--refresh --max-age 1h) ;;
 		esac
-		timed "b-$ph" "$WORK/logs/b-$ph-$n.log" "$KILN" warm "${extra[@]}" \
+		timed_wall "b-$ph" "$WORK/logs/b-$ph-$n.log" "$KILN" warm "${extra[@]}" \
 			"${SMALL_ARGS[@]}" "${PLATS[@]}" "${KILN_EXTRA[@]}" \
 			--cache-dir "$c" --progress plain --report "$WORK/logs/b-$ph-$n.json" &&
 			NOTE[b-$ph]=$(kiln_counts "$WORK/logs/b-$ph-$n.json") || true

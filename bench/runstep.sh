@@ -49,9 +49,7 @@ MIRROR=http://deb.debian.org/debian
 
 . "$BENCH/lib.sh" # log, die, cleanup of PIDS, apt_install, median, ratio, wipe...
 
-case $RUNS in '' | *[!0-9]* | 0) die "BENCH_RUNS must be a positive integer, got '$RUNS'" ;; esac
-[ -x "$KILN" ] || die "$KILN not found: run 'make build' first"
-[ "${BASH_VERSINFO[0]}" -ge 5 ] || die "needs bash 5 (EPOCHREALTIME)"
+preflight
 
 # ---------------------------------------------------------------- tools
 declare -A SKIP=() # tool -> why it is not measured
@@ -132,25 +130,11 @@ CMD=()
 # untimed sync); add its wall time, wall time incl. a sync after it, CPU
 # (user + system, children included) and peak RSS to the tables.
 measure() {
-	local name=$1 logf=$2 rc=0 t0 t1
+	local name=$1 logf=$2
 	shift 2
-	sync
-	t0=$EPOCHREALTIME
-	(cd "$WORK" && /usr/bin/time -v -o "$logf.time" "$@") >"$logf" 2>&1 || rc=$?
-	t1=$EPOCHREALTIME
-	if [ "$rc" -ne 0 ]; then
-		FAIL[$name]=$((${FAIL[$name]:-0} + 1))
-		log "$name failed (exit $rc); last lines of $logf:"
-		tail -n 5 "$logf" | sed 's/^/    /' >&2
-		return 1
-	fi
-	sync
-	LAST=$(secs "$t0" "$t1")
-	LASTS=$(secs "$t0" "$EPOCHREALTIME")
-	LASTK=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$logf.time")
-	LASTC=$(awk -F': ' '/User time/ { u = $2 } /System time/ { s = $2 } END { printf "%.2f", u + s }' "$logf.time")
-	T[$name]+=" $LAST"
-	TS[$name]+=" $LASTS"
+	run_in_work "$name" "$logf" /usr/bin/time -v -o "$logf.time" "$@" || return 1
+	LASTK=$(peak_rss "$logf")
+	LASTC=$(cpu_of "$logf")
 	CPU[$name]+=" $LASTC"
 	RSS[$name]+=" $LASTK"
 	log "$name: ${LAST}s, CPU ${LASTC}s, peak RSS $((LASTK / 1024)) MiB"
