@@ -143,13 +143,7 @@ log "seeding the registry and writing the context (deterministic, ~370 MB)"
 	<"$WORK/hold" >"$WORK/logs/buildseed.out" 2>"$WORK/logs/buildseed.err" 3>&- &
 SEED_PID=$!
 PIDS+=("$SEED_PID")
-for _ in $(seq 1 1200); do
-	[ -f "$WORK/buildseed.json" ] && break
-	kill -0 "$SEED_PID" 2>/dev/null || { cat "$WORK/logs/buildseed.err" >&2; die "buildseed exited"; }
-	sleep 0.5
-done
-[ -f "$WORK/buildseed.json" ] || die "buildseed not ready after 600s"
-log "$(tail -n 1 "$WORK/logs/buildseed.err")"
+wait_ready buildseed "$SEED_PID"
 REG=$(cat "$WORK/lists/registry")
 PLAT=$(cat "$WORK/lists/platform")
 BASE=$(cat "$WORK/lists/base.ref")

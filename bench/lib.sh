@@ -28,6 +28,20 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# wait_ready SEED PID: wait up to 600 s for the seed program SEED (process
+# PID) to write $WORK/SEED.json, dying with its log ($WORK/logs/SEED.err)
+# if it exits first; then log its last line.
+wait_ready() {
+	local name=$1 pid=$2
+	for _ in $(seq 1 1200); do
+		[ -f "$WORK/$name.json" ] && break
+		kill -0 "$pid" 2>/dev/null || { cat "$WORK/logs/$name.err" >&2; die "$name exited"; }
+		sleep 0.5
+	done
+	[ -f "$WORK/$name.json" ] || die "$name not ready after 600s"
+	log "$(tail -n 1 "$WORK/logs/$name.err")"
+}
+
 # apt_install PKG...: apt-get install, as root or through sudo -n.
 apt_install() {
 	local sudo=()

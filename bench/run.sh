@@ -188,13 +188,7 @@ log "seeding the registry (deterministic images, ~770 MiB)"
 	-log "$WORK/logs/registry.log" <"$WORK/hold" >"$WORK/logs/seed.out" 2>"$WORK/logs/seed.err" 3>&- &
 SEED_PID=$!
 PIDS+=("$SEED_PID")
-for _ in $(seq 1 1200); do
-	[ -f "$WORK/seed.json" ] && break
-	kill -0 "$SEED_PID" 2>/dev/null || { cat "$WORK/logs/seed.err" >&2; die "seed exited"; }
-	sleep 0.5
-done
-[ -f "$WORK/seed.json" ] || die "seed not ready after 600s"
-log "$(tail -n 1 "$WORK/logs/seed.err")"
+wait_ready seed "$SEED_PID"
 REG=$(cat "$WORK/lists/registry")
 mapfile -t MULTI < "$WORK/lists/multi.refs"
 mapfile -t BIG < "$WORK/lists/big.ref"

@@ -181,13 +181,7 @@ log "seeding the registry (50k-file image${MB_FLAG:+, minbase image})"
 	<"$WORK/hold" >"$WORK/logs/runseed.out" 2>"$WORK/logs/runseed.err" 3>&- &
 SEED_PID=$!
 PIDS+=("$SEED_PID")
-for _ in $(seq 1 1200); do
-	[ -f "$WORK/runseed.json" ] && break
-	kill -0 "$SEED_PID" 2>/dev/null || { cat "$WORK/logs/runseed.err" >&2; die "runseed exited"; }
-	sleep 0.5
-done
-[ -f "$WORK/runseed.json" ] || die "runseed not ready after 600s"
-log "$(tail -n 1 "$WORK/logs/runseed.err")"
+wait_ready runseed "$SEED_PID"
 REG=$(cat "$WORK/lists/registry")
 PLAT=$(cat "$WORK/lists/platform")
 B50K=$(cat "$WORK/lists/base50k.ref")
