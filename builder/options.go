@@ -30,6 +30,7 @@ type options struct {
 	allowEmulation bool
 	force          bool     // container isolation outside a detected container
 	keep           []string // host paths container isolation must not remove
+	security       run.Security
 }
 
 func newOptions(opts []Option) *options {
@@ -115,6 +116,11 @@ func WithRunExclude(paths ...string) Option {
 // WithAllowEmulation lets RUN execute code of another architecture, through
 // a binfmt_misc handler the caller has checked is registered.
 func WithAllowEmulation(allow bool) Option { return func(o *options) { o.allowEmulation = allow } }
+
+// WithSecurity sets how RUN steps are confined in chroot and rootless
+// isolation (seccomp, masked paths, process and resource limits); the
+// default is Docker's. Container isolation leaves this to the runtime.
+func WithSecurity(sec run.Security) Option { return func(o *options) { o.security = sec } }
 
 // WithForce lets container isolation run where no container was detected,
 // or on a "/" holding files kiln cannot tell are disposable. The stage

@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -76,6 +77,7 @@ type runEnvironment struct {
 	isolation run.Isolation
 	overlay   bool
 	mapIDs    func(uid, gid int) (int, int) // rootless: host ids back to the namespace's
+	security  run.Security                  // the seccomp filter compiled once
 	err       error
 }
 
@@ -124,8 +126,72 @@ func (b *builder) runEnv() (*runEnvironment, error) {
 		}
 		e.overlay = snap == SnapshotOverlay
 		b.o.log.Info("RUN steps", "isolation", string(iso), "why", why, "snapshot", snap, "snapshot_why", swhy)
+		e.security, e.err = b.runSecurity(iso)
 	})
 	return e, e.err
+}
+
+// runSecurity compiles the steps' seccomp filter once and says how the
+// steps are confined.
+func (b *builder) runSecurity(iso run.Isolation) (run.Security, error) {
+	sec := b.o.security
+	if iso == run.Container {
+		b.o.log.Info("RUN confinement comes from the container runtime in container isolation: "+
+			"its seccomp profile (seccompProfile: RuntimeDefault), masked /proc paths, pids limit and device rules",
+			"ignored", securityFlags(sec))
+		return sec, nil
+	}
+	seccompMode := "default"
+	switch {
+	case sec.SeccompUnconfined:
+		seccompMode = "unconfined"
+		b.o.log.Warn("RUN steps run with no seccomp filter (--security-opt seccomp=unconfined): every syscall the capabilities allow is open to them")
+	case sec.Seccomp != nil:
+		seccompMode = "custom"
+	default:
+		f, err := run.DefaultSeccomp()
+		if err != nil {
+			return sec, err
+		}
+		sec.Seccomp = f
+	}
+	if sec.SystemPathsUnconfined {
+		b.o.log.Warn("RUN steps see /proc and /sys unmasked (--security-opt systempaths=unconfined)")
+	}
+	pids := "none"
+	if sec.PidsLimit >= 0 {
+		limit := sec.PidsLimit
+		if limit == 0 {
+			limit = run.DefaultPidsLimit
+		}
+		pids = strconv.FormatInt(limit, 10)
+		if err := run.CheckPidsLimit(); err != nil {
+			pids = "none"
+			b.o.log.Warn("RUN steps' processes are not limited: no pids cgroup can be made here", "reason", err.Error())
+		}
+	}
+	b.o.log.Info("RUN confinement", "seccomp", seccompMode, "masked_paths", !sec.SystemPathsUnconfined,
+		"pids_limit", pids, "nodev", true)
+	return sec, nil
+}
+
+// securityFlags lists the confinement settings that differ from the
+// default, for a message.
+func securityFlags(sec run.Security) string {
+	var out []string
+	if sec.SeccompUnconfined || sec.Seccomp != nil {
+		out = append(out, "seccomp")
+	}
+	if sec.SystemPathsUnconfined {
+		out = append(out, "systempaths")
+	}
+	if sec.PidsLimit != 0 {
+		out = append(out, "pids-limit")
+	}
+	if len(sec.Rlimits) > 0 {
+		out = append(out, "ulimit")
+	}
+	return strings.Join(out, ",")
 }
 
 // canRun refuses a stage whose RUN steps this machine cannot execute
@@ -352,7 +418,7 @@ func (b *builder) runSpec(ctx context.Context, s *stageState, c *instructions.Ru
 	}
 	spec := run.Spec{
 		Args: args, Env: env, Dir: workdirOf(s), UID: uid, GID: gid, Groups: groups,
-		Hostname: "kiln", Log: b.o.log,
+		Hostname: "kiln", Log: b.o.log, Security: b.runState.security,
 	}
 	switch n := instructions.GetNetwork(c); n {
 	case instructions.NetworkNone:

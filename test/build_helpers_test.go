@@ -345,6 +345,12 @@ func tarTypeName(t byte) string {
 		return "symlink"
 	case tar.TypeLink:
 		return "hardlink"
+	case tar.TypeChar:
+		return "char"
+	case tar.TypeBlock:
+		return "block"
+	case tar.TypeFifo:
+		return "fifo"
 	}
 	return fmt.Sprintf("type%q", t)
 }

@@ -13,7 +13,8 @@ import (
 // they made as the namespace sees it (root's), not as the host's ids. With
 // a subordinate id range (an /etc/subuid and /etc/subgid of the test's own,
 // bound over the host's in a private mount namespace), a step may also give
-// files to other users, and the image records those users.
+// files to other users, and the image records those users. Either way the
+// steps run under the default seccomp filter, with every mount nodev.
 func TestRunRootless(t *testing.T) {
 	t.Parallel()
 	needBusybox(t)
@@ -53,6 +54,7 @@ func rootlessBuild(t *testing.T, subRange bool) {
 COPY busybox /bin/busybox
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
 RUN mkdir -p /srv/data && echo made > /srv/data/file && id -u > /srv/uid
+RUN grep -E '^Seccomp:[[:space:]]+2$' /proc/self/status && ! awk '$4 != "/null" && $5 !~ "^/dev/(null|zero|full|random|urandom|tty|pts)$" && $6 !~ /nodev/' /proc/self/mountinfo | grep .
 `})
 	owned := map[string][2]int{}
 	if subRange {
@@ -61,6 +63,7 @@ COPY busybox /bin/busybox
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
 RUN mkdir -p /srv/data && echo made > /srv/data/file && id -u > /srv/uid
 RUN mkdir -p /home/app && chown 1000:1000 /home/app && touch /home/app/f && chown 7:50 /home/app/f
+RUN grep -E '^Seccomp:[[:space:]]+2$' /proc/self/status && ! awk '$4 != "/null" && $5 !~ "^/dev/(null|zero|full|random|urandom|tty|pts)$" && $6 !~ /nodev/' /proc/self/mountinfo | grep .
 `})
 		owned = map[string][2]int{"/home/app": {1000, 1000}, "/home/app/f": {7, 50}}
 	}

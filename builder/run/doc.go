@@ -10,6 +10,16 @@
 // runs the command directly, with the process's own / as the root, for a
 // dedicated pod that may not create namespaces.
 //
+// In chroot and rootless mode a step is confined as Docker confines a
+// container (Spec.Security, whose zero value is that default): every mount
+// of the step is nodev but kiln's binds of /dev/null and friends, so a
+// device node the step makes is recorded but never opened; runc's masked
+// paths (/proc/kcore, /proc/keys, ...) are hidden and its read-only ones
+// (/proc/sys, ...) read-only; moby's default seccomp profile, compiled by
+// package seccomp, is installed just before exec; the step runs in a pids
+// cgroup (DefaultPidsLimit) where one can be made; Rlimits are set. In
+// container mode all of this is the container runtime's to do.
+//
 // Because the init is this program re-executed, main (and TestMain) must
 // call MaybeInit first thing:
 //

@@ -16,7 +16,7 @@ func TestMain(m *testing.M) {
 // busyboxApplets are linked into every test root's /bin.
 var busyboxApplets = []string{
 	"sh", "echo", "cat", "ls", "id", "touch", "mkdir", "rm", "hostname", "sleep",
-	"env", "pwd", "mount", "grep", "wc", "kill", "stat", "true", "false", "readlink", "test", "cut", "tr", "chown",
+	"env", "pwd", "mount", "grep", "wc", "kill", "stat", "true", "false", "readlink", "test", "cut", "tr", "chown", "mknod",
 }
 
 // makeRoot builds a root filesystem from the host's static busybox: /bin,

@@ -9,6 +9,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"kiln/builder/run/seccomp"
 )
 
 // MaybeInit must be the first call in main (and in TestMain of tests that
@@ -89,6 +91,9 @@ func initStep() {
 	if err != nil {
 		initFail("finding the command", err)
 	}
+	if err := setRlimits(cfg.Rlimits); err != nil {
+		initFail("setting limits", err)
+	}
 	if err := becomeUser(&cfg); err != nil {
 		initFail("switching user", err)
 	}
@@ -117,6 +122,14 @@ func setupRoot(cfg *initConfig) error {
 			return err
 		}
 	}
+	if err := enforceNodev(cfg.Root, deviceBinds(cfg.Root, cfg.Mounts)); err != nil {
+		return err
+	}
+	if cfg.MaskPaths {
+		if err := maskSystemPaths(cfg.Root); err != nil {
+			return err
+		}
+	}
 	return enterRoot(cfg.Root)
 }
 
@@ -142,6 +155,15 @@ func becomeUser(cfg *initConfig) error {
 	if cfg.DropCaps {
 		if err := dropCapabilities(); err != nil {
 			return err
+		}
+	}
+	// The filter goes on while the init still has CAP_SYS_ADMIN, so no
+	// no_new_privs is needed (setuid programs in the image keep working,
+	// as in Docker); the calls left to make (setgroups, setgid, setuid,
+	// prctl, execve) are all allowed by it.
+	if len(cfg.Seccomp) > 0 {
+		if err := seccomp.Install(cfg.Seccomp); err != nil {
+			return fmt.Errorf("installing the seccomp filter: %w", err)
 		}
 	}
 	if cfg.SetGroups {

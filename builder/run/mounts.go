@@ -37,9 +37,11 @@ func (m mountOp) apply() error {
 	return nil
 }
 
-// mountDevTree builds a minimal /dev on a fresh tmpfs.
+// mountDevTree builds a minimal /dev on a fresh tmpfs. The tmpfs is nodev:
+// a node the step makes there cannot be opened; the few devices a step may
+// use are binds of the host's, which keep their own mount's flags.
 func mountDevTree(dev string) error {
-	if err := unix.Mount("tmpfs", dev, "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
+	if err := unix.Mount("tmpfs", dev, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
 		return err
 	}
 	for _, name := range hostDevices {
@@ -59,11 +61,9 @@ func mountDevTree(dev string) error {
 	if err := os.Mkdir(pts, 0o755); err != nil {
 		return err
 	}
-	if err := unix.Mount("devpts", pts, "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"); err != nil {
-		if err := unix.Mount("/dev/pts", pts, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-			return fmt.Errorf("devpts: %w", err)
-		}
-	}
+	// A private devpts instance: the host's own terminals stay out of
+	// reach. Where one cannot be mounted the step has no terminals.
+	_ = unix.Mount("devpts", pts, "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")
 	shm := filepath.Join(dev, "shm")
 	if err := os.Mkdir(shm, 0o1777); err != nil {
 		return err
@@ -90,7 +90,7 @@ func mountSysfs(target string) error {
 }
 
 // bind mounts source on target, recursively, and remounts it read-only if
-// asked, keeping the flags a user namespace may not clear.
+// asked.
 func bind(source, target string, ro bool) error {
 	if err := unix.Mount(source, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return err
@@ -98,12 +98,23 @@ func bind(source, target string, ro bool) error {
 	if !ro {
 		return nil
 	}
+	if err := remount(target, unix.MS_RDONLY); err != nil {
+		return fmt.Errorf("remounting read-only: %w", err)
+	}
+	return nil
+}
+
+// remount adds flags (MS_RDONLY, MS_NODEV) to the bind mount on target,
+// keeping the flags it has: a user namespace may not clear those of a
+// mount it inherited.
+func remount(target string, add uintptr) error {
 	var st unix.Statfs_t
 	if err := unix.Statfs(target, &st); err != nil {
 		return err
 	}
-	flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY)
+	flags := unix.MS_BIND | unix.MS_REMOUNT | add
 	for _, f := range [...][2]uintptr{
+		{unix.ST_RDONLY, unix.MS_RDONLY},
 		{unix.ST_NOSUID, unix.MS_NOSUID}, {unix.ST_NODEV, unix.MS_NODEV}, {unix.ST_NOEXEC, unix.MS_NOEXEC},
 		{unix.ST_NOATIME, unix.MS_NOATIME}, {unix.ST_NODIRATIME, unix.MS_NODIRATIME}, {unix.ST_RELATIME, unix.MS_RELATIME},
 	} {
@@ -111,8 +122,5 @@ func bind(source, target string, ro bool) error {
 			flags |= f[1]
 		}
 	}
-	if err := unix.Mount("", target, "", flags, ""); err != nil {
-		return fmt.Errorf("remounting read-only: %w", err)
-	}
-	return nil
+	return unix.Mount("", target, "", flags, "")
 }

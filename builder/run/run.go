@@ -48,8 +48,11 @@ type initConfig struct {
 	Groups    []uint32
 	SetGroups bool // false when setgroups is denied (single-id rootless)
 	Hostname  string
-	Loopback  bool // bring lo up: the step has its own network namespace
-	DropCaps  bool // keep only Docker's default capabilities
+	Loopback  bool              // bring lo up: the step has its own network namespace
+	DropCaps  bool              // keep only Docker's default capabilities
+	MaskPaths bool              // mask and make read-only runc's system paths
+	Seccomp   []unix.SockFilter `json:",omitempty"`
+	Rlimits   []Rlimit          `json:",omitempty"`
 }
 
 // Run executes spec.Args inside spec.Root with the isolation. A command that
@@ -79,11 +82,18 @@ func runIsolated(ctx context.Context, iso Isolation, spec Spec) error {
 	if err != nil {
 		return err
 	}
+	filter, err := spec.Security.filter()
+	if err != nil {
+		return err
+	}
 	cfg := initConfig{
 		Root: spec.Root, Mounts: mounts, Args: spec.Args, Env: spec.Env, Dir: spec.Dir,
 		UID: spec.UID, GID: spec.GID, Groups: spec.Groups, SetGroups: true,
 		Hostname: spec.Hostname, Loopback: spec.network() == NetworkNone, DropCaps: iso == Chroot,
+		MaskPaths: !spec.Security.SystemPathsUnconfined, Seccomp: filter, Rlimits: spec.Security.Rlimits,
 	}
+	cg := stepCgroup(spec)
+	defer cg.remove()
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("running %s: %w", spec.Args[0], err)
@@ -104,6 +114,13 @@ func runIsolated(ctx context.Context, iso Isolation, spec Spec) error {
 	statusW.Close()
 	if err != nil {
 		return fmt.Errorf("%w: starting the %s init for %s: %v", ErrSetup, iso, spec.Args[0], err)
+	}
+	// The init waits for its config before it does anything: moved now,
+	// every process of the step starts in the cgroup.
+	if err := cg.add(cmd.Process.Pid); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return fmt.Errorf("%w for %s: %v", ErrSetup, spec.Args[0], err)
 	}
 	if iso == Rootless {
 		if err := mapIDs(cmd.Process.Pid, &cfg, logger(spec)); err != nil {

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestRun(t *testing.T) {
@@ -86,6 +88,14 @@ func TestRun(t *testing.T) {
 		{name: "sys read-only", spec: Spec{Args: sh("ls /sys/class >/dev/null && touch /sys/x")}, wantErr: &ExitError{}},
 		{name: "capabilities bounded", spec: Spec{Args: sh("grep CapBnd /proc/self/status")},
 			want: "CapBnd:\t00000000a80425fb\n"},
+		{name: "proc sys read-only", spec: Spec{Args: sh("echo 10 > /proc/sys/vm/swappiness")}, wantErr: &ExitError{}},
+		{name: "seccomp filter on", spec: Spec{Args: sh("grep Seccomp: /proc/self/status")}, want: "Seccomp:\t2\n"},
+		{name: "seccomp unconfined", spec: Spec{Args: sh("grep Seccomp: /proc/self/status"), Security: Security{SeccompUnconfined: true}},
+			want: "Seccomp:\t0\n"},
+		{name: "proc keys masked", spec: Spec{Args: sh("wc -c < /proc/keys")}, want: "0\n"},
+		{name: "device nodes made but not opened", spec: Spec{Args: sh("mknod /tmp/z c 1 5 && cat /tmp/z")}, wantErr: &ExitError{}},
+		{name: "ulimit set", spec: Spec{Args: sh("ulimit -n"), Security: Security{Rlimits: []Rlimit{{Resource: unix.RLIMIT_NOFILE, Name: "nofile", Soft: 77, Hard: 77}}}},
+			want: "77\n"},
 		{name: "files land in the root",
 			spec: Spec{Args: sh("echo in > /tmp/kiln-run-test-file && mkdir -p /made/here && cd / && cd .. && echo up > ../../escape")},
 			check: func(t *testing.T, root string) {

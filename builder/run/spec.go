@@ -71,6 +71,10 @@ type Spec struct {
 	Hostname string // set in the step's UTS namespace; empty keeps the host's
 	Mounts   []Mount
 
+	// Security confines the step (seccomp, masked paths, limits); its zero
+	// value is Docker's defaults.
+	Security Security
+
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 
@@ -119,6 +123,9 @@ func (s Spec) validate() error {
 	}
 	if s.Dir != "" && !path.IsAbs(s.Dir) {
 		return fmt.Errorf("%w: working directory %q is not absolute", ErrBadSpec, s.Dir)
+	}
+	if s.Security.PidsLimit < -1 {
+		return fmt.Errorf("%w: pids limit %d (want -1 for none, 0 for the default, or a count)", ErrBadSpec, s.Security.PidsLimit)
 	}
 	for _, m := range s.Mounts {
 		if !path.IsAbs(m.Source) || !path.IsAbs(m.Target) {

@@ -110,7 +110,7 @@ func mountOverlay(lower, upper, work, merged string) error {
 	base := "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work
 	var err error
 	for _, extra := range mountOptions() {
-		err = unix.Mount("overlay", merged, "overlay", 0, base+extra)
+		err = unix.Mount("overlay", merged, "overlay", unix.MS_NODEV, base+extra)
 		if err == nil {
 			return nil
 		}

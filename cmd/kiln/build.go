@@ -60,6 +60,10 @@ Examples:
 RUN executes natively (never emulated unless --allow-emulation): --isolation picks chroot (root),
 rootless (a user namespace) or container (the kaniko way); --snapshot picks overlay (the cost of a
 step is what it changed) or walk. Both are chosen automatically and logged when not given.
+In chroot and rootless isolation a step is confined as a Docker container is: moby's default seccomp
+profile, /proc/sys and friends read-only, /proc/kcore and friends masked, device nodes it may create
+but never open, at most 4096 processes. Loosen it only for a step that needs it:
+   kiln build --context . --security-opt seccomp=unconfined --pids-limit -1 --ulimit nofile=65536
 
 Flags go before NAME (kiln build [flags] NAME).
 

@@ -18,6 +18,9 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "snapshot", Value: builder.SnapshotAuto, Usage: "how a RUN step's change is found: auto, overlay (cost follows the change) or walk (stat-compare the tree)", EnvVars: envs("SNAPSHOT")},
 		&cli.BoolFlag{Name: "force", Usage: "with --isolation container: replace / even where no container was detected or / holds files kiln did not put there", EnvVars: envs("FORCE")},
 		&cli.StringSliceFlag{Name: "secret", Usage: "a secret for RUN --mount=type=secret: `id=ID,src=FILE` or id=ID,env=VAR (repeatable); never in a layer, the history or a log", EnvVars: envs("SECRET")},
+		&cli.StringSliceFlag{Name: "security-opt", Usage: "loosen or replace RUN confinement as docker does: `seccomp=unconfined`, seccomp=PROFILE.json (Docker's format), systempaths=unconfined (repeatable)", EnvVars: envs("SECURITY_OPT")},
+		&cli.Int64Flag{Name: "pids-limit", Value: 0, Usage: fmt.Sprintf("most processes a RUN step may have at once (a pids cgroup; 0: %d, -1: no limit)", run.DefaultPidsLimit), EnvVars: envs("PIDS_LIMIT")},
+		&cli.StringSliceFlag{Name: "ulimit", Usage: "a resource limit for RUN steps, as docker: `NAME=SOFT[:HARD]`, e.g. nofile=1024:4096, nproc=512 (repeatable)", EnvVars: envs("ULIMIT")},
 	}
 }
 
@@ -58,7 +61,51 @@ func runOptions(c *cli.Context, cacheDir string) ([]builder.Option, error) {
 	if c.Bool("force") {
 		opts = append(opts, builder.WithForce(true))
 	}
-	return opts, nil
+	sec, err := securityOptions(c)
+	if err != nil {
+		return nil, err
+	}
+	return append(opts, builder.WithSecurity(sec)), nil
+}
+
+// securityOptions reads --security-opt, --pids-limit and --ulimit.
+func securityOptions(c *cli.Context) (run.Security, error) {
+	var sec run.Security
+	for _, v := range c.StringSlice("security-opt") {
+		k, val, ok := strings.Cut(v, "=")
+		if !ok {
+			k, val, ok = strings.Cut(v, ":") // docker's older seccomp:unconfined
+		}
+		switch {
+		case !ok:
+			return sec, fmt.Errorf("--security-opt %q: want seccomp=unconfined, seccomp=PROFILE.json or systempaths=unconfined", v)
+		case k == "seccomp" && val == "unconfined":
+			sec.SeccompUnconfined, sec.Seccomp = true, nil
+		case k == "seccomp":
+			f, err := run.LoadSeccomp(val)
+			if err != nil {
+				return sec, fmt.Errorf("--security-opt seccomp: %w", err)
+			}
+			sec.Seccomp, sec.SeccompUnconfined = f, false
+		case k == "systempaths" && val == "unconfined":
+			sec.SystemPathsUnconfined = true
+		case k == "no-new-privileges", k == "apparmor", k == "label":
+			return sec, fmt.Errorf("--security-opt %q: kiln does not support %s (it takes seccomp= and systempaths=)", v, k)
+		default:
+			return sec, fmt.Errorf("--security-opt %q: unknown option (want seccomp=unconfined, seccomp=PROFILE.json or systempaths=unconfined)", v)
+		}
+	}
+	if sec.PidsLimit = c.Int64("pids-limit"); sec.PidsLimit < -1 {
+		return sec, fmt.Errorf("--pids-limit %d: want a count, 0 for the default (%d) or -1 for no limit", sec.PidsLimit, run.DefaultPidsLimit)
+	}
+	for _, v := range c.StringSlice("ulimit") {
+		l, err := run.ParseUlimit(v)
+		if err != nil {
+			return sec, fmt.Errorf("--ulimit: %w", err)
+		}
+		sec.Rlimits = append(sec.Rlimits, l)
+	}
+	return sec, nil
 }
 
 // parseSecret reads id=ID,src=FILE (also source=, or a bare FILE as in
