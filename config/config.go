@@ -78,7 +78,8 @@ type Image struct {
 
 // Runner says where build-all runs each platform's build.
 type Runner struct {
-	Kind string // "local" (the default) or "kubernetes"
+	Kind       string     // "local" (the default) or "kubernetes"
+	Kubernetes Kubernetes // [runner.kubernetes], defaults filled in
 }
 
 // ImageNames returns the names of the images, sorted.

@@ -57,7 +57,7 @@ func TestLoadFull(t *testing.T) {
 			Args:              map[string]string{"VERSION": "1.4.2"},
 			Labels:            map[string]string{"org.opencontainers.image.source": "https://example.com/acme/api"},
 		}},
-		Runner: Runner{Kind: "local"},
+		Runner: Runner{Kind: "local", Kubernetes: defaultKube()},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Load(full.toml) =\n%#v\nwant\n%#v", cfg, want)
@@ -86,7 +86,7 @@ func TestDefaults(t *testing.T) {
 			Platforms:  plats("linux/amd64"),
 			Tags:       []string{"example.com/ok:1"},
 		}},
-		Runner: Runner{Kind: "local"},
+		Runner: Runner{Kind: "local", Kubernetes: defaultKube()},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Parse(minimal) =\n%#v\nwant\n%#v", cfg, want)
@@ -169,8 +169,26 @@ func TestValid(t *testing.T) {
 			func(c *Config) bool { return c.Cache.MaxAge == 90*time.Minute }},
 		{"jobs at the limits", "[cache]\njobs = 256\n" + okImage,
 			func(c *Config) bool { return c.Cache.Jobs == 256 }},
-		{"kubernetes runner", "[runner]\nkind = 'kubernetes'\n" + okImage,
+		{"kubernetes runner", "[runner]\nkind = 'kubernetes'\nkubernetes.image = 'registry.example.com/tools/kiln:1.0'\n" + okImage,
 			func(c *Config) bool { return c.Runner.Kind == "kubernetes" }},
+		{"kubernetes runner in full", "[runner]\nkind = 'kubernetes'\n" + fullKube + okImage,
+			func(c *Config) bool {
+				k := c.Runner.Kubernetes
+				return k.Namespace == "ci" && k.Kubeconfig == filepath.Join(c.Dir, "kube/config") && k.Context == "ci-cluster" &&
+					k.Image == "registry.example.com/tools/kiln:1.0" && k.ServiceAccount == "kiln-builder" &&
+					k.NodeSelector["node-pool"] == "builders" && len(k.Tolerations) == 2 && k.Tolerations[0].Effect == "NoSchedule" &&
+					*k.Tolerations[1].Seconds == 60 && k.Requests["cpu"] == "2" && k.Limits["memory"] == "8Gi" &&
+					k.CredentialsSecret == "regcred" && k.CacheClaim == "kiln-cache" && k.PendingTimeout == 2*time.Minute &&
+					k.ActiveDeadline == 30*time.Minute && k.TTLAfterFinished == time.Hour && k.KeepFailed &&
+					k.ImagePullPolicy == "Always" && k.ImagePullSecrets[0] == "pull" && k.Labels["team"] == "platform" &&
+					k.Annotations["example.com/owner"] == "release" && k.ContextRepository == "registry.example.com/ci/contexts" &&
+					k.CacheSize == "50Gi" && k.StorageClass == "nfs" && k.WarmSchedule == "0 4 * * *"
+			}},
+		{"tolerations as an array of tables", "[[runner.kubernetes.tolerations]]\nkey = 'arch'\nvalue = 'arm64'\neffect = 'NoSchedule'\n[[runner.kubernetes.tolerations]]\noperator = 'Exists'\n" + okImage,
+			func(c *Config) bool {
+				t := c.Runner.Kubernetes.Tolerations
+				return len(t) == 2 && t[0].Value == "arm64" && t[1].Operator == "Exists"
+			}},
 		{"mirror with path prefix", "[registries.'docker.io']\nmirrors = ['harbor.local:8443/proxy/hub', 'mirror.gcr.io']\n" + okImage,
 			func(c *Config) bool { return len(c.Registries["docker.io"].Mirrors) == 2 }},
 		{"output without tags", "[images.x]\ncontext = '.'\nplatforms = ['amd64']\noutput = 'oci:out'\n",
@@ -201,3 +219,38 @@ func TestValid(t *testing.T) {
 		})
 	}
 }
+
+// defaultKube is [runner.kubernetes] when build.toml leaves it out.
+func defaultKube() Kubernetes {
+	return Kubernetes{
+		ImagePullPolicy: DefaultImagePullPolicy, CacheSize: DefaultCacheSize, WarmSchedule: DefaultWarmSchedule,
+		PendingTimeout: DefaultPendingTimeout, ActiveDeadline: DefaultActiveDeadline, TTLAfterFinished: DefaultTTLAfterFinished,
+	}
+}
+
+// fullKube sets every key of [runner.kubernetes].
+const fullKube = `[runner.kubernetes]
+kubeconfig = "kube/config"
+context = "ci-cluster"
+namespace = "ci"
+image = "registry.example.com/tools/kiln:1.0"
+image_pull_policy = "Always"
+image_pull_secrets = ["pull"]
+service_account = "kiln-builder"
+node_selector = { "node-pool" = "builders" }
+tolerations = [{ key = "arch", value = "arm64", effect = "NoSchedule" }, { key = "spot", operator = "Exists", effect = "NoExecute", toleration_seconds = 60 }]
+requests = { cpu = "2", memory = "4Gi", ephemeral-storage = "20Gi" }
+limits = { memory = "8Gi" }
+labels = { team = "platform" }
+annotations = { "example.com/owner" = "release" }
+credentials_secret = "regcred"
+cache_claim = "kiln-cache"
+cache_size = "50Gi"
+storage_class = "nfs"
+context_repository = "registry.example.com/ci/contexts"
+pending_timeout = "2m"
+active_deadline = "30m"
+ttl_after_finished = "1h"
+keep_failed = true
+warm_schedule = "0 4 * * *"
+`

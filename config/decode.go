@@ -62,7 +62,34 @@ type rawImage struct {
 }
 
 type rawRunner struct {
-	Kind value `toml:"kind"`
+	Kind       value   `toml:"kind"`
+	Kubernetes rawKube `toml:"kubernetes"`
+}
+
+type rawKube struct {
+	Kubeconfig        value            `toml:"kubeconfig"`
+	Context           value            `toml:"context"`
+	Namespace         value            `toml:"namespace"`
+	Image             value            `toml:"image"`
+	ImagePullPolicy   value            `toml:"image_pull_policy"`
+	ImagePullSecrets  value            `toml:"image_pull_secrets"`
+	ServiceAccount    value            `toml:"service_account"`
+	NodeSelector      map[string]value `toml:"node_selector"`
+	Tolerations       value            `toml:"tolerations"`
+	Requests          map[string]value `toml:"requests"`
+	Limits            map[string]value `toml:"limits"`
+	Labels            map[string]value `toml:"labels"`
+	Annotations       map[string]value `toml:"annotations"`
+	CredentialsSecret value            `toml:"credentials_secret"`
+	CacheClaim        value            `toml:"cache_claim"`
+	CacheSize         value            `toml:"cache_size"`
+	StorageClass      value            `toml:"storage_class"`
+	ContextRepository value            `toml:"context_repository"`
+	PendingTimeout    value            `toml:"pending_timeout"`
+	ActiveDeadline    value            `toml:"active_deadline"`
+	TTLAfterFinished  value            `toml:"ttl_after_finished"`
+	KeepFailed        value            `toml:"keep_failed"`
+	WarmSchedule      value            `toml:"warm_schedule"`
 }
 
 // decode parses src into the raw shape. Syntax errors, unknown keys and
@@ -116,11 +143,23 @@ func checkKeys(md toml.MetaData, ps *problems) bool {
 		}
 	}
 	for _, key := range md.Undecoded() {
-		if !reportedAbove(reported, key) {
+		if !reportedAbove(reported, key) && !insideValue(key) {
 			report(key, "unknown key")
 		}
 	}
 	return ok
+}
+
+// insideValue reports whether key lies inside a value kept whole (an array
+// of tables such as runner.kubernetes.tolerations): its validator checks
+// the keys.
+func insideValue(key toml.Key) bool {
+	for n := 1; n < len(key); n++ {
+		if t, ok := shapeOf(key[:n]); ok && t == reflect.TypeFor[value]() {
+			return true
+		}
+	}
+	return false
 }
 
 // reportedAbove reports whether a table holding key (or key itself) was

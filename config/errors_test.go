@@ -33,6 +33,27 @@ func TestParseErrors(t *testing.T) {
 		{"array of tables", "[[images]]\ncontext = '.'\n", "build.toml:1:1: images: want a table, got array of tables"},
 		{"args given a value", okImage + "args = ['A=1']\n", "build.toml:6:8: images.ok.args: want a table, got array"},
 
+		// [runner.kubernetes].
+		{"kube unknown key", "[runner.kubernetes]\nnamespce = 'ci'\n" + okImage, "build.toml:2:12: runner.kubernetes.namespce: unknown key"},
+		{"kube image required", "[runner]\nkind = 'kubernetes'\n" + okImage, `runner.kubernetes.image: required with runner.kind = "kubernetes"`},
+		{"kube bad image", "[runner.kubernetes]\nimage = 'Not An Image'\n" + okImage, "build.toml:2:9: runner.kubernetes.image: invalid image reference"},
+		{"kube bad namespace", "[runner.kubernetes]\nnamespace = 'CI_ns'\n" + okImage, "build.toml:2:13: runner.kubernetes.namespace: invalid name \"CI_ns\""},
+		{"kube arch in node selector", "[runner.kubernetes]\nnode_selector = { 'kubernetes.io/arch' = 'arm64' }\n" + okImage,
+			"runner.kubernetes.node_selector.\"kubernetes.io/arch\": kubernetes.io/arch is set by kiln for each platform and cannot be overridden"},
+		{"kube unknown resource", "[runner.kubernetes]\nrequests = { gpu = '1' }\n" + okImage, `runner.kubernetes.requests.gpu: unknown resource "gpu"`},
+		{"kube bad quantity", "[runner.kubernetes]\nlimits = { memory = '4 GB' }\n" + okImage, `runner.kubernetes.limits.memory: invalid quantity "4 GB"`},
+		{"kube bad duration", "[runner.kubernetes]\npending_timeout = '5 minutes'\n" + okImage, `build.toml:2:19: runner.kubernetes.pending_timeout: invalid duration "5 minutes"`},
+		{"kube toleration typo", "[runner.kubernetes]\ntolerations = [{ key = 'a', efect = 'NoSchedule' }]\n" + okImage,
+			`runner.kubernetes.tolerations[0]: unknown key "efect"`},
+		{"kube toleration effect", "[runner.kubernetes]\ntolerations = [{ key = 'a', effect = 'NoRun' }]\n" + okImage,
+			`runner.kubernetes.tolerations[0]: effect "NoRun"`},
+		{"kube tolerations not tables", "[runner.kubernetes]\ntolerations = ['a']\n" + okImage,
+			"runner.kubernetes.tolerations: want an array of tables"},
+		{"kube pull policy", "[runner.kubernetes]\nimage_pull_policy = 'always'\n" + okImage, `runner.kubernetes.image_pull_policy: "always": want`},
+		{"kube keep_failed type", "[runner.kubernetes]\nkeep_failed = 'yes'\n" + okImage, "runner.kubernetes.keep_failed: want a boolean, got string"},
+		{"kube bad label value", "[runner.kubernetes]\nlabels = { team = 'a b' }\n" + okImage, `runner.kubernetes.labels.team: invalid label value "a b"`},
+		{"kube schedule", "[runner.kubernetes]\nwarm_schedule = 'nightly'\n" + okImage, `runner.kubernetes.warm_schedule: "nightly": want a cron schedule`},
+
 		// Types.
 		{"jobs as string", "[cache]\njobs = \"8\"\n" + okImage, "build.toml:2:8: cache.jobs: want an integer, got string"},
 		{"platforms as string", "[warm]\nplatforms = \"linux/amd64\"\n" + okImage, "build.toml:2:13: warm.platforms: want an array of strings, got string"},

@@ -119,5 +119,6 @@ func (v *validator) runner(raw rawRunner) Runner {
 			v.addf(p, `unknown runner %q: want "local" or "kubernetes"`, kind)
 		}
 	}
+	r.Kubernetes = v.kubernetes(raw.Kubernetes, r.Kind)
 	return r
 }
