@@ -82,6 +82,8 @@ or a push failed; 2 for bad flags, build.toml or Dockerfile.`,
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "also write the image as an OCI layout: oci:`DIR`", EnvVars: envs("OUTPUT")},
 			&cli.StringFlag{Name: "tar-path", Usage: "also write a docker-load tarball to `FILE`", EnvVars: envs("TAR_PATH")},
 			&cli.BoolFlag{Name: "no-push", Usage: "build (and write --output/--tar-path) but push nothing", EnvVars: envs("NO_PUSH")},
+			&cli.BoolFlag{Name: "push-by-digest", Usage: "push to each --destination's repository by digest only, no tag (what build-all's Kubernetes Jobs do)", EnvVars: envs("PUSH_BY_DIGEST")},
+			insecureRegistryFlag(),
 			&cli.StringFlag{Name: "cache-dir", Usage: "the warm cache to take base images from", DefaultText: "cache.dir of build.toml, else ~/.cache/kiln", EnvVars: envs("CACHE_DIR")},
 			&cli.BoolFlag{Name: "offline", Usage: "a base image missing from the cache is an error, not a pull", EnvVars: envs("OFFLINE")},
 			&cli.BoolFlag{Name: "reproducible", Usage: "timestamps from SOURCE_DATE_EPOCH (or 0): the same inputs give the same digest", EnvVars: envs("REPRODUCIBLE")},
@@ -122,6 +124,18 @@ func runBuild(c *cli.Context) error {
 	client, err := manifest.NewClient(manifest.WithRegistries(plan.registries), manifest.WithClientLogger(out.log), manifest.WithUserAgent("kiln/"+version))
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
+	}
+	if ref, ok := strings.CutPrefix(plan.req.Context, blobScheme); ok {
+		d, err := name.NewDigest(ref)
+		if err != nil {
+			return cli.Exit(fmt.Sprintf("--context %s%s: want %sREPOSITORY@sha256:HEX: %v", blobScheme, ref, blobScheme, err), exitUsage)
+		}
+		file, cleanup, err := fetchContext(c, client, d)
+		if err != nil {
+			return cli.Exit(err.Error(), exitFailed)
+		}
+		defer cleanup()
+		plan.req.Context = file
 	}
 	var layout *manifest.Layout
 	if l, err := manifest.OpenExistingLayout(plan.cacheDir); err == nil {
@@ -298,6 +312,7 @@ func applyBuildFlags(c *cli.Context, plan *buildPlan) error {
 		return err
 	}
 	r.Offline = c.Bool("offline")
+	applyInsecure(c, plan.registries)
 	return applyReproducible(c, r)
 }
 
@@ -320,6 +335,9 @@ func applyDestinations(c *cli.Context, plan *buildPlan) error {
 		plan.ociDir = dir
 	}
 	plan.push = len(plan.dests) > 0 && !c.Bool("no-push")
+	if c.Bool("push-by-digest") && len(plan.dests) == 0 {
+		return fmt.Errorf("--push-by-digest: give the repository with --destination")
+	}
 	if !plan.push && plan.ociDir == "" && plan.tarPath == "" {
 		plan.ociDir = filepath.Join("out", plan.name) // the embedded default: no registry needed
 	}
@@ -393,11 +411,70 @@ func writeOutputs(c *cli.Context, client *manifest.Client, plan *buildPlan, res 
 		}
 	}
 	if plan.push {
-		if _, err := client.Push(c.Context, res.Image, plan.dests); err != nil {
+		dests := plan.dests
+		if c.Bool("push-by-digest") {
+			var err error
+			if dests, err = byDigest(plan.dests, res); err != nil {
+				return err
+			}
+		}
+		if _, err := client.Push(c.Context, res.Image, dests); err != nil {
 			return err
 		}
 	}
 	return writeBuildFiles(c, plan, res)
+}
+
+// blobScheme marks a build context held in a registry as one blob, a
+// gzipped tar, fetched by digest and checked: blob://REPO@sha256:HEX. It is
+// how build-all's Kubernetes Jobs get their context.
+const blobScheme = "blob://"
+
+// fetchContext downloads a blob:// context into a temp file under
+// --work-dir.
+func fetchContext(c *cli.Context, client *manifest.Client, d name.Digest) (string, func(), error) {
+	dir, err := os.MkdirTemp(c.String("work-dir"), "kiln-context-blob-")
+	if err != nil {
+		return "", nil, fmt.Errorf("--context: %w", err)
+	}
+	cleanup := func() { os.RemoveAll(dir) }
+	file := filepath.Join(dir, "context.tar.gz")
+	if err := client.DownloadBlobFile(c.Context, d, file); err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("fetching the build context: %w", err)
+	}
+	return file, cleanup, nil
+}
+
+func insecureRegistryFlag() cli.Flag {
+	return &cli.StringSliceFlag{Name: "insecure-registry", Usage: "reach this registry `HOST[:PORT]` over plain HTTP or unverified TLS (repeatable; as insecure = true in build.toml)", EnvVars: envs("INSECURE_REGISTRY")}
+}
+
+// applyInsecure marks the --insecure-registry hosts insecure.
+func applyInsecure(c *cli.Context, regs map[string]manifest.RegistryConfig) {
+	for _, h := range splitCommas(c.StringSlice("insecure-registry")) {
+		reg := regs[h]
+		reg.Insecure = true
+		regs[h] = reg
+	}
+}
+
+// byDigest turns the destinations into their repositories at the image's
+// digest: pushed there, the image has no tag (build-all tags the index).
+func byDigest(dests []name.Reference, res *builder.Result) ([]name.Reference, error) {
+	d, err := res.Image.Digest()
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []name.Reference
+	for _, ref := range dests {
+		if repo := ref.Context(); !seen[repo.Name()] {
+			seen[repo.Name()] = true
+			out = append(out, repo.Digest(d.String()))
+		}
+	}
+	return out, nil
 }
 
 // ociRefName names the image in an OCI layout output: its first tag, else

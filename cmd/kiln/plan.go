@@ -66,6 +66,7 @@ func planWarm(c *cli.Context) (*warmPlan, error) {
 	if err := applyWarmFlags(c, plan); err != nil {
 		return nil, err
 	}
+	applyInsecure(c, plan.registries)
 	if plan.platforms, err = warmPlatforms(c, cfg); err != nil {
 		return nil, err
 	}
