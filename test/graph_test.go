@@ -25,7 +25,9 @@ var allowed = []rule{
 }
 
 // TestPackageGraph enforces who may import whom: library packages never
-// reach config (except cmd), builder never reaches warmer, nothing reaches cmd.
+// reach config (except cmd), builder never reaches warmer, nothing reaches
+// cmd, and Kubernetes' modules (k8s.io/...) are linked only by the
+// Kubernetes runner, the CLI and the tests.
 func TestPackageGraph(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps=false", "-f", "{{.ImportPath}}:{{join .Deps \" \"}}", "kiln/...").CombinedOutput()
 	if err != nil {
@@ -34,6 +36,10 @@ func TestPackageGraph(t *testing.T) {
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		pkg, deps, _ := strings.Cut(line, ":")
 		for _, dep := range strings.Fields(deps) {
+			if strings.HasPrefix(dep, "k8s.io/") && !mayUseKubernetes(pkg) {
+				t.Errorf("%s depends on %s: only kiln/builder/runner/kube (and the CLI, the tests) may link Kubernetes", pkg, dep)
+				break
+			}
 			if !strings.HasPrefix(dep, "kiln/") {
 				continue
 			}
@@ -45,6 +51,15 @@ func TestPackageGraph(t *testing.T) {
 			}
 		}
 	}
+}
+
+func mayUseKubernetes(pkg string) bool {
+	for _, p := range []string{"kiln/builder/runner/kube", "kiln/cmd/", "kiln/test"} {
+		if pkg == p || strings.HasPrefix(pkg, p+"/") || strings.HasPrefix(pkg, p) && strings.HasSuffix(p, "/") {
+			return true
+		}
+	}
+	return false
 }
 
 func ruleFor(pkg string) (rule, bool) {

@@ -66,6 +66,7 @@ Every flag can also be set by an environment variable KILN_<FLAG>, e.g. KILN_CAC
 			buildCommand(),
 			buildAllCommand(),
 			indexCommand(),
+			renderCommand(),
 			versionCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints and exits
