@@ -117,7 +117,7 @@ func (c *Coordinator) planImage(ctx context.Context, im Image) (ImagePlan, error
 			if readErr != nil {
 				t.Execution.Mode, t.Err = runner.Blocked, fmt.Errorf("images.%s: %w", im.Name, readErr)
 			} else {
-				t.Execution, t.Err = c.decide(im, t.Platform, data, file)
+				t.Execution, t.Err = c.decide(ctx, im, t.Platform, data, file)
 			}
 			ip.Targets = append(ip.Targets, t)
 		}
@@ -125,12 +125,21 @@ func (c *Coordinator) planImage(ctx context.Context, im Image) (ImagePlan, error
 	return ip, nil
 }
 
-// decide evaluates the Dockerfile for p and asks runner.Decide.
-func (c *Coordinator) decide(im Image, p specs.Platform, data []byte, file string) (runner.Execution, error) {
+// decide evaluates the Dockerfile for p and asks runner.Decide, or the
+// runner itself when it is a runner.Decider.
+func (c *Coordinator) decide(ctx context.Context, im Image, p specs.Platform, data []byte, file string) (runner.Execution, error) {
 	req := c.request(im, p)
 	plan, err := runner.PlanFor(data, file, req)
 	if err != nil {
 		return runner.Execution{Mode: runner.Blocked}, fmt.Errorf("images.%s %s: %w", im.Name, platform.Format(p), err)
+	}
+	if d, ok := c.runner.(runner.Decider); ok {
+		ex, err := d.Decide(ctx, p)
+		if err != nil {
+			return runner.Execution{Mode: runner.Blocked}, fmt.Errorf("images.%s %s: %w", im.Name, platform.Format(p), err)
+		}
+		ex.Runs = len(runner.RunSites(plan))
+		return ex, nil
 	}
 	ex, err := runner.Decide(c.o.host, p, plan, c.o.emu)
 	if err != nil {

@@ -92,6 +92,8 @@ func why(p *Plan, ip ImagePlan, t Target) string {
 		return "cannot be planned (below)"
 	case ip.Blocked() != nil:
 		return "a required platform fails up front"
+	case ex.Where != "":
+		return ex.Where
 	case ex.Mode == runner.Emulated:
 		return fmt.Sprintf("stage %q line %d has RUN (%s code): %s", ex.Site.Stage, ex.Site.Line, arch(ex.Site.Platform), strings.Join(ex.Handlers, ", "))
 	case ex.Mode == runner.Native:

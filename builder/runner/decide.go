@@ -50,6 +50,9 @@ type Emulation struct {
 // Execution is how building a platform runs on a host.
 type Execution struct {
 	Mode Mode
+	// Where says where a remote runner would build it: "2 Ready nodes
+	// with kubernetes.io/arch=arm64"; empty for this host.
+	Where string
 	Runs int // how many RUN instructions building the target executes
 	// Site is the first RUN that executes foreign code (Emulated, Blocked).
 	Site *RunSite

@@ -49,6 +49,14 @@ type Runner interface {
 	Run(ctx context.Context, job Job) (*Outcome, error)
 }
 
+// Decider is a Runner that decides itself how each platform builds, in
+// place of Decide's view from this host: a Kubernetes runner builds every
+// platform natively on a node of its own, and refuses one no node can
+// build (wrapping ErrNoNode) before anything starts.
+type Decider interface {
+	Decide(ctx context.Context, p specs.Platform) (Execution, error)
+}
+
 // Close calls Release, if there is one; it is safe on a nil Outcome.
 func (o *Outcome) Close() error {
 	if o == nil || o.Release == nil {

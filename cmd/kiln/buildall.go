@@ -66,7 +66,7 @@ unknown NAME or a bad build.toml.`,
 		ArgsUsage: "[NAME]...",
 		Flags: append([]cli.Flag{
 			configFlag(),
-			&cli.StringFlag{Name: "runner", Usage: "where platform builds run: local (kubernetes: coming)", DefaultText: "runner.kind of build.toml, else local", EnvVars: envs("RUNNER")},
+			&cli.StringFlag{Name: "runner", Usage: "where platform builds run: local, or kubernetes (a Job per platform on a node of its architecture; see [runner.kubernetes])", DefaultText: "runner.kind of build.toml, else local", EnvVars: envs("RUNNER")},
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: buildall.DefaultJobs, Usage: "platform builds at a time", EnvVars: envs("JOBS")},
 			&cli.BoolFlag{Name: "plan", Usage: "print what would be built where and why, then exit (1 if something would fail up front)", EnvVars: envs("PLAN")},
 			&cli.BoolFlag{Name: "allow-emulation", Usage: "let a RUN execute another architecture's code under a registered binfmt_misc (qemu) handler", EnvVars: envs("ALLOW_EMULATION")},
@@ -89,6 +89,7 @@ unknown NAME or a bad build.toml.`,
 
 // buildAllSetup is build.toml and the flags turned into what build-all needs.
 type buildAllSetup struct {
+	kind     string // the runner: local or kubernetes
 	cfg      *config.Config
 	names    []string
 	client   *manifest.Client
@@ -123,7 +124,16 @@ func runBuildAll(c *cli.Context) error {
 	}
 	bases := builder.CacheThenRemote(layout, s.client, c.Bool("offline"))
 	defer bases.Close()
-	coord := buildall.New(newLocalRunner(c, out, bases, runOpts), coordinatorOptions(c, out, s)...)
+	r := newLocalRunner(c, out, bases, runOpts)
+	if s.kind == "kubernetes" {
+		kr, err := newKubeRunner(c, out, s, workDir)
+		if err != nil {
+			return cli.Exit(err.Error(), exitFailed)
+		}
+		defer kr.Cleanup() // every Job it made, also on Ctrl-C or SIGTERM
+		r = kr
+	}
+	coord := buildall.New(r, coordinatorOptions(c, out, s)...)
 	plan, err := coord.Plan(c.Context, s.images)
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
@@ -201,7 +211,13 @@ func setupBuildAll(c *cli.Context, out *output) (*buildAllSetup, error) {
 	if err := checkRunnerKind(cfg.Runner.Kind, c.IsSet("runner")); err != nil {
 		return nil, err
 	}
-	s := &buildAllSetup{cfg: cfg, format: format, cacheDir: cfg.Cache.Dir}
+	s := &buildAllSetup{cfg: cfg, format: format, cacheDir: cfg.Cache.Dir, kind: cfg.Runner.Kind}
+	if c.IsSet("runner") {
+		s.kind = c.String("runner")
+	}
+	if s.kind == "kubernetes" && cfg.Runner.Kubernetes.Image == "" {
+		return nil, fmt.Errorf("%s: runner.kubernetes.image: the Kubernetes runner runs kiln's own image in each Job: set it (make image, then push out/kiln)", cfg.File)
+	}
 	if s.names, err = selectImages(c, cfg); err != nil {
 		return nil, err
 	}
@@ -226,7 +242,7 @@ func setupBuildAll(c *cli.Context, out *output) (*buildAllSetup, error) {
 	return s, nil
 }
 
-// checkRunner accepts --runner local; kubernetes comes later.
+// checkRunner accepts --runner local or kubernetes.
 func checkRunner(c *cli.Context) error {
 	if !c.IsSet("runner") {
 		return nil
@@ -239,7 +255,7 @@ func checkRunnerKind(kind string, overridden bool) error {
 	case overridden, kind == "", kind == "local":
 		return nil
 	case kind == "kubernetes":
-		return errors.New("the kubernetes runner is not available yet: use --runner local")
+		return nil
 	}
 	return fmt.Errorf("--runner: want local or kubernetes, got %q", kind)
 }

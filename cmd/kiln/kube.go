@@ -3,13 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"maps"
 	"slices"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/urfave/cli/v2"
 
 	"kiln/builder/buildcontext"
 	"kiln/builder/dockerfile"
@@ -132,4 +135,29 @@ func platformBases(img config.Image, df []byte, p specs.Platform) ([]string, err
 		}
 	}
 	return out, nil
+}
+
+// newKubeRunner connects to the cluster of [runner.kubernetes] and checks,
+// before anything is made, that this identity may do what build-all does.
+func newKubeRunner(c *cli.Context, out *output, s *buildAllSetup, workDir string) (*kube.Runner, error) {
+	k := s.cfg.Runner.Kubernetes
+	conn := kube.Connection{Kubeconfig: k.Kubeconfig, Context: k.Context}
+	cs, err := conn.Clientset()
+	if err != nil {
+		return nil, err
+	}
+	o := kubeOptions(s.cfg)
+	if o.Namespace == "" {
+		o.Namespace = conn.Namespace()
+	}
+	id := make([]byte, 4)
+	_, _ = rand.Read(id)
+	r := kube.NewRunner(cs, s.client, o, kube.RunnerConfig{
+		BuildID: hex.EncodeToString(id), ContextRepository: k.ContextRepository,
+		PendingTimeout: k.PendingTimeout, KeepFailed: k.KeepFailed, WorkDir: workDir,
+	}, out.log)
+	if err := r.Preflight(c.Context); err != nil {
+		return nil, err
+	}
+	return r, nil
 }

@@ -37,6 +37,25 @@ func (c Connection) RESTConfig() (*rest.Config, error) {
 	return cfg, nil
 }
 
+// Namespace is the kubeconfig context's namespace (in a pod: the pod's),
+// else "default".
+func (c Connection) Namespace() string {
+	if c.Kubeconfig == "" && c.Context == "" && os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
+		if b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil && len(b) > 0 {
+			return string(b)
+		}
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if c.Kubeconfig != "" {
+		rules.ExplicitPath = c.Kubeconfig
+	}
+	ns, _, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: c.Context}).Namespace()
+	if err != nil || ns == "" {
+		return defaultNamespace
+	}
+	return ns
+}
+
 // Clientset connects to the cluster c names.
 func (c Connection) Clientset() (kubernetes.Interface, error) {
 	cfg, err := c.RESTConfig()
