@@ -53,7 +53,7 @@ type Execution struct {
 	// Where says where a remote runner would build it: "2 Ready nodes
 	// with kubernetes.io/arch=arm64"; empty for this host.
 	Where string
-	Runs int // how many RUN instructions building the target executes
+	Runs  int // how many RUN instructions building the target executes
 	// Site is the first RUN that executes foreign code (Emulated, Blocked).
 	Site *RunSite
 	// Handlers are the binfmt_misc entries Emulated relies on.
