@@ -89,6 +89,7 @@ type rawKube struct {
 	ActiveDeadline    value            `toml:"active_deadline"`
 	TTLAfterFinished  value            `toml:"ttl_after_finished"`
 	KeepFailed        value            `toml:"keep_failed"`
+	HostNetwork       value            `toml:"host_network"`
 	WarmSchedule      value            `toml:"warm_schedule"`
 }
 

@@ -45,6 +45,7 @@ type Kubernetes struct {
 	ActiveDeadline    time.Duration     // a Job's activeDeadlineSeconds
 	TTLAfterFinished  time.Duration     // a Job's ttlSecondsAfterFinished (for Jobs kiln does not delete itself)
 	KeepFailed        bool              // leave failed Jobs (and pods) for debugging
+	HostNetwork       bool              // pods share their node's network (clusters whose pod network cannot reach the registry)
 	WarmSchedule      string            // the rendered CronJob's schedule
 }
 
@@ -140,6 +141,7 @@ func (v *validator) kubernetes(raw rawKube, kind string) Kubernetes {
 	k.ActiveDeadline = v.optDuration(p.child("active_deadline"), raw.ActiveDeadline, k.ActiveDeadline)
 	k.TTLAfterFinished = v.optDuration(p.child("ttl_after_finished"), raw.TTLAfterFinished, k.TTLAfterFinished)
 	k.KeepFailed = v.boolean(p.child("keep_failed"), raw.KeepFailed)
+	k.HostNetwork = v.boolean(p.child("host_network"), raw.HostNetwork)
 	if s, ok := v.nonEmpty(p.child("warm_schedule"), raw.WarmSchedule); ok {
 		if len(strings.Fields(s)) != 5 && !strings.HasPrefix(s, "@") {
 			v.addf(p.child("warm_schedule"), "%q: want a cron schedule of five fields, such as %q", s, DefaultWarmSchedule)

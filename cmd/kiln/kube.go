@@ -30,6 +30,7 @@ func kubeOptions(cfg *config.Config) kube.Options {
 		Labels: k.Labels, Annotations: k.Annotations, CredentialsSecret: k.CredentialsSecret,
 		CacheClaim: k.CacheClaim, CacheSize: k.CacheSize, StorageClass: k.StorageClass,
 		ActiveDeadline: k.ActiveDeadline, TTLAfterFinished: k.TTLAfterFinished, WarmSchedule: k.WarmSchedule,
+		HostNetwork: k.HostNetwork,
 	}
 	for _, t := range k.Tolerations {
 		o.Tolerations = append(o.Tolerations, kube.Toleration{Key: t.Key, Operator: t.Operator, Value: t.Value, Effect: t.Effect, Seconds: t.Seconds})

@@ -163,6 +163,7 @@ func podSpec(o Options, p specs.Platform) corev1.PodSpec {
 		ServiceAccountName:           o.ServiceAccount,
 		AutomountServiceAccountToken: ptr.To(false), // a build needs no API access
 		EnableServiceLinks:           ptr.To(false),
+		HostNetwork:                  o.HostNetwork,
 		SecurityContext: &corev1.PodSecurityContext{
 			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},

@@ -225,47 +225,47 @@ func (r *Runner) pushContext(ctx context.Context, job runner.Job, imageRepo name
 // moment its container starts, fails it when it stays Pending too long,
 // and reads its result from the termination message.
 func (r *Runner) wait(ctx context.Context, job *batchv1.Job, rj runner.Job) (*Result, string, error) {
+	f := &follower{r: r, job: job, rj: rj, tail: &tailBuffer{}, pending: time.NewTimer(r.cfg.PendingTimeout)}
+	defer f.pending.Stop()
+	defer f.stopLog()
 	pods := r.cs.CoreV1().Pods(job.Namespace)
-	selector := "job-name=" + job.Name
-	var (
-		logDone   chan struct{}
-		tail      = &tailBuffer{}
-		since     = time.Now()
-		lastState string
-	)
-	defer func() {
-		if logDone != nil {
-			<-logDone
-		}
-	}()
-	pendingTimer := time.NewTimer(r.cfg.PendingTimeout)
-	defer pendingTimer.Stop()
 	for {
-		w, err := pods.Watch(ctx, metav1.ListOptions{LabelSelector: selector})
+		w, err := pods.Watch(ctx, metav1.ListOptions{LabelSelector: "job-name=" + job.Name})
 		if err != nil {
 			return nil, "", fmt.Errorf("watching the pods of Job %s: %w", job.Name, err)
 		}
-		res, node, done, err := r.follow(ctx, w, job, rj, pendingTimer, since, tail, &logDone, &lastState)
+		res, node, done, err := f.follow(ctx, w)
 		w.Stop()
 		if done || err != nil {
 			return res, node, err
 		}
-		// The watch ended (a timeout of the API server): watch again.
+		// The watch ended (the API server's timeout): watch again.
 	}
+}
+
+// follower is the state of one Job being waited for.
+type follower struct {
+	r         *Runner
+	job       *batchv1.Job
+	rj        runner.Job
+	tail      *tailBuffer
+	pending   *time.Timer
+	lastPod   *corev1.Pod
+	lastState string
+	logDone   chan struct{}
+	cancelLog context.CancelFunc
 }
 
 // follow handles one watch's events; done is false when the watch closed
 // before the pod ended.
-func (r *Runner) follow(ctx context.Context, w watch.Interface, job *batchv1.Job, rj runner.Job, pending *time.Timer,
-	since time.Time, tail *tailBuffer, logDone *chan struct{}, lastState *string) (*Result, string, bool, error) {
-	var lastPod *corev1.Pod
+func (f *follower) follow(ctx context.Context, w watch.Interface) (*Result, string, bool, error) {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, "", true, fmt.Errorf("Job %s: %w", job.Name, context.Cause(ctx))
-		case <-pending.C:
-			return nil, "", true, fmt.Errorf("%w: Job %s: pod still not running after %s: %s", runner.ErrPending, job.Name,
-				r.cfg.PendingTimeout, pendingReason(lastPod))
+			return nil, "", true, fmt.Errorf("Job %s: %w", f.job.Name, context.Cause(ctx))
+		case <-f.pending.C:
+			return nil, "", true, fmt.Errorf("%w: Job %s: pod still not running after %s: %s", runner.ErrPending, f.job.Name,
+				f.r.cfg.PendingTimeout, pendingReason(f.lastPod))
 		case ev, ok := <-w.ResultChan():
 			if !ok {
 				return nil, "", false, nil
@@ -274,60 +274,77 @@ func (r *Runner) follow(ctx context.Context, w watch.Interface, job *batchv1.Job
 			if !isPod {
 				continue
 			}
-			lastPod = pod
-			if s := podState(pod); s != *lastState {
-				*lastState = s
-				r.logf(rj, "pod %s: %s", pod.Name, s)
+			f.lastPod = pod
+			if s := podState(pod); s != f.lastState {
+				f.lastState = s
+				f.r.logf(f.rj, "pod %s: %s", pod.Name, s)
 			}
-			if *logDone == nil && containerStarted(pod) {
-				pending.Stop()
-				*logDone = make(chan struct{})
-				go r.streamLog(ctx, pod, rj, tail, *logDone)
+			if f.logDone == nil && containerStarted(pod) {
+				f.pending.Stop()
+				f.startLog(ctx, pod)
 			}
 			switch pod.Status.Phase {
 			case corev1.PodSucceeded:
+				f.stopLog()
 				res, err := terminationResult(pod)
 				return res, pod.Spec.NodeName, true, err
 			case corev1.PodFailed:
-				if *logDone != nil {
-					<-*logDone
-					*logDone = nil
-				}
-				return nil, pod.Spec.NodeName, true, podFailure(job, pod, tail.String())
+				f.stopLog()
+				return nil, pod.Spec.NodeName, true, podFailure(f.job, pod, f.tail.String())
 			}
 		}
 	}
 }
 
-// streamLog copies the build container's log to the job's writer (the
-// coordinator prefixes each line) and keeps its tail for errors.
-func (r *Runner) streamLog(ctx context.Context, pod *corev1.Pod, rj runner.Job, tail *tailBuffer, done chan struct{}) {
-	defer close(done)
-	var out io.Writer = tail
-	if rj.Log != nil {
-		out = io.MultiWriter(tail, rj.Log)
+// startLog streams the pod's log (init containers, then the build) to the
+// job's writer (the coordinator prefixes each line), keeping its tail for
+// errors.
+func (f *follower) startLog(ctx context.Context, pod *corev1.Pod) {
+	logCtx, cancel := context.WithCancel(ctx)
+	f.logDone, f.cancelLog = make(chan struct{}), cancel
+	var out io.Writer = f.tail
+	if f.rj.Log != nil {
+		out = io.MultiWriter(f.tail, f.rj.Log)
 	}
-	for _, c := range pod.Spec.InitContainers {
-		r.copyLog(ctx, pod, c.Name, out)
-	}
-	r.copyLog(ctx, pod, buildContainer, out)
+	go func() {
+		defer close(f.logDone)
+		for _, c := range pod.Spec.InitContainers {
+			f.r.copyLog(logCtx, pod, c.Name, out)
+		}
+		f.r.copyLog(logCtx, pod, buildContainer, out)
+	}()
 }
 
-func (r *Runner) copyLog(ctx context.Context, pod *corev1.Pod, container string, out io.Writer) {
-	for attempt := 0; attempt < 30; attempt++ {
-		rc, err := r.cs.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{Container: container, Follow: true}).Stream(ctx)
-		if err != nil {
-			// The container may not have started yet (an init container runs first).
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Second):
-				continue
-			}
-		}
-		_, _ = io.Copy(out, rc)
-		rc.Close()
+// stopLog lets the log stream finish (it ends with the container), for a
+// few seconds at most.
+func (f *follower) stopLog() {
+	if f.logDone == nil {
 		return
+	}
+	select {
+	case <-f.logDone:
+	case <-time.After(5 * time.Second):
+		f.cancelLog()
+		<-f.logDone
+	}
+	f.cancelLog()
+}
+
+// copyLog follows one container's log; a container that has not started
+// yet (behind an init container) is asked for again, a few times.
+func (r *Runner) copyLog(ctx context.Context, pod *corev1.Pod, container string, out io.Writer) {
+	for attempt := 0; attempt < 10; attempt++ {
+		rc, err := r.cs.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{Container: container, Follow: true}).Stream(ctx)
+		if err == nil {
+			_, _ = io.Copy(out, rc)
+			rc.Close()
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
 	}
 }
 
