@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -578,5 +579,11 @@ func writeFileAtomic(path string, data []byte) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), path)
+	err = os.Rename(tmp.Name(), path)
+	if errors.Is(err, syscall.EBUSY) {
+		// path is a mount point (a pod's /dev/termination-log): it cannot
+		// be replaced, only written.
+		return os.WriteFile(path, data, 0o644)
+	}
+	return err
 }
