@@ -21,9 +21,13 @@ arm64_deb=$cache/busybox-static_arm64.deb
 # started by hand when Debian's docker.io is there (it skips otherwise).
 optional=()
 command -v dockerd >/dev/null 2>&1 || optional+=(docker.io)
-[ ${#need[@]} -eq 0 ] && [ ${#optional[@]} -eq 0 ] && [ -s "$arm64_deb" ] && exit 0
+# Last, .ci/k8s.sh builds (once, cached) the Kubernetes test cluster's
+# binaries and installs containerd, runc and the CNI plugins if missing.
+k8s() { bash "$(dirname "$0")/k8s.sh"; }
+[ ${#need[@]} -eq 0 ] && [ ${#optional[@]} -eq 0 ] && [ -s "$arm64_deb" ] && { k8s; exit 0; }
 sudo=""
 if [ "$(id -u)" != 0 ] && ! command -v sudo >/dev/null 2>&1 && [ ${#need[@]} -eq 0 ] && [ -s "$arm64_deb" ]; then
+  k8s
   exit 0 # only optional packages missing, and no way to install them
 fi
 if [ "$(id -u)" != 0 ]; then
@@ -59,3 +63,4 @@ if [ ! -s "$arm64_deb" ]; then
   $sudo cp "$tmp"/busybox-static_*_arm64.deb "$arm64_deb.tmp"
   $sudo mv "$arm64_deb.tmp" "$arm64_deb"
 fi
+k8s
