@@ -1,0 +1,341 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+
+	"kiln/test/harness"
+	kubeharness "kiln/test/harness/kube"
+)
+
+// kubeEnv is one test cluster with a registry, kiln's image in it, a
+// two-platform busybox base, and the agent that plays the arm64 node.
+type kubeEnv struct {
+	reg   *harness.Registry
+	cl    *kubeharness.Cluster
+	kiln  string // kiln's image
+	base  string // busybox, amd64 + arm64
+	agent *fakeNodeAgent
+	jobs  *jobRecorder
+}
+
+func newKubeEnv(t *testing.T) *kubeEnv {
+	t.Helper()
+	if why := kubeharness.Missing(); why != "" {
+		t.Skip(why)
+	}
+	needBusybox(t)
+	reg := harness.NewRegistry(t)
+	cl := kubeharness.Start(t, kubeharness.Options{Registry: reg.Addr, FakePodsWaitForRelease: true, FakeNodes: []kubeharness.FakeNode{
+		{Name: "arm-1", Arch: "arm64", Ready: true},
+		{Name: "arm-down", Arch: "arm64", Ready: false},
+	}})
+	base, both := pushBusyboxBase(t, reg.Addr)
+	if !both {
+		t.Skip("busybox-static:arm64 not fetched (.ci/deps.sh): no arm64 base image")
+	}
+	e := &kubeEnv{reg: reg, cl: cl, kiln: pushKilnImage(t, reg.Addr), base: base}
+	e.agent = startFakeNodeAgent(t, cl.Client, "default", "arm-1")
+	e.jobs = recordJobs(t, cl.Client, "default")
+	return e
+}
+
+// pushKilnImage builds kiln's own image (deploy/image) for linux/amd64 with
+// kiln, from the binary under test, and pushes it.
+func pushKilnImage(t *testing.T, addr string) string {
+	t.Helper()
+	dir := t.TempDir()
+	df, err := os.ReadFile("../deploy/image/Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeContext(t, dir, map[string]string{"Dockerfile": string(df), "bin/ca-certificates.crt": ""})
+	copyFile(t, kilnBin, filepath.Join(dir, "bin", "kiln-amd64"), 0o755)
+	ref := addr + "/tools/kiln:test"
+	r := runKiln(t, "build", "--context", dir, "--platform", "linux/amd64", "--destination", ref, "--work-dir", t.TempDir())
+	mustExit(t, r, 0)
+	return ref
+}
+
+// jobRecorder keeps every Job created in a namespace, as created.
+type jobRecorder struct {
+	mu   sync.Mutex
+	jobs map[string]*batchv1.Job
+	pods map[string]string // pod -> node
+}
+
+func recordJobs(t *testing.T, cs kubernetes.Interface, ns string) *jobRecorder {
+	rec := &jobRecorder{jobs: map[string]*batchv1.Job{}, pods: map[string]string{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	jw, err := cs.BatchV1().Jobs(ns).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, err := cs.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{}, 2)
+	go func() {
+		defer func() { done <- struct{}{} }()
+		for ev := range jw.ResultChan() {
+			if j, ok := ev.Object.(*batchv1.Job); ok && ev.Type == watch.Added {
+				rec.mu.Lock()
+				rec.jobs[j.Name] = j
+				rec.mu.Unlock()
+			}
+		}
+	}()
+	go func() {
+		defer func() { done <- struct{}{} }()
+		for ev := range pw.ResultChan() {
+			if p, ok := ev.Object.(*corev1.Pod); ok && p.Spec.NodeName != "" {
+				rec.mu.Lock()
+				rec.pods[p.Labels["job-name"]] = p.Spec.NodeName
+				rec.mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); jw.Stop(); pw.Stop(); <-done; <-done })
+	return rec
+}
+
+func (r *jobRecorder) snapshot() (map[string]*batchv1.Job, map[string]string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	jobs := map[string]*batchv1.Job{}
+	for k, v := range r.jobs {
+		jobs[k] = v
+	}
+	pods := map[string]string{}
+	for k, v := range r.pods {
+		pods[k] = v
+	}
+	return jobs, pods
+}
+
+// buildToml writes a build.toml in dir for images (name -> extra keys; the
+// context is the folder of that name in dir) on the test cluster.
+func (e *kubeEnv) buildToml(t *testing.T, dir string, images map[string]string, kubeExtra string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[registries.%q]\ninsecure = true\n\n", e.reg.Addr)
+	for _, n := range slices.Sorted(mapsKeys(images)) {
+		fmt.Fprintf(&b, "[images.%s]\ncontext = %q\ntags = [%q]\n%s\n", n, n, e.reg.Addr+"/acme/"+n+":1", images[n])
+	}
+	fmt.Fprintf(&b, "[runner]\nkind = \"kubernetes\"\n[runner.kubernetes]\nkubeconfig = %q\nimage = %q\nhost_network = true\npending_timeout = \"90s\"\nttl_after_finished = \"10m\"\n%s",
+		e.cl.Kubeconfig, e.kiln, kubeExtra)
+	p := filepath.Join(dir, "build-"+strings.NewReplacer("/", "-", " ", "-").Replace(t.Name())+".toml")
+	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func mapsKeys(m map[string]string) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// TestBuildAllKubernetes: two images × (linux/amd64 + linux/arm64) built by
+// Jobs: amd64 on the real node (kiln's image, container isolation, a RUN in
+// a real runc container), arm64 on the kwok arm64 node (run by the test's
+// node agent); each Job had the strict nodeSelector and was bound to a node
+// of its arch, the pods' logs came back prefixed, the indexes are in the
+// registry with the right platforms, and no Job is left.
+func TestBuildAllKubernetes(t *testing.T) {
+	e := newKubeEnv(t)
+	dir := t.TempDir()
+	writeContext(t, filepath.Join(dir, "a"), map[string]string{"Dockerfile": fmt.Sprintf(`FROM --platform=$BUILDPLATFORM %s AS build
+ARG TARGETARCH
+RUN echo "built for $TARGETARCH on $(uname -m)" > /out && cat /out
+FROM %s
+COPY --from=build /out /out
+`, e.base, e.base)})
+	writeContext(t, filepath.Join(dir, "b"), map[string]string{
+		"Dockerfile":      "FROM scratch\nARG TARGETARCH\nCOPY files/${TARGETARCH}.txt /arch.txt\n",
+		"files/amd64.txt": "amd64\n", "files/arm64.txt": "arm64\n",
+	})
+	plats := "platforms = [\"linux/amd64\", \"linux/arm64\"]\n"
+	toml := e.buildToml(t, dir, map[string]string{"a": plats, "b": plats}, "")
+
+	r := runKilnOpts(t, runOpts{timeout: 8 * time.Minute, dir: dir}, "build-all", "--config", toml, "--progress", "plain")
+	mustExit(t, r, 0)
+	for _, want := range []string{"[a linux/amd64]", "built for amd64 on x86_64", "[b linux/arm64]"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("kiln's output lacks %q", want)
+		}
+	}
+	for _, n := range []string{"a", "b"} {
+		ref, _ := name.ParseReference(e.reg.Addr + "/acme/" + n + ":1")
+		idx, err := remote.Index(ref)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", ref, err, r)
+		}
+		m, _ := idx.IndexManifest()
+		var got []string
+		for _, d := range m.Manifests {
+			img, err := idx.Image(d.Digest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cf, _ := img.ConfigFile()
+			got = append(got, cf.OS+"/"+cf.Architecture)
+			if d.Platform == nil || d.Platform.Architecture != cf.Architecture {
+				t.Errorf("%s: index entry %v holds a %s image", ref, d.Platform, cf.Architecture)
+			}
+		}
+		slices.Sort(got)
+		if strings.Join(got, ",") != "linux/amd64,linux/arm64" {
+			t.Errorf("%s: platforms %v", ref, got)
+		}
+	}
+	jobs, pods := e.jobs.snapshot()
+	if len(jobs) != 4 {
+		t.Errorf("%d Jobs created, want 4: %v", len(jobs), jobs)
+	}
+	for n, j := range jobs {
+		sel := j.Spec.Template.Spec.NodeSelector
+		arch := sel[corev1.LabelArchStable]
+		if sel[corev1.LabelOSStable] != "linux" || (arch != "amd64" && arch != "arm64") || !strings.Contains(n, arch) {
+			t.Errorf("Job %s: nodeSelector %v", n, sel)
+		}
+		want := map[string]string{"amd64": e.cl.RealNode, "arm64": "arm-1"}[arch]
+		if pods[n] != want {
+			t.Errorf("Job %s (%s) ran on %q, want %q", n, arch, pods[n], want)
+		}
+	}
+	if ran := e.agent.pods(); len(ran) != 2 {
+		t.Errorf("the arm64 node ran %v, want the two arm64 builds", ran)
+	}
+	left, err := e.cl.Client.BatchV1().Jobs("default").List(t.Context(), metav1.ListOptions{})
+	if err != nil || len(left.Items) != 0 {
+		t.Errorf("Jobs left behind: %v (%v)", left, err)
+	}
+	if t.Failed() {
+		t.Logf("kiln:\n%s", r)
+	}
+}
+
+// TestBuildAllKubernetesFailures: what fails, fails clearly and early, and
+// leaves nothing behind.
+func TestBuildAllKubernetesFailures(t *testing.T) {
+	e := newKubeEnv(t)
+	dir := t.TempDir()
+	writeContext(t, filepath.Join(dir, "ok"), map[string]string{"Dockerfile": "FROM scratch\nCOPY Dockerfile /x\n"})
+	writeContext(t, filepath.Join(dir, "bad"), map[string]string{"Dockerfile": fmt.Sprintf("FROM %s\nRUN echo going to fail; exit 7\n", e.base)})
+
+	t.Run("required platform without a node", func(t *testing.T) {
+		toml := e.buildToml(t, dir, map[string]string{"ok": "platforms = [\"linux/amd64\", \"linux/s390x\"]\n"}, "")
+		before, _ := e.jobs.snapshot()
+		r := runKilnOpts(t, runOpts{dir: dir}, "build-all", "--config", toml)
+		mustExit(t, r, 1)
+		if !strings.Contains(r.stderr+r.stdout, "kubernetes.io/arch=s390x") {
+			t.Errorf("want the labels looked for named:\n%s", r)
+		}
+		if after, _ := e.jobs.snapshot(); len(after) != len(before) {
+			t.Errorf("Jobs were created before the platform was refused")
+		}
+	})
+	t.Run("optional platform without a ready node is dropped", func(t *testing.T) {
+		toml := e.buildToml(t, dir, map[string]string{"ok": "platforms = [\"linux/amd64\"]\noptional_platforms = [\"linux/riscv64\"]\n"}, "")
+		r := runKilnOpts(t, runOpts{dir: dir, timeout: 5 * time.Minute}, "build-all", "--config", toml)
+		mustExit(t, r, 0)
+		if !strings.Contains(r.stdout+r.stderr, "riscv64") {
+			t.Errorf("want the dropped platform reported:\n%s", r)
+		}
+	})
+	t.Run("failing RUN", func(t *testing.T) {
+		toml := e.buildToml(t, dir, map[string]string{"bad": "platforms = [\"linux/amd64\"]\n"}, "keep_failed = true\n")
+		r := runKilnOpts(t, runOpts{dir: dir, timeout: 5 * time.Minute}, "build-all", "--config", toml)
+		mustExit(t, r, 1)
+		for _, want := range []string{"exit code 7", "going to fail"} {
+			if !strings.Contains(r.stdout+r.stderr, want) {
+				t.Errorf("want %q in kiln's error:\n%s", want, r)
+			}
+		}
+		ref, _ := name.ParseReference(e.reg.Addr + "/acme/bad:1")
+		if _, err := remote.Head(ref); err == nil {
+			t.Errorf("%s was pushed although its build failed", ref)
+		}
+		kept, _ := e.cl.Client.BatchV1().Jobs("default").List(t.Context(), metav1.ListOptions{LabelSelector: "kiln.dev/image=bad"})
+		if len(kept.Items) != 1 {
+			t.Errorf("keep_failed: %d failed Jobs kept, want 1", len(kept.Items))
+		}
+		for _, j := range kept.Items {
+			_ = e.cl.Client.BatchV1().Jobs("default").Delete(t.Context(), j.Name, metav1.DeleteOptions{PropagationPolicy: ptrTo(metav1.DeletePropagationBackground)})
+		}
+	})
+	t.Run("unpullable image", func(t *testing.T) {
+		toml := e.buildToml(t, dir, map[string]string{"ok": "platforms = [\"linux/amd64\"]\n"}, "")
+		data, _ := os.ReadFile(toml)
+		data = []byte(strings.Replace(string(data), e.kiln, e.reg.Addr+"/tools/nope:1", 1))
+		data = []byte(strings.Replace(string(data), `pending_timeout = "90s"`, `pending_timeout = "20s"`, 1))
+		_ = os.WriteFile(toml, data, 0o644)
+		r := runKilnOpts(t, runOpts{dir: dir, timeout: 3 * time.Minute}, "build-all", "--config", toml)
+		mustExit(t, r, 1)
+		if out := r.stdout + r.stderr; !strings.Contains(out, "ErrImagePull") && !strings.Contains(out, "ImagePullBackOff") {
+			t.Errorf("want the pull failure named:\n%s", r)
+		}
+	})
+	t.Run("SIGTERM deletes the Jobs", func(t *testing.T) {
+		slow := filepath.Join(dir, "slow")
+		writeContext(t, slow, map[string]string{"Dockerfile": fmt.Sprintf("FROM %s\nRUN sleep 300\n", e.base)})
+		toml := e.buildToml(t, dir, map[string]string{"slow": "platforms = [\"linux/amd64\"]\n"}, "")
+		cmd, _, stderr := kilnCmd(t, t.Context(), runOpts{dir: dir}, "build-all", "--config", toml, "--progress", "plain")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(3 * time.Minute)
+		for !strings.Contains(stderr.String(), "Running on") && time.Now().Before(deadline) {
+			time.Sleep(200 * time.Millisecond)
+		}
+		if !strings.Contains(stderr.String(), "Running on") {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatalf("the slow build's pod never ran:\n%s", stderr)
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		left, _ := e.cl.Client.BatchV1().Jobs("default").List(t.Context(), metav1.ListOptions{LabelSelector: "kiln.dev/image=slow"})
+		if len(left.Items) != 0 {
+			t.Errorf("after SIGTERM, Jobs left: %d\n%s", len(left.Items), stderr)
+		}
+	})
+	t.Run("missing RBAC", func(t *testing.T) {
+		if _, err := e.cl.Client.CoreV1().ServiceAccounts("default").Create(t.Context(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "nobody"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		kc := e.cl.ServiceAccountKubeconfig(t, "default", "nobody")
+		toml := e.buildToml(t, dir, map[string]string{"ok": "platforms = [\"linux/amd64\"]\n"}, "")
+		data, _ := os.ReadFile(toml)
+		_ = os.WriteFile(toml, []byte(strings.Replace(string(data), e.cl.Kubeconfig, kc, 1)), 0o644)
+		r := runKilnOpts(t, runOpts{dir: dir}, "build-all", "--config", toml)
+		mustExit(t, r, 1)
+		if !strings.Contains(r.stderr, "may not create jobs") || !strings.Contains(r.stderr, "kiln render rbac") {
+			t.Errorf("want one preflight error naming the permissions:\n%s", r)
+		}
+	})
+}
+
+func ptrTo[T any](v T) *T { return &v }
