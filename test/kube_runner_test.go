@@ -179,8 +179,27 @@ COPY --from=build /out /out
 	plats := "platforms = [\"linux/amd64\", \"linux/arm64\"]\n"
 	toml := e.buildToml(t, dir, map[string]string{"a": plats, "b": plats}, "")
 
+	plan := runKilnOpts(t, runOpts{dir: dir}, "build-all", "--config", toml, "--plan")
+	mustExit(t, plan, 0)
+	for _, want := range []string{"runner kubernetes", "a node with kubernetes.io/arch=arm64, kubernetes.io/os=linux (1 Ready)",
+		"a node with kubernetes.io/arch=amd64, kubernetes.io/os=linux (1 Ready)"} {
+		if !strings.Contains(plan.stdout, want) {
+			t.Errorf("--plan lacks %q:\n%s", want, plan)
+		}
+	}
+	start := time.Now()
 	r := runKilnOpts(t, runOpts{timeout: 8 * time.Minute, dir: dir}, "build-all", "--config", toml, "--progress", "plain")
 	mustExit(t, r, 0)
+	kubeTime := time.Since(start)
+	// The same build with the local runner (arm64 cross: its RUN is on the
+	// build platform), for the overhead of Jobs in the log.
+	start = time.Now()
+	local := runKilnOpts(t, runOpts{dir: dir}, "build-all", "--config", toml, "--runner", "local", "--no-push", "--work-dir", t.TempDir())
+	mustExit(t, local, 0)
+	t.Logf("build-all of 2 images x 2 platforms: kubernetes runner %.1fs, local runner %.1fs", kubeTime.Seconds(), time.Since(start).Seconds())
+	if r := runKilnOpts(t, runOpts{dir: dir}, "build-all", "--config", toml, "--secret", "id=x,src="+toml); r.code != 2 || !strings.Contains(r.stderr, "--secret") {
+		t.Errorf("--secret with the Kubernetes runner: want a clear refusal:\n%s", r)
+	}
 	for _, want := range []string{"[a linux/amd64]", "built for amd64 on x86_64", "[b linux/arm64]"} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("kiln's output lacks %q", want)

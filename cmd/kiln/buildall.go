@@ -128,7 +128,11 @@ func runBuildAll(c *cli.Context) error {
 	if s.kind == "kubernetes" {
 		kr, err := newKubeRunner(c, out, s, workDir)
 		if err != nil {
-			return cli.Exit(err.Error(), exitFailed)
+			code := exitFailed
+			if strings.HasPrefix(err.Error(), "--secret") {
+				code = exitUsage
+			}
+			return cli.Exit(err.Error(), code)
 		}
 		defer kr.Cleanup() // every Job it made, also on Ctrl-C or SIGTERM
 		r = kr
