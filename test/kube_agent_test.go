@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -130,6 +131,10 @@ func agentArgs(args []string, paths map[string]string) []string {
 		}
 		if p, ok := paths[args[i]]; ok {
 			out = append(out, p)
+			continue
+		}
+		if p, ok := paths[kubeharnessCache]; ok && strings.HasPrefix(args[i], kubeharnessCache+"/") {
+			out = append(out, p+strings.TrimPrefix(args[i], kubeharnessCache))
 			continue
 		}
 		out = append(out, args[i])

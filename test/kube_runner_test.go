@@ -16,9 +16,14 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/yaml"
 
 	"kiln/test/harness"
 	kubeharness "kiln/test/harness/kube"
@@ -140,11 +145,17 @@ func (e *kubeEnv) buildToml(t *testing.T, dir string, images map[string]string, 
 	}
 	fmt.Fprintf(&b, "[runner]\nkind = \"kubernetes\"\n[runner.kubernetes]\nkubeconfig = %q\nimage = %q\nhost_network = true\npending_timeout = \"90s\"\nttl_after_finished = \"10m\"\n%s",
 		e.cl.Kubeconfig, e.kiln, kubeExtra)
-	p := filepath.Join(dir, "build-"+strings.NewReplacer("/", "-", " ", "-").Replace(t.Name())+".toml")
-	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+	f, err := os.CreateTemp(dir, "build-*.toml")
+	if err != nil {
 		t.Fatal(err)
 	}
-	return p
+	if _, err := f.WriteString(b.String()); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return f.Name()
 }
 
 func mapsKeys(m map[string]string) func(func(string) bool) {
@@ -358,3 +369,210 @@ func TestBuildAllKubernetesFailures(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// TestRenderKubernetes: every object of kiln render all is accepted by the
+// API server (server-side dry run); the rendered Job is the Job build-all
+// creates for the same inputs; the rendered CronJob, triggered once as a
+// Job on the real node, leaves a cache that kiln warm --verify accepts.
+func TestRenderKubernetes(t *testing.T) {
+	e := newKubeEnv(t)
+	dir := t.TempDir()
+	writeContext(t, filepath.Join(dir, "b"), map[string]string{
+		"Dockerfile":      fmt.Sprintf("FROM %s\nARG TARGETARCH\nCOPY files/${TARGETARCH}.txt /arch.txt\n", e.base),
+		"files/amd64.txt": "amd64\n", "files/arm64.txt": "arm64\n",
+	})
+	toml := e.buildToml(t, dir, map[string]string{"b": "platforms = [\"linux/amd64\"]\n"}, "")
+	full := e.buildToml(t, dir, map[string]string{"b": "platforms = [\"linux/amd64\", \"linux/arm64\"]\n"},
+		"credentials_secret = \"regcred\"\ncache_claim = \"kiln-cache\"\nservice_account = \"kiln-builder\"\n"+
+			"node_selector = { \"kubernetes.io/hostname\" = \"localhost\" }\n"+
+			"tolerations = [{ key = \"arch\", value = \"arm64\", effect = \"NoSchedule\" }]\nrequests = { cpu = \"100m\", memory = \"128Mi\" }\n")
+	fullData, _ := os.ReadFile(full)
+	_ = os.WriteFile(full, []byte(strings.Replace(string(fullData), "[runner]", fmt.Sprintf("[warm]\nextra = [%q]\n\n[runner]", e.base), 1)), 0o644)
+
+	t.Run("server-side dry run", func(t *testing.T) {
+		r := runKilnOpts(t, runOpts{dir: dir}, "render", "--config", full, "all")
+		mustExit(t, r, 0)
+		docs := strings.Split(r.stdout, "---\n")
+		kinds := map[string]int{}
+		for _, doc := range docs {
+			if strings.TrimSpace(doc) == "" {
+				continue
+			}
+			kinds[dryRun(t, e.cl.Client, doc)]++
+		}
+		for _, k := range []string{"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "PersistentVolumeClaim", "CronJob", "Container", "Job"} {
+			if kinds[k] == 0 {
+				t.Errorf("render all made no %s (made %v)", k, kinds)
+			}
+		}
+		if kinds["Job"] != 2 {
+			t.Errorf("render all made %d Jobs, want one per platform", kinds["Job"])
+		}
+	})
+
+	t.Run("the rendered Job is the one build-all creates", func(t *testing.T) {
+		r := runKilnOpts(t, runOpts{dir: dir, timeout: 5 * time.Minute}, "build-all", "--config", toml, "--build-id", "same")
+		mustExit(t, r, 0)
+		jobs, _ := e.jobs.snapshot()
+		var created *batchv1.Job
+		for n, j := range jobs {
+			if strings.HasSuffix(n, "-same") {
+				created = j
+			}
+		}
+		if created == nil {
+			t.Fatalf("no Job with build id \"same\" among %d", len(jobs))
+		}
+		rendered := runKilnOpts(t, runOpts{dir: dir}, "render", "--config", toml, "--build-id", "same", "job")
+		mustExit(t, rendered, 0)
+		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode([]byte(strings.TrimPrefix(rendered.stdout, "---\n")), nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		job := obj.(*batchv1.Job)
+		if job.Name != created.Name {
+			t.Fatalf("rendered Job %s, created %s", job.Name, created.Name)
+		}
+		got, err := e.cl.Client.BatchV1().Jobs("default").Create(t.Context(), job, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !equality.Semantic.DeepEqual(got.Spec.Template.Spec, created.Spec.Template.Spec) {
+			t.Errorf("the rendered Job's pod differs from the created one:\nrendered %+v\ncreated  %+v", got.Spec.Template.Spec, created.Spec.Template.Spec)
+		}
+		for k, v := range job.Labels {
+			if created.Labels[k] != v {
+				t.Errorf("label %s: rendered %q, created %q", k, v, created.Labels[k])
+			}
+		}
+	})
+
+	t.Run("the CronJob warms a cache that verifies", func(t *testing.T) {
+		cacheDir := t.TempDir()
+		pv := &corev1.PersistentVolume{
+			ObjectMeta: metav1.ObjectMeta{Name: "kiln-cache-test"},
+			Spec: corev1.PersistentVolumeSpec{
+				Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resourceMust("50Gi")},
+				AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
+				PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
+				PersistentVolumeSource:        corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: cacheDir}},
+				ClaimRef:                      &corev1.ObjectReference{Namespace: "default", Name: "kiln-cache"},
+			},
+		}
+		if _, err := e.cl.Client.CoreV1().PersistentVolumes().Create(t.Context(), pv, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		noCreds := strings.Replace(string(mustRead(t, full)), "credentials_secret = \"regcred\"\n", "", 1)
+		_ = os.WriteFile(full, []byte(noCreds), 0o644)
+		r := runKilnOpts(t, runOpts{dir: dir}, "render", "--config", full, "rbac", "pvc", "cronjob")
+		mustExit(t, r, 0)
+		for _, doc := range strings.Split(r.stdout, "---\n") {
+			if strings.TrimSpace(doc) != "" {
+				create(t, e.cl.Client, doc, metav1.CreateOptions{})
+			}
+		}
+		cron, err := e.cl.Client.BatchV1().CronJobs("default").Get(t.Context(), "kiln-warm", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// kubectl create job --from=cronjob/kiln-warm
+		job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "kiln-warm-now", Namespace: "default", Labels: cron.Spec.JobTemplate.Labels}, Spec: cron.Spec.JobTemplate.Spec}
+		if _, err := e.cl.Client.BatchV1().Jobs("default").Create(t.Context(), job, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(3 * time.Minute)
+		for {
+			j, err := e.cl.Client.BatchV1().Jobs("default").Get(t.Context(), job.Name, metav1.GetOptions{})
+			if err == nil && j.Status.Succeeded > 0 {
+				break
+			}
+			if time.Now().After(deadline) || err == nil && j.Status.Failed > 0 {
+				pods, _ := e.cl.Client.CoreV1().Pods("default").List(t.Context(), metav1.ListOptions{LabelSelector: "job-name=" + job.Name})
+				for _, p := range pods.Items {
+					logs, _ := e.cl.Client.CoreV1().Pods("default").GetLogs(p.Name, &corev1.PodLogOptions{}).DoRaw(t.Context())
+					t.Logf("pod %s: %s\n%s", p.Name, p.Status.Phase, logs)
+				}
+				t.Fatalf("the warm Job did not complete: %+v", j.Status)
+			}
+			time.Sleep(time.Second)
+		}
+		v := runKiln(t, "warm", "--verify", "--cache-dir", cacheDir)
+		mustExit(t, v, 0)
+		if !strings.Contains(v.stdout, "1 entries") || !strings.Contains(v.stdout, " 0 problems") {
+			t.Errorf("the cache the CronJob warmed should hold the base image's entry and verify clean:\n%s", v)
+		}
+		if _, err := os.Stat(filepath.Join(cacheDir, "last-warm.json")); err != nil {
+			t.Errorf("the CronJob's report: %v", err)
+		}
+	})
+}
+
+// dryRun creates the object of one YAML document with a server-side dry
+// run and returns its kind; a bare container (warm-init) goes in a Pod.
+func dryRun(t *testing.T, cs kubernetes.Interface, doc string) string {
+	t.Helper()
+	return create(t, cs, doc, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+}
+
+// create creates the object of one YAML document (see dryRun).
+func create(t *testing.T, cs kubernetes.Interface, doc string, dry metav1.CreateOptions) string {
+	t.Helper()
+	ctx := t.Context()
+	if !strings.Contains(doc, "\nkind: ") && !strings.HasPrefix(doc, "kind: ") {
+		var c corev1.Container
+		if err := yaml.Unmarshal([]byte(doc), &c); err != nil {
+			t.Fatalf("warm-init: %v\n%s", err, doc)
+		}
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "ci", Namespace: "default"}, Spec: corev1.PodSpec{
+			InitContainers: []corev1.Container{c}, Containers: []corev1.Container{{Name: "build", Image: c.Image}},
+			Volumes: []corev1.Volume{
+				{Name: "cache", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+				{Name: "workspace", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+				{Name: "docker-config", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "regcred"}}},
+			},
+		}}
+		if _, err := cs.CoreV1().Pods("default").Create(ctx, pod, dry); err != nil {
+			t.Errorf("warm-init in a pod: %v", err)
+		}
+		return "Container"
+	}
+	obj, gvk, err := scheme.Codecs.UniversalDeserializer().Decode([]byte(doc), nil, nil)
+	if err != nil {
+		t.Fatalf("decoding rendered YAML: %v\n%s", err, doc)
+	}
+	switch o := obj.(type) {
+	case *corev1.ServiceAccount:
+		_, err = cs.CoreV1().ServiceAccounts(o.Namespace).Create(ctx, o, dry)
+	case *rbacv1.Role:
+		_, err = cs.RbacV1().Roles(o.Namespace).Create(ctx, o, dry)
+	case *rbacv1.RoleBinding:
+		_, err = cs.RbacV1().RoleBindings(o.Namespace).Create(ctx, o, dry)
+	case *rbacv1.ClusterRole:
+		_, err = cs.RbacV1().ClusterRoles().Create(ctx, o, dry)
+	case *rbacv1.ClusterRoleBinding:
+		_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, o, dry)
+	case *corev1.PersistentVolumeClaim:
+		_, err = cs.CoreV1().PersistentVolumeClaims(o.Namespace).Create(ctx, o, dry)
+	case *batchv1.CronJob:
+		_, err = cs.BatchV1().CronJobs(o.Namespace).Create(ctx, o, dry)
+	case *batchv1.Job:
+		_, err = cs.BatchV1().Jobs(o.Namespace).Create(ctx, o, dry)
+	default:
+		t.Errorf("render made an unexpected %s", gvk.Kind)
+	}
+	if err != nil {
+		t.Errorf("%s: the API server refused it: %v\n%s", gvk.Kind, err, doc)
+	}
+	return gvk.Kind
+}
+
+func resourceMust(q string) resource.Quantity { return resource.MustParse(q) }
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

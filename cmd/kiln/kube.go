@@ -11,14 +11,13 @@ import (
 	"slices"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	specs "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/urfave/cli/v2"
 
+	"kiln/builder"
 	"kiln/builder/buildcontext"
-	"kiln/builder/dockerfile"
+	"kiln/builder/runner"
 	"kiln/builder/runner/kube"
 	"kiln/config"
-	"kiln/platform"
 )
 
 // kubeOptions is [runner.kubernetes] of build.toml as the runner's options.
@@ -101,39 +100,28 @@ func firstRepository(img config.Image) (name.Repository, error) {
 }
 
 // buildSpecs are the Jobs for img, one per platform (required, then
-// optional), from its packed context.
+// optional), from its packed context: made by kube.SpecFor, as the
+// runner makes them.
 func buildSpecs(buildID string, img config.Image, pc *packedContext) ([]kube.BuildSpec, error) {
-	repo, err := firstRepository(img)
-	if err != nil {
-		return nil, fmt.Errorf("images.%s: the Kubernetes runner pushes each platform by digest to the first tag's repository: %w", img.Name, err)
+	var tags []name.Reference
+	for _, t := range img.Tags {
+		ref, err := name.ParseReference(t)
+		if err != nil {
+			return nil, fmt.Errorf("images.%s.tags: %w", img.Name, err)
+		}
+		tags = append(tags, ref)
 	}
 	var out []kube.BuildSpec
 	for _, p := range append(slices.Clone(img.Platforms), img.OptionalPlatforms...) {
-		bases, err := platformBases(img, pc.df, p)
+		job := runner.Job{
+			Image: img.Name, Platform: p, Tags: tags,
+			Request: builder.Request{Context: img.Context, Dockerfile: img.Dockerfile, Target: img.Target, BuildArgs: img.Args, Labels: img.Labels},
+		}
+		spec, err := kube.SpecFor(job, buildID, blobScheme+pc.ref.String(), pc.df)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, kube.BuildSpec{
-			BuildID: buildID, Image: img.Name, Platform: p, Context: blobScheme + pc.ref.String(),
-			Dockerfile: img.Dockerfile, Target: img.Target, BuildArgs: img.Args, Labels: img.Labels,
-			Repository: repo.Name(), Bases: bases,
-		})
-	}
-	return out, nil
-}
-
-// platformBases are the base images a build of img for p pulls, for the
-// Job's warm init container.
-func platformBases(img config.Image, df []byte, p specs.Platform) ([]string, error) {
-	bases, err := dockerfile.BaseImages(df, img.Dockerfile, dockerfile.Options{Args: img.Args, Target: img.Target, TargetPlatform: p})
-	if err != nil {
-		return nil, fmt.Errorf("images.%s: %w", img.Name, err)
-	}
-	var out []string
-	for _, b := range bases {
-		if platform.Equal(b.Platform, p) && !slices.Contains(out, b.Ref) {
-			out = append(out, b.Ref)
-		}
+		out = append(out, spec)
 	}
 	return out, nil
 }
@@ -157,10 +145,14 @@ func newKubeRunner(c *cli.Context, out *output, s *buildAllSetup, workDir string
 	if o.Namespace == "" {
 		o.Namespace = conn.Namespace()
 	}
-	id := make([]byte, 4)
-	_, _ = rand.Read(id)
+	id := c.String("build-id")
+	if id == "" {
+		b := make([]byte, 4)
+		_, _ = rand.Read(b)
+		id = hex.EncodeToString(b)
+	}
 	r := kube.NewRunner(cs, s.client, o, kube.RunnerConfig{
-		BuildID: hex.EncodeToString(id), ContextRepository: k.ContextRepository,
+		BuildID: id, ContextRepository: k.ContextRepository,
 		PendingTimeout: k.PendingTimeout, KeepFailed: k.KeepFailed, WorkDir: workDir,
 	}, out.log)
 	if err := r.Preflight(c.Context); err != nil {

@@ -5,7 +5,9 @@ import (
 	"maps"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -28,6 +30,9 @@ type BuildSpec struct {
 	Labels     map[string]string
 	Repository string   // the platform image is pushed here, by digest only
 	Bases      []string // base images the warm init container fetches first; none: no init container
+	// Reproducible builds with SOURCE_DATE_EPOCH (or 0) timestamps.
+	Reproducible    bool
+	SourceDateEpoch *time.Time
 }
 
 // BuildJob is the Job that builds spec: kiln build in container isolation,
@@ -59,6 +64,9 @@ func BuildJob(spec BuildSpec, o Options) (*batchv1.Job, error) {
 
 	pod := podSpec(o, spec.Platform)
 	build := kilnContainer(o, buildContainer, buildArgs(spec, o))
+	if spec.Reproducible && spec.SourceDateEpoch != nil {
+		build.Env = append(build.Env, corev1.EnvVar{Name: "SOURCE_DATE_EPOCH", Value: strconv.FormatInt(spec.SourceDateEpoch.Unix(), 10)})
+	}
 	build.Resources = res
 	build.TerminationMessagePath = TerminationPath
 	build.TerminationMessagePolicy = corev1.TerminationMessageReadFile
@@ -127,6 +135,9 @@ func buildArgs(spec BuildSpec, o Options) []string {
 	}
 	for _, k := range slices.Sorted(maps.Keys(spec.Labels)) {
 		args = append(args, "--label", k+"="+spec.Labels[k])
+	}
+	if spec.Reproducible {
+		args = append(args, "--reproducible")
 	}
 	return append(args, insecureArgs(o)...)
 }

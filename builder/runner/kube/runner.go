@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -123,7 +124,6 @@ func (r *Runner) Run(ctx context.Context, job runner.Job) (*runner.Outcome, erro
 // spec packs and pushes job's context (once per context) and assembles the
 // BuildSpec.
 func (r *Runner) spec(ctx context.Context, job runner.Job) (BuildSpec, error) {
-	req := job.Request
 	if len(job.Tags) == 0 {
 		return BuildSpec{}, fmt.Errorf("images.%s: the Kubernetes runner pushes each platform to the first tag's repository: give the image tags", job.Image)
 	}
@@ -132,20 +132,34 @@ func (r *Runner) spec(ctx context.Context, job runner.Job) (BuildSpec, error) {
 	if err != nil {
 		return BuildSpec{}, err
 	}
+	return SpecFor(job, r.cfg.BuildID, ctxRef, df)
+}
+
+// SpecFor is the BuildSpec of job: its context at ctxRef (blob://... or a
+// git URL), the platform image pushed by digest into the first tag's
+// repository, the init container warming the bases the Dockerfile df names
+// for the platform. The runner and kiln render both make their Jobs from
+// it.
+func SpecFor(job runner.Job, buildID, ctxRef string, df []byte) (BuildSpec, error) {
+	req := job.Request
+	if len(job.Tags) == 0 {
+		return BuildSpec{}, fmt.Errorf("images.%s: the Kubernetes runner pushes each platform to the first tag's repository: give the image tags", job.Image)
+	}
 	bases, err := dockerfile.BaseImages(df, req.Dockerfile, dockerfile.Options{Args: req.BuildArgs, Target: req.Target, TargetPlatform: job.Platform})
 	if err != nil {
 		return BuildSpec{}, fmt.Errorf("images.%s: %w", job.Image, err)
 	}
 	var refs []string
 	for _, b := range bases {
-		if platform.Equal(b.Platform, job.Platform) {
+		if platform.Equal(b.Platform, job.Platform) && !slices.Contains(refs, b.Ref) {
 			refs = append(refs, b.Ref)
 		}
 	}
 	return BuildSpec{
-		BuildID: r.cfg.BuildID, Image: job.Image, Platform: job.Platform, Context: ctxRef,
+		BuildID: buildID, Image: job.Image, Platform: job.Platform, Context: ctxRef,
 		Dockerfile: req.Dockerfile, Target: req.Target, BuildArgs: req.BuildArgs, Labels: req.Labels,
-		Repository: repo.Name(), Bases: refs,
+		Repository: job.Tags[0].Context().Name(), Bases: refs,
+		Reproducible: req.Reproducible, SourceDateEpoch: req.SourceDateEpoch,
 	}, nil
 }
 
