@@ -202,6 +202,11 @@ COPY --from=build /out /out
 	r := runKilnOpts(t, runOpts{timeout: 8 * time.Minute, dir: dir}, "build-all", "--config", toml, "--progress", "plain")
 	mustExit(t, r, 0)
 	kubeTime := time.Since(start)
+	for _, l := range strings.Split(r.stderr, "\n") {
+		if strings.Contains(l, "first log line") {
+			t.Log(l)
+		}
+	}
 	// The same build with the local runner (arm64 cross: its RUN is on the
 	// build platform), for the overhead of Jobs in the log.
 	start = time.Now()

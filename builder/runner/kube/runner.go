@@ -239,7 +239,7 @@ func (r *Runner) pushContext(ctx context.Context, job runner.Job, imageRepo name
 // moment its container starts, fails it when it stays Pending too long,
 // and reads its result from the termination message.
 func (r *Runner) wait(ctx context.Context, job *batchv1.Job, rj runner.Job) (*Result, string, error) {
-	f := &follower{r: r, job: job, rj: rj, tail: &tailBuffer{}, pending: time.NewTimer(r.cfg.PendingTimeout)}
+	f := &follower{r: r, job: job, rj: rj, tail: &tailBuffer{}, pending: time.NewTimer(r.cfg.PendingTimeout), created: time.Now()}
 	defer f.pending.Stop()
 	defer f.stopLog()
 	pods := r.cs.CoreV1().Pods(job.Namespace)
@@ -268,6 +268,7 @@ type follower struct {
 	lastState string
 	logDone   chan struct{}
 	cancelLog context.CancelFunc
+	created   time.Time // when the Job was created
 }
 
 // follow handles one watch's events; done is false when the watch closed
@@ -320,6 +321,9 @@ func (f *follower) startLog(ctx context.Context, pod *corev1.Pod) {
 	if f.rj.Log != nil {
 		out = io.MultiWriter(f.tail, f.rj.Log)
 	}
+	out = &firstWrite{w: out, first: func() {
+		f.r.logf(f.rj, "first log line %.2fs after the Job was created", time.Since(f.created).Seconds())
+	}}
 	go func() {
 		defer close(f.logDone)
 		for _, c := range pod.Spec.InitContainers {
@@ -482,6 +486,18 @@ func containerStarted(pod *corev1.Pod) bool {
 		}
 	}
 	return pod.Status.Phase == corev1.PodRunning || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
+}
+
+// firstWrite calls first before the first write reaches w.
+type firstWrite struct {
+	w     io.Writer
+	once  sync.Once
+	first func()
+}
+
+func (f *firstWrite) Write(p []byte) (int, error) {
+	f.once.Do(f.first)
+	return f.w.Write(p)
 }
 
 // tailBuffer keeps the last lines written to it.
