@@ -368,8 +368,8 @@ func TestBuildAllBadInput(t *testing.T) {
 		toml    string
 		wantMsg string
 	}{
-		{name: "kubernetes runner", args: []string{"--runner", "kubernetes"}, wantMsg: "the kubernetes runner is not available yet"},
-		{name: "kubernetes in build.toml", toml: "\n[runner]\nkind = \"kubernetes\"\n", wantMsg: "the kubernetes runner is not available yet"},
+		{name: "kubernetes runner without kiln's image", args: []string{"--runner", "kubernetes"}, wantMsg: "runner.kubernetes.image: the Kubernetes runner runs kiln's own image"},
+		{name: "kubernetes in build.toml without kiln's image", toml: "\n[runner]\nkind = \"kubernetes\"\n", wantMsg: `runner.kubernetes.image: required with runner.kind = "kubernetes"`},
 		{name: "unknown runner", args: []string{"--runner", "ssh"}, wantMsg: "want local or kubernetes"},
 		{name: "unknown image", args: []string{"nope"}, wantMsg: "no [images.nope] (images: api, web)"},
 		{name: "output for two images", args: []string{"--output", "oci:x", "api", "web"}, wantMsg: "--output names one layout for one image"},
