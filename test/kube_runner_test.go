@@ -581,3 +581,105 @@ func mustRead(t *testing.T, p string) []byte {
 	}
 	return b
 }
+
+// TestBuildAllInCluster: build-all run from inside a CI pod, as the
+// ServiceAccount kiln render rbac makes, with no kubeconfig: in-cluster
+// configuration, Jobs created by the pod, an index pushed.
+func TestBuildAllInCluster(t *testing.T) {
+	e := newKubeEnv(t)
+	dir := t.TempDir()
+	writeContext(t, filepath.Join(dir, "hello"), map[string]string{
+		"Dockerfile":      "FROM scratch\nARG TARGETARCH\nCOPY files/${TARGETARCH}.txt /arch.txt\n",
+		"files/amd64.txt": "amd64\n", "files/arm64.txt": "arm64\n",
+	})
+	toml := fmt.Sprintf(`[registries.%q]
+insecure = true
+[images.hello]
+context = "hello"
+platforms = ["linux/amd64", "linux/arm64"]
+tags = [%q]
+[runner]
+kind = "kubernetes"
+[runner.kubernetes]
+image = %q
+host_network = true
+`, e.reg.Addr, e.reg.Addr+"/acme/hello:1", e.kiln)
+	r := runKilnOpts(t, runOpts{dir: dir}, "render", "--image", e.kiln, "--config", writeFile(t, filepath.Join(dir, "build.toml"), toml), "rbac")
+	mustExit(t, r, 0)
+	for _, doc := range strings.Split(r.stdout, "---\n") {
+		if strings.TrimSpace(doc) != "" {
+			create(t, e.cl.Client, doc, metav1.CreateOptions{})
+		}
+	}
+	// The CI pod's workspace: build.toml and the context, copied by a
+	// busybox init container out of a ConfigMap (whose files are symlinks).
+	files := map[string]string{"build.toml": toml}
+	for p, body := range map[string]string{"Dockerfile": "hello/Dockerfile", "amd64.txt": "hello/files/amd64.txt", "arm64.txt": "hello/files/arm64.txt"} {
+		files[p] = string(mustRead(t, filepath.Join(dir, body)))
+	}
+	if _, err := e.cl.Client.CoreV1().ConfigMaps("default").Create(t.Context(), &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "workspace"}, Data: files}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := strings.Cut(strings.TrimPrefix(e.cl.Server, "https://"), ":")
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "ci", Namespace: "default"},
+		Spec: corev1.PodSpec{
+			ServiceAccountName: "kiln-coordinator", HostNetwork: true, RestartPolicy: corev1.RestartPolicyNever,
+			NodeSelector: map[string]string{corev1.LabelHostname: e.cl.RealNode},
+			InitContainers: []corev1.Container{{
+				Name: "checkout", Image: e.base, Command: []string{"/bin/sh", "-c",
+					"mkdir -p /workspace/hello/files && cp -L /src/build.toml /workspace/ && cp -L /src/Dockerfile /workspace/hello/ && cp -L /src/*.txt /workspace/hello/files/"},
+				VolumeMounts: []corev1.VolumeMount{{Name: "src", MountPath: "/src"}, {Name: "workspace", MountPath: "/workspace"}},
+			}},
+			Containers: []corev1.Container{{
+				Name: "kiln", Image: e.kiln, Args: []string{"build-all", "--config", "/workspace/build.toml", "--progress", "plain"},
+				// No kube-proxy in the test cluster: the service address is the apiserver's own.
+				Env:          []corev1.EnvVar{{Name: "KUBERNETES_SERVICE_HOST", Value: host}, {Name: "KUBERNETES_SERVICE_PORT", Value: port}},
+				VolumeMounts: []corev1.VolumeMount{{Name: "workspace", MountPath: "/workspace"}},
+			}},
+			Volumes: []corev1.Volume{
+				{Name: "src", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "workspace"}}}},
+				{Name: "workspace", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+			},
+		},
+	}
+	if _, err := e.cl.Client.CoreV1().Pods("default").Create(t.Context(), pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(4 * time.Minute)
+	var phase corev1.PodPhase
+	for time.Now().Before(deadline) {
+		p, err := e.cl.Client.CoreV1().Pods("default").Get(t.Context(), "ci", metav1.GetOptions{})
+		if err == nil {
+			phase = p.Status.Phase
+		}
+		if phase == corev1.PodSucceeded || phase == corev1.PodFailed {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	logs, _ := e.cl.Client.CoreV1().Pods("default").GetLogs("ci", &corev1.PodLogOptions{Container: "kiln"}).DoRaw(t.Context())
+	if phase != corev1.PodSucceeded {
+		t.Fatalf("the CI pod ended %s:\n%s", phase, logs)
+	}
+	ref, _ := name.ParseReference(e.reg.Addr + "/acme/hello:1")
+	idx, err := remote.Index(ref)
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", ref, err, logs)
+	}
+	if m, _ := idx.IndexManifest(); len(m.Manifests) != 2 {
+		t.Errorf("%s has %d platforms, want 2", ref, len(m.Manifests))
+	}
+	if !strings.Contains(string(logs), "[hello linux/arm64]") {
+		t.Errorf("the CI pod's log lacks the arm64 Job's lines:\n%s", logs)
+	}
+}
+
+func writeFile(t *testing.T, p, body string) string {
+	t.Helper()
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
