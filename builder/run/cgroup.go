@@ -1,7 +1,6 @@
 package run
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -129,27 +128,20 @@ type cgroupMount struct {
 
 // cgroupMounts lists the cgroup and cgroup2 mounts of a mountinfo table.
 func cgroupMounts(r io.Reader) ([]cgroupMount, error) {
-	var out []cgroupMount
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		before, after, ok := strings.Cut(sc.Text(), " - ")
-		fields, tail := strings.Fields(before), strings.Fields(after)
-		if !ok || len(fields) < 5 || len(tail) < 3 {
-			continue
-		}
-		m := cgroupMount{point: unescapeOctal(fields[4]), root: unescapeOctal(fields[3])}
-		switch tail[0] {
-		case "cgroup2":
-			m.v2 = true
-		case "cgroup":
-			m.controllers = strings.Split(tail[2], ",")
-		default:
-			continue
-		}
-		out = append(out, m)
+	entries, err := readMountinfo(r)
+	if err != nil {
+		return nil, err
 	}
-	return out, sc.Err()
+	var out []cgroupMount
+	for _, e := range entries {
+		switch e.fstype {
+		case "cgroup2":
+			out = append(out, cgroupMount{point: e.point, root: e.root, v2: true})
+		case "cgroup":
+			out = append(out, cgroupMount{point: e.point, root: e.root, controllers: e.superOptions})
+		}
+	}
+	return out, nil
 }
 
 // choosePidsParent picks where the step's cgroup goes, given the cgroup

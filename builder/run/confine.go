@@ -1,7 +1,6 @@
 package run
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -45,28 +44,25 @@ func enforceNodev(root string, devices []string) error {
 // devMounts lists the mount points at or under root whose mount options
 // lack nodev, in table order (parents before what is mounted on them).
 func devMounts(r io.Reader, root string) ([]string, error) {
+	entries, err := readMountinfo(r)
+	if err != nil {
+		return nil, err
+	}
 	var out []string
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 6 {
-			return nil, fmt.Errorf("mountinfo line %q: too few fields", sc.Text())
-		}
-		p := unescapeOctal(fields[4])
-		if p != root && !strings.HasPrefix(p, root+"/") {
+	for _, e := range entries {
+		if e.point != root && !strings.HasPrefix(e.point, root+"/") {
 			continue
 		}
-		if !slices.Contains(strings.Split(fields[5], ","), "nodev") && !slices.Contains(out, p) {
-			out = append(out, p)
+		if !slices.Contains(e.options, "nodev") && !slices.Contains(out, e.point) {
+			out = append(out, e.point)
 		}
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
 // deviceBinds are the mount points of /dev under root whose devices a step
 // may open.
-func deviceBinds(root string, ops []mountOp) []string {
+func deviceBinds(ops []mountOp) []string {
 	var out []string
 	for _, op := range ops {
 		if op.Kind != mountDev {

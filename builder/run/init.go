@@ -122,7 +122,7 @@ func setupRoot(cfg *initConfig) error {
 			return err
 		}
 	}
-	if err := enforceNodev(cfg.Root, deviceBinds(cfg.Root, cfg.Mounts)); err != nil {
+	if err := enforceNodev(cfg.Root, deviceBinds(cfg.Mounts)); err != nil {
 		return err
 	}
 	if cfg.MaskPaths {
