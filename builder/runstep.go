@@ -159,11 +159,7 @@ func (b *builder) runSecurity(iso run.Isolation) (run.Security, error) {
 		b.o.log.Warn("RUN steps see /proc and /sys unmasked (--security-opt systempaths=unconfined)")
 	}
 	pids := "none"
-	if sec.PidsLimit >= 0 {
-		limit := sec.PidsLimit
-		if limit == 0 {
-			limit = run.DefaultPidsLimit
-		}
+	if limit := sec.EffectivePidsLimit(); limit >= 0 {
 		pids = strconv.FormatInt(limit, 10)
 		if err := run.CheckPidsLimit(); err != nil {
 			pids = "none"

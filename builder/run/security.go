@@ -40,7 +40,8 @@ type Security struct {
 	Rlimits []Rlimit
 }
 
-func (s Security) pidsLimit() int64 {
+// EffectivePidsLimit is PidsLimit with the default applied: -1 for none.
+func (s Security) EffectivePidsLimit() int64 {
 	if s.PidsLimit == 0 {
 		return DefaultPidsLimit
 	}
@@ -179,7 +180,7 @@ func (s Security) filter() ([]unix.SockFilter, error) {
 // stepCgroup makes the step's pids cgroup, or returns nil: no limit asked,
 // or none can be made here (CheckPidsLimit says why, once per build).
 func stepCgroup(spec Spec) *pidsCgroup {
-	limit := spec.Security.pidsLimit()
+	limit := spec.Security.EffectivePidsLimit()
 	if limit < 0 {
 		return nil
 	}
