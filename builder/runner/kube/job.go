@@ -15,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"kiln/platform"
 )
 
 // BuildSpec is one (image, platform) to build in a pod: plain data, the
@@ -60,7 +62,7 @@ func BuildJob(spec BuildSpec, o Options) (*batchv1.Job, error) {
 		annotations = map[string]string{}
 	}
 	annotations[LabelImage] = spec.Image
-	annotations[LabelPlatform] = formatPlatform(spec.Platform)
+	annotations[LabelPlatform] = platform.Format(spec.Platform)
 
 	pod := podSpec(o, spec.Platform)
 	build := kilnContainer(o, buildContainer, buildArgs(spec, o))
@@ -84,7 +86,7 @@ func BuildJob(spec BuildSpec, o Options) (*batchv1.Job, error) {
 		TypeMeta: metav1.TypeMeta{APIVersion: "batch/v1", Kind: "Job"},
 		ObjectMeta: metav1.ObjectMeta{
 			Name: JobName(spec), Namespace: o.namespace(), Labels: labels,
-			Annotations: map[string]string{LabelImage: spec.Image, LabelPlatform: formatPlatform(spec.Platform)},
+			Annotations: map[string]string{LabelImage: spec.Image, LabelPlatform: platform.Format(spec.Platform)},
 		},
 		Spec: batchv1.JobSpec{
 			BackoffLimit: ptr.To[int32](0), // a failed build is reported, not retried on another pod
@@ -119,7 +121,7 @@ func JobName(spec BuildSpec) string {
 func buildArgs(spec BuildSpec, o Options) []string {
 	args := []string{
 		"build", "--progress", "plain", "--isolation", "container",
-		"--context", spec.Context, "--platform", formatPlatform(spec.Platform),
+		"--context", spec.Context, "--platform", platform.Format(spec.Platform),
 		"--cache-dir", CacheMount, "--work-dir", WorkMount,
 		"--push-by-digest", "--destination", spec.Repository,
 		"--metadata-file", TerminationPath,
@@ -144,7 +146,7 @@ func buildArgs(spec BuildSpec, o Options) []string {
 
 // warmArgs is the init container's kiln warm: this platform's bases only.
 func warmArgs(spec BuildSpec, o Options) []string {
-	args := []string{"warm", "--progress", "plain", "--cache-dir", CacheMount, "--platform", formatPlatform(spec.Platform)}
+	args := []string{"warm", "--progress", "plain", "--cache-dir", CacheMount, "--platform", platform.Format(spec.Platform)}
 	for _, b := range spec.Bases {
 		args = append(args, "--image", b)
 	}
@@ -299,13 +301,5 @@ func dnsLabel(s string) string {
 
 // platformSlug is p for names and labels: linux-arm64-v8.
 func platformSlug(p specs.Platform) string {
-	return dnsLabel(strings.ReplaceAll(formatPlatform(p), "/", "-"))
-}
-
-func formatPlatform(p specs.Platform) string {
-	s := p.OS + "/" + p.Architecture
-	if p.Variant != "" {
-		s += "/" + p.Variant
-	}
-	return s
+	return dnsLabel(strings.ReplaceAll(platform.Format(p), "/", "-"))
 }

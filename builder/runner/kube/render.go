@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
+
+	"kiln/platform"
 )
 
 // Names of the objects kiln render makes.
@@ -187,7 +189,7 @@ func WarmCronJob(o Options, images []string, plats []specs.Platform) (*batchv1.C
 	pod.RestartPolicy = corev1.RestartPolicyOnFailure
 	args := []string{"warm", "--progress", "plain", "--cache-dir", CacheMount, "--refresh", "--prune", "--report", CacheMount + "/last-warm.json"}
 	for _, p := range plats {
-		args = append(args, "--platform", formatPlatform(p))
+		args = append(args, "--platform", platform.Format(p))
 	}
 	for _, img := range images {
 		args = append(args, "--image", img)
@@ -226,7 +228,7 @@ func WarmCronJob(o Options, images []string, plats []specs.Platform) (*batchv1.C
 func WarmInitContainer(o Options, plats []specs.Platform) corev1.Container {
 	args := []string{"warm", "--progress", "plain", "--config", "/workspace/build.toml", "--cache-dir", CacheMount}
 	for _, p := range plats {
-		args = append(args, "--platform", formatPlatform(p))
+		args = append(args, "--platform", platform.Format(p))
 	}
 	c := kilnContainer(o, warmContainer, append(args, insecureArgs(o)...))
 	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "workspace", MountPath: "/workspace"})

@@ -109,7 +109,7 @@ func TestBuildJob(t *testing.T) {
 			}
 		}
 	}
-	if len(pod.InitContainers) != 1 || !strings.Contains(strings.Join(pod.InitContainers[0].Args, " "), "--platform linux/arm64/v8 --image golang:1.23 --image gcr.io/distroless/static") {
+	if len(pod.InitContainers) != 1 || !strings.Contains(strings.Join(pod.InitContainers[0].Args, " "), "--platform linux/arm64 --image golang:1.23 --image gcr.io/distroless/static") {
 		t.Errorf("warm init container: %v", pod.InitContainers)
 	}
 	build := pod.Containers[0]
@@ -123,7 +123,7 @@ func TestBuildJob(t *testing.T) {
 	long := testSpec()
 	long.Image = strings.Repeat("very-long-image-name-", 5)
 	j, err := BuildJob(long, testOptions())
-	if err != nil || len(j.Name) > 63 || !strings.HasSuffix(j.Name, "-linux-arm64-v8-b1") {
+	if err != nil || len(j.Name) > 63 || !strings.HasSuffix(j.Name, "-linux-arm64-b1") {
 		t.Errorf("a long image name: job %q, %v", j.Name, err)
 	}
 	noBases := testSpec()
