@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"maps"
@@ -14,7 +12,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"kiln/builder"
-	"kiln/builder/buildcontext"
 	"kiln/builder/runner"
 	"kiln/builder/runner/kube"
 	"kiln/config"
@@ -42,67 +39,10 @@ func kubeOptions(cfg *config.Config) kube.Options {
 	return o
 }
 
-// packedContext is an image's context packed for a pod: the gzipped tar,
-// its digest, and the reference the pod fetches it by.
-type packedContext struct {
-	data []byte
-	ref  name.Digest
-	df   []byte // the Dockerfile, for the base images
-}
-
-// packContext packs img's context and names where it goes: the context
-// repository of [runner.kubernetes], else the image's first tag's
-// repository. A git context is passed through as it is (ref is zero).
-func packContext(ctx context.Context, cfg *config.Config, img config.Image) (*packedContext, error) {
-	repo, err := contextRepository(cfg, img)
-	if err != nil {
-		return nil, err
-	}
-	c, err := buildcontext.Open(ctx, img.Context, buildcontext.Options{Dockerfile: img.Dockerfile})
-	if err != nil {
-		return nil, fmt.Errorf("images.%s: %w", img.Name, err)
-	}
-	defer c.Close()
-	df, err := c.Dockerfile()
-	if err != nil {
-		return nil, fmt.Errorf("images.%s: %w", img.Name, err)
-	}
-	var buf bytes.Buffer
-	if err := c.Pack(&buf); err != nil {
-		return nil, fmt.Errorf("images.%s: %w", img.Name, err)
-	}
-	sum := sha256.Sum256(buf.Bytes())
-	ref := repo.Digest(fmt.Sprintf("sha256:%x", sum))
-	return &packedContext{data: buf.Bytes(), ref: ref, df: df}, nil
-}
-
-// contextRepository is where an image's packed context is pushed.
-func contextRepository(cfg *config.Config, img config.Image) (name.Repository, error) {
-	if r := cfg.Runner.Kubernetes.ContextRepository; r != "" {
-		return name.NewRepository(r)
-	}
-	repo, err := firstRepository(img)
-	if err != nil {
-		return name.Repository{}, fmt.Errorf("images.%s: the Kubernetes runner pushes the build context to the first tag's repository, or to runner.kubernetes.context_repository: %w", img.Name, err)
-	}
-	return repo, nil
-}
-
-func firstRepository(img config.Image) (name.Repository, error) {
-	if len(img.Tags) == 0 {
-		return name.Repository{}, fmt.Errorf("images.%s has no tags", img.Name)
-	}
-	ref, err := name.ParseReference(img.Tags[0])
-	if err != nil {
-		return name.Repository{}, err
-	}
-	return ref.Context(), nil
-}
-
 // buildSpecs are the Jobs for img, one per platform (required, then
-// optional), from its packed context: made by kube.SpecFor, as the
-// runner makes them.
-func buildSpecs(buildID string, img config.Image, pc *packedContext) ([]kube.BuildSpec, error) {
+// optional): its context prepared (packed and named by digest, not
+// pushed) and the Jobs made by kube.SpecFor, as the runner makes them.
+func buildSpecs(ctx context.Context, cfg *config.Config, buildID string, img config.Image) ([]kube.BuildSpec, error) {
 	var tags []name.Reference
 	for _, t := range img.Tags {
 		ref, err := name.ParseReference(t)
@@ -111,13 +51,20 @@ func buildSpecs(buildID string, img config.Image, pc *packedContext) ([]kube.Bui
 		}
 		tags = append(tags, ref)
 	}
+	req := builder.Request{Context: img.Context, Dockerfile: img.Dockerfile, Target: img.Target, BuildArgs: img.Args, Labels: img.Labels}
+	repo, err := kube.ContextRepository(cfg.Runner.Kubernetes.ContextRepository, tags)
+	if err != nil {
+		return nil, fmt.Errorf("images.%s: %w", img.Name, err)
+	}
+	pc, err := kube.PrepareContext(ctx, req, repo, "")
+	if err != nil {
+		return nil, fmt.Errorf("images.%s: %w", img.Name, err)
+	}
+	defer pc.Close()
 	var out []kube.BuildSpec
 	for _, p := range append(slices.Clone(img.Platforms), img.OptionalPlatforms...) {
-		job := runner.Job{
-			Image: img.Name, Platform: p, Tags: tags,
-			Request: builder.Request{Context: img.Context, Dockerfile: img.Dockerfile, Target: img.Target, BuildArgs: img.Args, Labels: img.Labels},
-		}
-		spec, err := kube.SpecFor(job, buildID, blobScheme+pc.ref.String(), pc.df)
+		job := runner.Job{Image: img.Name, Platform: p, Tags: tags, Request: req}
+		spec, err := kube.SpecFor(job, buildID, pc.Ref, pc.Dockerfile)
 		if err != nil {
 			return nil, err
 		}

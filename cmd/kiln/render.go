@@ -129,11 +129,7 @@ func renderJobs(c *cli.Context, cfg *config.Config, names []string) ([]kube.Buil
 			return nil, fmt.Errorf("kiln render: %q is neither a kind (%s, all) nor an image of %s (images: %s)",
 				n, strings.Join(kube.RenderKinds, ", "), cfg.File, strings.Join(cfg.ImageNames(), ", "))
 		}
-		pc, err := packContext(c.Context, cfg, img)
-		if err != nil {
-			return nil, err
-		}
-		s, err := buildSpecs(c.String("build-id"), img, pc)
+		s, err := buildSpecs(c.Context, cfg, c.String("build-id"), img)
 		if err != nil {
 			return nil, err
 		}

@@ -1,7 +1,6 @@
 package kube
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -9,13 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/singleflight"
 	batchv1 "k8s.io/api/batch/v1"
@@ -26,7 +23,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
-	"kiln/builder/buildcontext"
 	"kiln/builder/dockerfile"
 	"kiln/builder/runner"
 	"kiln/manifest"
@@ -43,7 +39,7 @@ type Runner struct {
 	log     *slog.Logger
 	packs   singleflight.Group
 	packMu  sync.Mutex
-	packed  map[string]string // context key -> blob:// reference
+	packed  map[string]packed // context key -> its reference and Dockerfile
 	jobsMu  sync.Mutex
 	created map[string]bool // Jobs this runner made and has not deleted
 	nodes   nodeList
@@ -70,7 +66,7 @@ func NewRunner(cs kubernetes.Interface, client *manifest.Client, o Options, cfg 
 	if cfg.PendingTimeout <= 0 {
 		cfg.PendingTimeout = 5 * time.Minute
 	}
-	return &Runner{cs: cs, client: client, o: o, cfg: cfg, log: log, packed: map[string]string{}, created: map[string]bool{}}
+	return &Runner{cs: cs, client: client, o: o, cfg: cfg, log: log, packed: map[string]packed{}, created: map[string]bool{}}
 }
 
 // Name is "kubernetes".
@@ -127,8 +123,7 @@ func (r *Runner) spec(ctx context.Context, job runner.Job) (BuildSpec, error) {
 	if len(job.Tags) == 0 {
 		return BuildSpec{}, fmt.Errorf("images.%s: the Kubernetes runner pushes each platform to the first tag's repository: give the image tags", job.Image)
 	}
-	repo := job.Tags[0].Context()
-	ctxRef, df, err := r.pushContext(ctx, job, repo)
+	ctxRef, df, err := r.pushContext(ctx, job)
 	if err != nil {
 		return BuildSpec{}, err
 	}
@@ -163,76 +158,55 @@ func SpecFor(job runner.Job, buildID, ctxRef string, df []byte) (BuildSpec, erro
 	}, nil
 }
 
-// pushContext packs the context (a git URL passes through) and pushes it
-// as a blob; platforms of one image share the upload.
-func (r *Runner) pushContext(ctx context.Context, job runner.Job, imageRepo name.Repository) (string, []byte, error) {
+// pushContext prepares the context (a git URL passes through) and pushes
+// it as a blob, once per context: the platforms of an image share it.
+func (r *Runner) pushContext(ctx context.Context, job runner.Job) (string, []byte, error) {
 	req := job.Request
-	repo := imageRepo
-	if r.cfg.ContextRepository != "" {
-		var err error
-		if repo, err = name.NewRepository(r.cfg.ContextRepository); err != nil {
-			return "", nil, fmt.Errorf("runner.kubernetes.context_repository: %w", err)
-		}
-	}
-	type packed struct {
-		ref string
-		df  []byte
+	repo, err := ContextRepository(r.cfg.ContextRepository, job.Tags)
+	if err != nil {
+		return "", nil, fmt.Errorf("images.%s: %w", job.Image, err)
 	}
 	key := req.Context + "\x00" + req.Dockerfile + "\x00" + repo.Name()
 	v, err, _ := r.packs.Do(key, func() (any, error) {
-		c, err := buildcontext.Open(ctx, req.Context, buildcontext.Options{Dockerfile: req.Dockerfile, TempDir: r.cfg.WorkDir})
+		r.packMu.Lock()
+		done, ok := r.packed[key]
+		r.packMu.Unlock()
+		if ok {
+			return done, nil
+		}
+		pc, err := PrepareContext(ctx, req, repo, r.cfg.WorkDir)
 		if err != nil {
 			return nil, fmt.Errorf("images.%s: %w", job.Image, err)
 		}
-		defer c.Close()
-		df, err := c.Dockerfile()
-		if err != nil {
-			return nil, fmt.Errorf("images.%s: %w", job.Image, err)
-		}
-		if _, isGit := buildcontext.ParseGitURL(req.Context); isGit {
-			if _, statErr := os.Stat(req.Context); statErr != nil {
-				return packed{ref: req.Context, df: df}, nil // the pod clones it itself
+		defer pc.Close()
+		if pc.Pack != "" {
+			start := time.Now()
+			d, size, err := r.client.PushBlob(ctx, repo, pc.Pack)
+			if err != nil {
+				return nil, fmt.Errorf("images.%s: uploading the build context: %w", job.Image, err)
 			}
+			if want := "blob://" + repo.Digest(d.String()).String(); want != pc.Ref {
+				return nil, fmt.Errorf("images.%s: the build context was pushed as %s, packed as %s", job.Image, want, pc.Ref)
+			}
+			r.log.Info("build context uploaded", "image", job.Image, "digest", d.String(), "bytes", size, "seconds", time.Since(start).Round(time.Millisecond).Seconds())
 		}
+		p := packed{ref: pc.Ref, df: pc.Dockerfile}
 		r.packMu.Lock()
-		ref, done := r.packed[key]
+		r.packed[key] = p
 		r.packMu.Unlock()
-		if done {
-			return packed{ref: ref, df: df}, nil
-		}
-		f, err := os.CreateTemp(r.cfg.WorkDir, "kiln-context-*.tar.gz")
-		if err != nil {
-			return nil, err
-		}
-		defer os.Remove(f.Name())
-		bw := bufio.NewWriterSize(f, 1<<20)
-		err = c.Pack(bw)
-		if err == nil {
-			err = bw.Flush()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return nil, fmt.Errorf("images.%s: %w", job.Image, err)
-		}
-		start := time.Now()
-		d, size, err := r.client.PushBlob(ctx, repo, f.Name())
-		if err != nil {
-			return nil, fmt.Errorf("images.%s: uploading the build context: %w", job.Image, err)
-		}
-		ref = "blob://" + repo.Digest(d.String()).String()
-		r.log.Info("build context uploaded", "image", job.Image, "digest", d.String(), "bytes", size, "seconds", time.Since(start).Round(time.Millisecond).Seconds())
-		r.packMu.Lock()
-		r.packed[key] = ref
-		r.packMu.Unlock()
-		return packed{ref: ref, df: df}, nil
+		return p, nil
 	})
 	if err != nil {
 		return "", nil, err
 	}
 	p := v.(packed)
 	return p.ref, p.df, nil
+}
+
+// packed is a context ready in the registry.
+type packed struct {
+	ref string
+	df  []byte
 }
 
 // wait follows the Job's pod until it ends: streams its log from the
