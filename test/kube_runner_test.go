@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -140,7 +141,7 @@ func (r *jobRecorder) snapshot() (map[string]*batchv1.Job, map[string]string) {
 func (e *kubeEnv) buildToml(t *testing.T, dir string, images map[string]string, kubeExtra string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[registries.%q]\ninsecure = true\n\n", e.reg.Addr)
-	for _, n := range slices.Sorted(mapsKeys(images)) {
+	for _, n := range slices.Sorted(maps.Keys(images)) {
 		fmt.Fprintf(&b, "[images.%s]\ncontext = %q\ntags = [%q]\n%s\n", n, n, e.reg.Addr+"/acme/"+n+":1", images[n])
 	}
 	fmt.Fprintf(&b, "[runner]\nkind = \"kubernetes\"\n[runner.kubernetes]\nkubeconfig = %q\nimage = %q\nhost_network = true\npending_timeout = \"90s\"\nttl_after_finished = \"10m\"\n%s",
@@ -156,16 +157,6 @@ func (e *kubeEnv) buildToml(t *testing.T, dir string, images map[string]string, 
 		t.Fatal(err)
 	}
 	return f.Name()
-}
-
-func mapsKeys(m map[string]string) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // TestBuildAllKubernetes: two images × (linux/amd64 + linux/arm64) built by
