@@ -129,11 +129,7 @@ func runBuildAll(c *cli.Context) error {
 	if s.kind == "kubernetes" {
 		kr, err := newKubeRunner(c, out, s, workDir)
 		if err != nil {
-			code := exitFailed
-			if strings.HasPrefix(err.Error(), "--secret") {
-				code = exitUsage
-			}
-			return cli.Exit(err.Error(), code)
+			return cli.Exit(err.Error(), exitFailed)
 		}
 		defer kr.Cleanup() // every Job it made, also on Ctrl-C or SIGTERM
 		r = kr
@@ -222,6 +218,12 @@ func setupBuildAll(c *cli.Context, out *output) (*buildAllSetup, error) {
 	}
 	if s.kind == "kubernetes" && cfg.Runner.Kubernetes.Image == "" {
 		return nil, fmt.Errorf("%s: runner.kubernetes.image: the Kubernetes runner runs kiln's own image in each Job: set it (make image, then push out/kiln)", cfg.File)
+	}
+	if s.kind == "kubernetes" && len(c.StringSlice("secret")) > 0 {
+		// A secret file on this machine would have to travel in the Job
+		// (its args, env or a Secret kiln creates): kiln does none of that.
+		return nil, fmt.Errorf("--secret: the Kubernetes runner does not carry local secrets into its pods; " +
+			"build the images that need RUN --mount=type=secret with the local runner for now")
 	}
 	if s.names, err = selectImages(c, cfg); err != nil {
 		return nil, err

@@ -77,12 +77,6 @@ func buildSpecs(ctx context.Context, cfg *config.Config, buildID string, img con
 // before anything is made, that this identity may do what build-all does.
 func newKubeRunner(c *cli.Context, out *output, s *buildAllSetup, workDir string) (*kube.Runner, error) {
 	k := s.cfg.Runner.Kubernetes
-	if len(c.StringSlice("secret")) > 0 {
-		// A secret file on this machine would have to travel in the Job
-		// (its args, env or a Secret kiln creates): kiln does none of that.
-		return nil, fmt.Errorf("--secret: the Kubernetes runner does not carry local secrets into its pods; " +
-			"build the images that need RUN --mount=type=secret with the local runner for now")
-	}
 	conn := kube.Connection{Kubeconfig: k.Kubeconfig, Context: k.Context}
 	cs, err := conn.Clientset()
 	if err != nil {
