@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -64,18 +66,87 @@ func OpenLayout(dir string) (*Layout, error) {
 	if err := l.checkFolder(); err != nil {
 		return nil, err
 	}
+	if _, err := os.Lstat(abs); errors.Is(err, fs.ErrNotExist) {
+		if err := createLayout(abs); err != nil {
+			return nil, err
+		}
+	}
+	// An existing folder (an empty volume, or a layout from an older kiln)
+	// is completed in place; oci-layout comes last, so a folder that has
+	// one always has the rest.
+	haveLayoutFile, err := l.checkLayoutFile()
+	if err != nil {
+		return nil, err
+	}
 	for _, d := range []string{filepath.Join(abs, "blobs", "sha256"), filepath.Join(abs, kilnDir)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("creating layout %s: %w", abs, err)
 		}
 	}
-	if err := l.ensureLayoutFile(); err != nil {
-		return nil, err
-	}
 	if err := l.ensureIndex(); err != nil {
 		return nil, err
 	}
+	if !haveLayoutFile {
+		if err := writeFileAtomic(filepath.Join(abs, layoutFile), []byte(layoutFileContent)); err != nil {
+			return nil, err
+		}
+	}
 	return l, nil
+}
+
+// newLayoutPrefix names the sibling folder a new layout is made in.
+func newLayoutPrefix(dir string) string { return "." + filepath.Base(dir) + ".kiln-new-" }
+
+// createLayout makes a complete empty layout beside dir and renames it into
+// place, so that a kill at any moment leaves either no folder or a whole
+// layout, never one that a reader would refuse. Losing the race to another
+// process is fine: its layout is used.
+func createLayout(dir string) error {
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return fmt.Errorf("creating layout %s: %w", dir, err)
+	}
+	sweepNewLayouts(dir)
+	tmp, err := os.MkdirTemp(parent, newLayoutPrefix(dir))
+	if err != nil {
+		return fmt.Errorf("creating layout %s: %w", dir, err)
+	}
+	defer os.RemoveAll(tmp) // a no-op once renamed
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
+	for _, d := range []string{filepath.Join(tmp, "blobs", "sha256"), filepath.Join(tmp, kilnDir)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("creating layout %s: %w", dir, err)
+		}
+	}
+	if err := (&Layout{dir: tmp}).writeIndex(emptyIndex()); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(tmp, layoutFile), []byte(layoutFileContent)); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		if _, serr := os.Stat(filepath.Join(dir, layoutFile)); serr == nil {
+			return nil // another process made it first
+		}
+		if errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY) {
+			return nil // another process is making it; the caller completes it
+		}
+		return fmt.Errorf("creating layout %s: %w", dir, err)
+	}
+	return syncDir(parent)
+}
+
+// sweepNewLayouts removes new-layout folders that a killed process left
+// beside dir. Only old ones: a young one may be another process's.
+func sweepNewLayouts(dir string) {
+	matches, _ := filepath.Glob(filepath.Join(filepath.Dir(dir), newLayoutPrefix(dir)+"*"))
+	for _, m := range matches {
+		if fi, err := os.Lstat(m); err == nil && fi.IsDir() && time.Since(fi.ModTime()) > 10*time.Minute {
+			os.RemoveAll(m)
+		}
+	}
 }
 
 // OpenExistingLayout opens a layout that must already exist: for readers
@@ -122,25 +193,28 @@ func (l *Layout) checkFolder() error {
 	return nil
 }
 
-func (l *Layout) ensureLayoutFile() error {
-	path := filepath.Join(l.dir, layoutFile)
-	data, err := os.ReadFile(path)
+const layoutFileContent = `{"imageLayoutVersion":"1.0.0"}`
+
+// checkLayoutFile reports whether the folder has an oci-layout file, and
+// refuses one kiln cannot read.
+func (l *Layout) checkLayoutFile() (bool, error) {
+	data, err := os.ReadFile(filepath.Join(l.dir, layoutFile))
 	if errors.Is(err, fs.ErrNotExist) {
-		return writeFileAtomic(path, []byte(`{"imageLayoutVersion":"1.0.0"}`))
+		return false, nil
 	}
 	if err != nil {
-		return err
+		return false, fmt.Errorf("%s: %w: %v", l.dir, ErrNotLayout, err)
 	}
 	var lf struct {
 		Version string `json:"imageLayoutVersion"`
 	}
 	if err := json.Unmarshal(data, &lf); err != nil || lf.Version == "" {
-		return fmt.Errorf("%s: %w: bad oci-layout file", l.dir, ErrNotLayout)
+		return false, fmt.Errorf("%s: %w: bad oci-layout file", l.dir, ErrNotLayout)
 	}
 	if !strings.HasPrefix(lf.Version, "1.") {
-		return fmt.Errorf("%s: %w: layout version %q", l.dir, ErrNotLayout, lf.Version)
+		return false, fmt.Errorf("%s: %w: layout version %q", l.dir, ErrNotLayout, lf.Version)
 	}
-	return nil
+	return true, nil
 }
 
 func (l *Layout) ensureIndex() error {
@@ -156,7 +230,11 @@ func (l *Layout) ensureIndex() error {
 	if _, err := os.Stat(path); err == nil {
 		return nil
 	}
-	return l.writeIndex(&v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{}})
+	return l.writeIndex(emptyIndex())
+}
+
+func emptyIndex() *v1.IndexManifest {
+	return &v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{}}
 }
 
 // BlobPath is where the blob with digest h lives.
