@@ -77,7 +77,11 @@ func (c *CachedBases) cached(ctx context.Context, ref name.Reference, p specs.Pl
 		return nil, err
 	}
 	img, _, err := c.layout.Image(ref, p)
-	return img, err
+	if err != nil {
+		return nil, err
+	}
+	return manifest.VerifiedImage(img, fmt.Sprintf("%s for %s in the cache %s (a damaged cache is listed by kiln warm --verify)",
+		ref, platform.Format(p), c.layout.Dir()))
 }
 
 func (c *CachedBases) lock(ctx context.Context) error {

@@ -22,6 +22,7 @@ import (
 	"kiln/builder/buildcontext"
 	"kiln/builder/dockerfile"
 	"kiln/builder/rootfs"
+	"kiln/manifest"
 	"kiln/platform"
 )
 
@@ -188,6 +189,12 @@ func (b *builder) pull(ctx context.Context, ref string, p specs.Platform) (v1.Im
 	img, err := b.o.bases.Image(ctx, r, p)
 	if err != nil {
 		return nil, fmt.Errorf("base image %s for %s: %w", ref, platform.Format(p), err)
+	}
+	// Every base is checked before use and as its layers are read: a
+	// registry or cache volume someone can write to must not feed a build.
+	img, err = manifest.VerifiedImage(img, fmt.Sprintf("base image %s for %s", ref, platform.Format(p)))
+	if err != nil {
+		return nil, err
 	}
 	return img, nil
 }

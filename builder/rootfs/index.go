@@ -79,12 +79,7 @@ func NewIndex(ctx context.Context, img v1.Image, keep ...string) (*Index, error)
 }
 
 func (x *Index) addImageLayer(ctx context.Context, l v1.Layer) error {
-	rc, err := l.Uncompressed()
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	return x.AddLayer(ctx, rc)
+	return readLayer(l, func(rc io.Reader) error { return x.AddLayer(ctx, rc) })
 }
 
 // Entries is how many tar entries the index has read.

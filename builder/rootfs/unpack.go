@@ -3,6 +3,7 @@ package rootfs
 import (
 	"context"
 	"fmt"
+	"io"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -26,12 +27,35 @@ func (r *Root) Unpack(ctx context.Context, img v1.Image, opts ...ApplyOption) (*
 }
 
 func (r *Root) applyImageLayer(ctx context.Context, l v1.Layer, opts []ApplyOption) (*ApplyStats, error) {
+	var stats *ApplyStats
+	err := readLayer(l, func(rc io.Reader) (err error) {
+		stats, err = r.ApplyLayer(ctx, rc, opts...)
+		return err
+	})
+	return stats, err
+}
+
+// readLayer hands l's uncompressed tar to fn, then reads the stream to its
+// end and closes it, so that a layer checked as it is read (see
+// manifest.VerifiedImage) is checked whole: a tar reader stops at the
+// end-of-archive marker, before the bytes that decide the digest. A
+// mismatch is the error, even when fn succeeded.
+func readLayer(l v1.Layer, fn func(io.Reader) error) error {
 	rc, err := l.Uncompressed()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer rc.Close()
-	return r.ApplyLayer(ctx, rc, opts...)
+	if err := fn(rc); err != nil {
+		if cerr := rc.Close(); cerr != nil {
+			return cerr // a layer that does not match its digest explains whatever fn found
+		}
+		return err
+	}
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		rc.Close()
+		return err
+	}
+	return rc.Close()
 }
 
 // describe names a layer in errors by its digest, when it has one.

@@ -21,6 +21,7 @@ import (
 
 	"kiln/builder"
 	"kiln/builder/dockerfile"
+	"kiln/builder/rootfs"
 	"kiln/builder/run"
 	"kiln/builder/runner"
 	"kiln/config"
@@ -182,6 +183,10 @@ func buildFailure(err error) error {
 	var de *dockerfile.Error
 	switch {
 	case runtimeFailure(err):
+		return cli.Exit(err.Error(), exitFailed)
+	case errors.Is(err, manifest.ErrIntegrity), errors.Is(err, rootfs.ErrInvalidLayer):
+		// Hostile or damaged content from a registry, the cache or a layout:
+		// not the user's input, even though it is reported at a FROM line.
 		return cli.Exit(err.Error(), exitFailed)
 	case errors.As(err, new(*builder.RunError)), errors.Is(err, run.ErrSetup), errors.Is(err, run.ErrUnmappedID):
 		return cli.Exit(err.Error(), exitFailed) // a RUN step ran (or was set up) and failed
