@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"path"
+
+	"kiln/builder/rootfs"
 )
 
 // extract copies the entries of a local tar (plain, gzip or bzip2) into
@@ -38,7 +40,7 @@ func (cw *copyWriter) extract(host, dest string) (bool, error) {
 			return true, fmt.Errorf("extracting %s: %w", path.Base(host), err)
 		}
 		if err := cw.archiveEntry(hdr, tr, dest); err != nil {
-			return true, err
+			return true, fmt.Errorf("extracting %s: %w", path.Base(host), err)
 		}
 	}
 }
@@ -75,6 +77,9 @@ func (cw *copyWriter) archiveEntry(hdr *tar.Header, body io.Reader, dest string)
 	name := path.Clean("/" + hdr.Name)
 	if name == "/" {
 		return nil
+	}
+	if err := rootfs.CheckName(name[1:]); err != nil {
+		return err
 	}
 	target := path.Join(dest, name)
 	if err := cw.mkdirs(path.Dir(target)); err != nil {

@@ -3,6 +3,7 @@ package builder
 import (
 	"archive/tar"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/patternmatcher"
+
+	"kiln/builder/rootfs"
 )
 
 // copyWriter writes the entries of one COPY or ADD into a layer. It consults
@@ -22,6 +25,7 @@ type copyWriter struct {
 	s       *stageState
 	lw      *layerWriter
 	src     fileSource
+	from    string // --from: "" for the build context
 	own     *owner // --chown; nil keeps the source's owners
 	chmod   *chmod // --chmod; nil keeps the source's modes
 	files   stageFiles
@@ -54,7 +58,7 @@ func (b *builder) newCopyWriter(ctx context.Context, s *stageState, spec copySpe
 		return nil, err
 	}
 	return &copyWriter{
-		b: b, s: s, lw: lw, src: src, own: own, chmod: cm,
+		b: b, s: s, lw: lw, src: src, from: spec.from, own: own, chmod: cm,
 		files: files, exclude: exclude, written: map[string]bool{}, links: map[[2]uint64]string{},
 	}, nil
 }
@@ -225,6 +229,9 @@ func (cw *copyWriter) copyItem(rel, dest string, dir, unpack bool) error {
 	if err != nil {
 		return err
 	}
+	if err := cw.checkSource(rel, fi); err != nil {
+		return err
+	}
 	if fi.IsDir() {
 		if err := cw.destDir(dest, host, fi); err != nil {
 			return err
@@ -235,6 +242,9 @@ func (cw *copyWriter) copyItem(rel, dest string, dir, unpack bool) error {
 					return fs.SkipDir
 				}
 				return nil
+			}
+			if err := cw.checkSource(path.Join(rel, sub), info); err != nil {
+				return err
 			}
 			return cw.entry(path.Join(dest, sub), filepath.Join(host, filepath.FromSlash(sub)), info)
 		})
@@ -252,6 +262,52 @@ func (cw *copyWriter) copyItem(rel, dest string, dir, unpack bool) error {
 		return err
 	}
 	return cw.entry(target, host, fi)
+}
+
+// errSpecialFile is wrapped by the error for a source that is neither a
+// regular file, a folder nor a symlink: a fifo, a socket, a device.
+var errSpecialFile = errors.New("COPY and ADD copy only regular files, folders and symlinks")
+
+// checkSource refuses a source (rel, in the context or the --from stage)
+// that cannot enter a layer as it is: a name appliers would read as a
+// whiteout, deleting a file of the image for everyone who pulls it, or a
+// special file, which would otherwise be left out without a word.
+func (cw *copyWriter) checkSource(rel string, fi fs.FileInfo) error {
+	p := path.Clean(rel)
+	if cw.from != "" {
+		p = path.Clean("/" + rel)
+	}
+	err := rootfs.CheckName(p)
+	if kind := specialKind(fi.Mode()); err == nil && kind != "" {
+		err = fmt.Errorf("%s is %s: %w", p, kind, errSpecialFile)
+	}
+	if err != nil && cw.from != "" {
+		if errors.Is(err, rootfs.ErrReservedName) {
+			// Only a base image can hold such a name (RUN and COPY refuse
+			// to make one): content from elsewhere, not the user's input.
+			return fmt.Errorf("--from=%s: %w (%w)", cw.from, err, rootfs.ErrInvalidLayer)
+		}
+		return fmt.Errorf("--from=%s: %w", cw.from, err)
+	}
+	return err
+}
+
+// specialKind names what a file of mode m is when COPY cannot copy it, ""
+// when it can.
+func specialKind(m fs.FileMode) string {
+	switch {
+	case m.IsRegular(), m.IsDir(), m&fs.ModeSymlink != 0:
+		return ""
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (fifo)"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	}
+	return "not a regular file"
 }
 
 // heredoc writes an inline file (COPY <<EOF).
@@ -296,8 +352,8 @@ func (cw *copyWriter) entry(name, host string, info fs.FileInfo) error {
 		}
 		return cw.lw.write(e, nil)
 	default:
-		cw.b.o.log.Warn("skipping a special file", "path", name)
-		return nil
+		// checkSource refused it before; a file replaced since is refused too.
+		return fmt.Errorf("%s: %w", name, errSpecialFile)
 	}
 	cw.apply(&e, uid, gid)
 	return cw.lw.write(e, nil)

@@ -12,6 +12,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/gzip"
+
+	"kiln/builder/rootfs"
 )
 
 // layerWriter streams one layer's tar, gzipped, to a file: file contents are copied
@@ -47,7 +49,12 @@ type entry struct {
 }
 
 // write adds e, reading size bytes of content from body for a regular file.
+// A name appliers would read as a whiteout (COPY x /etc/.wh.passwd) is
+// refused: it would delete a file rather than add one.
 func (lw *layerWriter) write(e entry, body io.Reader) error {
+	if err := rootfs.CheckName(e.name); err != nil {
+		return err
+	}
 	hdr := &tar.Header{
 		Name: tarName(e.name, e.typ), Typeflag: e.typ, Mode: e.mode,
 		Uid: e.uid, Gid: e.gid, Linkname: e.link, ModTime: e.mtime,

@@ -13,6 +13,10 @@ import (
 // stage of the Dockerfile.
 var ErrUnknownTarget = errors.New("unknown target stage")
 
+// ErrNotText is wrapped by the error for an instruction whose lines hold
+// bytes that are not UTF-8, or a NUL byte; the *Error names the line.
+var ErrNotText = errors.New("a Dockerfile must be UTF-8 text without NUL bytes")
+
 // Error is a problem in a Dockerfile: "Dockerfile:7: FROM: ...".
 type Error struct {
 	File string // the filename given to the parsing function

@@ -24,6 +24,9 @@ type file struct {
 // into stages the way instructions.Parse does, keeping each node's line for
 // errors.
 func parse(dockerfile []byte, filename string) (*file, error) {
+	if err := checkUTF16(dockerfile, filename); err != nil {
+		return nil, err
+	}
 	res, err := parser.Parse(bytes.NewReader(dockerfile))
 	if err != nil {
 		return nil, parseError(filename, err)
@@ -32,7 +35,11 @@ func parse(dockerfile []byte, filename string) (*file, error) {
 	// A linter that reports nowhere: buildkit dereferences a nil one when a
 	// comment such as "# check=skip=all" sits above an instruction.
 	lint := linter.New(&linter.Config{})
+	lines := bytes.Split(dockerfile, []byte("\n"))
 	for _, node := range res.AST.Children {
+		if err := f.checkText(lines, node); err != nil {
+			return nil, err
+		}
 		if err := f.add(node, lint); err != nil {
 			return nil, err
 		}
@@ -73,6 +80,9 @@ func (f *file) add(node *parser.Node, lint *linter.Linter) error {
 // parseTrigger parses the instruction of an ONBUILD as buildkit does when a
 // later stage builds on the stage that holds it.
 func parseTrigger(expr string) (instructions.Command, error) {
+	if err := textError([]byte(expr)); err != nil {
+		return nil, err
+	}
 	res, err := parser.Parse(strings.NewReader(expr))
 	if err != nil {
 		return nil, err

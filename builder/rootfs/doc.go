@@ -42,6 +42,17 @@
 // The guarantee is against the layer's content. A Root must not be written
 // by anything else (a running container) while a layer is applied.
 //
+// # Whiteout names
+//
+// A name starting with ".wh." is a deletion in a layer, so no writer of
+// layers may put a file of that name in one: ReservedName is the test and
+// CheckName the error (wrapping ErrReservedName) that COPY, ADD and the RUN
+// snapshot share.
+//
+//	if err := rootfs.CheckName("etc/.wh.passwd"); err != nil {
+//		return err // etc/.wh.passwd: a name starting with .wh. means a deletion in an image layer
+//	}
+//
 // # Privilege
 //
 // Run as root, a Root applies ownership, creates device nodes and sets every

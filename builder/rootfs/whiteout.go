@@ -18,10 +18,26 @@ const (
 	opaqueMarker   = ".wh..wh..opq"
 )
 
+// ReservedName says whether a file called name (one path element) would be
+// read as a whiteout in a layer: any name starting with ".wh.", which
+// covers opaque markers and AUFS metadata too. It is the one test every
+// writer of layers (COPY, ADD, the RUN snapshot) applies to what it writes.
+func ReservedName(name string) bool { return strings.HasPrefix(name, whiteoutPrefix) }
+
+// CheckName refuses p (a path as the user knows it: in the build context,
+// a stage, an archive) when its last element is a ReservedName; the error
+// names p and wraps ErrReservedName.
+func CheckName(p string) error {
+	if ReservedName(path.Base(p)) {
+		return fmt.Errorf("%s: %w", p, ErrReservedName)
+	}
+	return nil
+}
+
 // isWhiteout tells entries that delete rather than add: whiteouts, opaque
 // markers, and AUFS metadata (".wh..wh.plnk/...") which is skipped.
 func isWhiteout(rel string) bool {
-	return strings.HasPrefix(path.Base(rel), whiteoutPrefix) || strings.HasPrefix(rel, whiteoutMeta)
+	return ReservedName(path.Base(rel)) || strings.HasPrefix(rel, whiteoutMeta)
 }
 
 // whiteout applies the whiteout entry rel. Its directory is resolved inside

@@ -107,6 +107,3 @@ func comparePaths(a, b string) int {
 func opaqueInstead(rel string, before, gone int, ex excluder) bool {
 	return rel != "" && gone > 1 && gone == before && !ex.below(rel)
 }
-
-// reserved tells names a layer cannot carry as themselves.
-func reserved(name string) bool { return strings.HasPrefix(name, whiteoutPrefix) }

@@ -1,6 +1,10 @@
 package snapshot
 
-import "errors"
+import (
+	"errors"
+
+	"kiln/builder/rootfs"
+)
 
 var (
 	// ErrOverlayUnsupported means the overlay mount was refused (no
@@ -12,8 +16,9 @@ var (
 	ErrNoBefore = errors.New("snapshot: Diff called before Before")
 
 	// ErrReservedName means the tree holds a name a layer cannot carry: one
-	// starting with ".wh.", which appliers read as a whiteout.
-	ErrReservedName = errors.New("name reserved for whiteouts")
+	// starting with ".wh.", which appliers read as a whiteout. It is
+	// rootfs.ErrReservedName, which COPY and ADD refuse such names with.
+	ErrReservedName = rootfs.ErrReservedName
 
 	// ErrScratchInRoot means an Overlay's scratch directory is inside the
 	// root it would snapshot, which would then hold its own upper.

@@ -214,7 +214,7 @@ func (u *upperScan) dir(ctx context.Context, dirFD int, name, rel string, lowerF
 			continue
 		}
 		u.stats.Scanned++
-		if reserved(n) {
+		if rootfs.ReservedName(n) {
 			return fmt.Errorf("/%s: %w", child, ErrReservedName)
 		}
 		whiteout, err := u.entry(ctx, int(f.Fd()), n, child, lowerFD)

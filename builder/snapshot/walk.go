@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"kiln/builder/rootfs"
 )
 
 // Walk takes a snapshot by comparing the tree with a stat record of it
@@ -233,7 +235,7 @@ func (d *walkDiff) deletions(rel string, old []string, seen map[string]bool, mou
 // child compares one entry with its record; a directory is returned to be
 // visited, and mount tells a mount point left out.
 func (d *walkDiff) child(dirFD int, name, rel string, all bool, set *changeSet) (sub *dirTask[diffDir], mount bool, err error) {
-	if reserved(name) {
+	if rootfs.ReservedName(name) {
 		return nil, false, fmt.Errorf("/%s: %w", rel, ErrReservedName)
 	}
 	cur, err := d.w.record(dirFD, name, rel)
