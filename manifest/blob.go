@@ -33,7 +33,7 @@ func (c *Client) PushBlob(ctx context.Context, repo name.Repository, path string
 		return v1.Hash{}, 0, fmt.Errorf("blob %s: %w", path, err)
 	}
 	if err := remote.WriteLayer(repo, l, c.PushOptions(ctx, repo)...); err != nil {
-		return v1.Hash{}, 0, fmt.Errorf("pushing blob %s to %s: %w", d, repo, err)
+		return v1.Hash{}, 0, RedactError(fmt.Errorf("pushing blob %s to %s: %w", d, repo, err))
 	}
 	return d, size, nil
 }
@@ -65,7 +65,7 @@ func (c *Client) DownloadBlob(ctx context.Context, ref name.Digest, w io.Writer)
 		return n, fmt.Errorf("blob %s: %w", ref, err)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != want.Hex {
-		return n, fmt.Errorf("blob %s: the registry sent sha256:%s (%d bytes)", ref, got, n)
+		return n, fmt.Errorf("blob %s: %w: %w: the registry sent sha256:%s (%d bytes)", ref, ErrIntegrity, ErrDigestMismatch, got, n)
 	}
 	return n, nil
 }

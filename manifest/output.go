@@ -172,38 +172,52 @@ func WriteTarball(path string, img v1.Image, tags []name.Tag) error {
 // PushOptions are the go-containerregistry options for pushing to repo:
 // credentials from the keychain with push scope, this client's transport
 // underneath and go-containerregistry's retries for uploads.
+//
+// Each call starts a new retry budget (see WithRetryBudget): use one set of
+// options for one push.
 func (c *Client) PushOptions(ctx context.Context, repo name.Repository) []remote.Option {
-	return []remote.Option{
+	opts, _ := c.pushOptions(ctx, repo)
+	return opts
+}
+
+func (c *Client) pushOptions(ctx context.Context, repo name.Repository) ([]remote.Option, *pushRetry) {
+	pr := c.newPushRetry()
+	return append([]remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuthFromKeychain(c.o.keychain),
 		remote.WithTransport(c.transportFor(repo.Registry)),
 		remote.WithUserAgent(c.o.userAgent),
 		remote.WithJobs(4),
-	}
+	}, pr.options()...), pr
 }
 
 // Push uploads img (layers streamed, blobs the registry has skipped,
 // cross-repository mounts where go-containerregistry can) to every ref:
 // the first ref of each repository gets the upload, the others a tag.
+// Every write is retried (see RetryableWrite); an error says which refs
+// were pushed before it.
 func (c *Client) Push(ctx context.Context, img v1.Image, refs []name.Reference) (v1.Hash, error) {
 	h, err := img.Digest()
 	if err != nil {
 		return v1.Hash{}, err
 	}
 	pushed := map[string]bool{}
+	var done []string
 	for _, ref := range refs {
 		repo := ref.Context()
-		opts := c.PushOptions(ctx, repo)
+		opts, pr := c.pushOptions(ctx, repo)
 		if _, isTag := ref.(name.Tag); isTag && pushed[repo.Name()] {
 			if err := remote.Tag(repo.Tag(ref.Identifier()), img, opts...); err != nil {
-				return h, fmt.Errorf("tagging %s: %w", ref, err)
+				return h, pr.failed("tagging "+ref.String(), done, err)
 			}
+			done = append(done, ref.String())
 			continue
 		}
 		if err := remote.Write(ref, img, opts...); err != nil {
-			return h, fmt.Errorf("pushing %s: %w", ref, err)
+			return h, pr.failed("pushing "+ref.String(), done, err)
 		}
 		pushed[repo.Name()] = true
+		done = append(done, ref.String())
 	}
 	return h, nil
 }
@@ -214,10 +228,13 @@ func (c *Client) PushIndex(ctx context.Context, idx v1.ImageIndex, refs []name.R
 	if err != nil {
 		return v1.Hash{}, err
 	}
+	var done []string
 	for _, ref := range refs {
-		if err := remote.WriteIndex(ref, idx, c.PushOptions(ctx, ref.Context())...); err != nil {
-			return h, fmt.Errorf("pushing %s: %w", ref, err)
+		opts, pr := c.pushOptions(ctx, ref.Context())
+		if err := remote.WriteIndex(ref, idx, opts...); err != nil {
+			return h, pr.failed("pushing "+ref.String(), done, err)
 		}
+		done = append(done, ref.String())
 	}
 	return h, nil
 }

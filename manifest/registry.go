@@ -44,13 +44,14 @@ type Client struct {
 }
 
 type clientOptions struct {
-	keychain   authn.Keychain
-	registries map[string]RegistryConfig
-	base       http.RoundTripper
-	backoff    Backoff
-	stall      time.Duration
-	userAgent  string
-	log        *slog.Logger
+	keychain    authn.Keychain
+	registries  map[string]RegistryConfig
+	base        http.RoundTripper
+	backoff     Backoff
+	stall       time.Duration
+	retryBudget time.Duration
+	userAgent   string
+	log         *slog.Logger
 }
 
 // ClientOption configures a Client.
@@ -88,11 +89,12 @@ func WithClientLogger(l *slog.Logger) ClientOption { return func(o *clientOption
 // NewClient makes a Client.
 func NewClient(opts ...ClientOption) (*Client, error) {
 	o := clientOptions{
-		keychain:  authn.DefaultKeychain,
-		backoff:   DefaultBackoff,
-		stall:     60 * time.Second,
-		userAgent: "kiln",
-		log:       slog.New(slog.DiscardHandler),
+		keychain:    authn.DefaultKeychain,
+		backoff:     DefaultBackoff,
+		stall:       60 * time.Second,
+		retryBudget: DefaultRetryBudget,
+		userAgent:   "kiln",
+		log:         slog.New(slog.DiscardHandler),
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -154,7 +156,7 @@ func (c *Client) insecureBase() http.RoundTripper {
 }
 
 func (c *Client) logRetry(req *http.Request, attempt int, reason string, wait time.Duration) {
-	c.o.log.Warn("retrying", "method", req.Method, "url", req.URL.Redacted(), "attempt", attempt, "reason", reason, "wait", wait.Round(time.Millisecond))
+	c.o.log.Warn("retrying", "method", req.Method, "url", redactURL(req.URL), "attempt", attempt, "reason", Redact(reason), "wait", wait.Round(time.Millisecond))
 }
 
 func (c *Client) registryConfig(reg name.Registry) RegistryConfig {

@@ -44,13 +44,19 @@ type retryTransport struct {
 
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Method != http.MethodGet && req.Method != http.MethodHead {
-		return t.inner.RoundTrip(req)
+		// Writes are retried whole by their caller (see pushRetry); here
+		// they only get the stall timeout, which the upload's own bytes
+		// keep from firing.
+		return t.once(req)
 	}
 	for attempt := 0; ; attempt++ {
 		resp, err := t.once(req)
 		last := attempt+1 >= t.backoff.Attempts || req.Context().Err() != nil
 		wait, reason, retry := t.classify(resp, err, attempt)
 		if !retry || last {
+			if retry && err != nil {
+				err = &exhaustedError{err: err}
+			}
 			return resp, err
 		}
 		if resp != nil {
@@ -74,7 +80,11 @@ func (t *retryTransport) once(req *http.Request) (*http.Response, error) {
 	ctx, cancel := context.WithCancel(req.Context())
 	fired := new(atomic.Bool)
 	timer := time.AfterFunc(t.stall, func() { fired.Store(true); cancel() })
-	resp, err := t.inner.RoundTrip(req.WithContext(ctx))
+	out := req.WithContext(ctx)
+	if req.Body != nil && req.Body != http.NoBody {
+		out.Body = &progressBody{rc: req.Body, timer: timer, stall: t.stall}
+	}
+	resp, err := t.inner.RoundTrip(out)
 	if err != nil {
 		timer.Stop()
 		cancel()
@@ -126,10 +136,13 @@ func Retryable(err error) bool {
 	if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
 		return false // no such host: a typo, not a flake
 	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return false // nobody listens there: a wrong address, said at once
+	}
 	var ne net.Error
 	switch {
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF),
-		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED),
+		errors.Is(err, syscall.ECONNRESET),
 		errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNABORTED),
 		errors.Is(err, context.DeadlineExceeded):
 		return true
@@ -149,6 +162,14 @@ func isStall(err error) bool {
 	var se *StallError
 	return errors.As(err, &se)
 }
+
+// exhaustedError is a network failure this transport already retried as
+// often as its backoff allows: callers that retry whole operations must not
+// multiply that.
+type exhaustedError struct{ err error }
+
+func (e *exhaustedError) Error() string { return e.err.Error() }
+func (e *exhaustedError) Unwrap() error { return e.err }
 
 // StallError says a transfer made no progress for too long.
 type StallError struct {
@@ -189,6 +210,23 @@ func (b *stallBody) Close() error {
 	b.cancel()
 	return err
 }
+
+// progressBody restarts the stall timer whenever the upload sends bytes.
+type progressBody struct {
+	rc    io.ReadCloser
+	timer *time.Timer
+	stall time.Duration
+}
+
+func (b *progressBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if n > 0 {
+		b.timer.Reset(b.stall)
+	}
+	return n, err
+}
+
+func (b *progressBody) Close() error { return b.rc.Close() }
 
 // retryAfter parses a Retry-After header: seconds or an HTTP date.
 func retryAfter(v string, now time.Time) (time.Duration, bool) {

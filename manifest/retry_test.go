@@ -80,7 +80,7 @@ func TestRetryable(t *testing.T) {
 		{name: "ECONNRESET", err: syscall.ECONNRESET, want: true},
 		{name: "ECONNRESET in a net.OpError", err: reset, want: true},
 		{name: "ECONNRESET in a url.Error", err: &url.Error{Op: "Get", URL: "http://x/v2/", Err: reset}, want: true},
-		{name: "ECONNREFUSED", err: &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, want: true},
+		{name: "ECONNREFUSED", err: &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, want: false},
 		{name: "EPIPE", err: fmt.Errorf("write: %w", syscall.EPIPE), want: true},
 		{name: "net timeout", err: &url.Error{Op: "Get", URL: "http://x/", Err: timeoutError{}}, want: true},
 		{name: "context canceled", err: context.Canceled, want: false},
@@ -209,5 +209,49 @@ func TestRetryTransport(t *testing.T) {
 				t.Errorf("onRetry called %d times, want %d", retries, tt.wantCalls-1)
 			}
 		})
+	}
+}
+
+func TestRedact(t *testing.T) {
+	in := `PUT http://127.0.0.1:5000/v2/app/blobs/uploads/1f2e?_state=c2VjcmV0&digest=sha256%3Aabc: unexpected status code 500; GET https://s3.example.com/x?X-Amz-Signature=deadbeef&X-Amz-Credential=AK "https://u:pw@reg.example/v2/"`
+	got := Redact(in)
+	for _, secret := range []string{"c2VjcmV0", "deadbeef", "AK&", "pw@"} {
+		if strings.Contains(got, secret) {
+			t.Errorf("%q left in %s", secret, got)
+		}
+	}
+	for _, kept := range []string{"digest=sha256%3Aabc", "/v2/app/blobs/uploads/1f2e", "unexpected status code 500"} {
+		if !strings.Contains(got, kept) {
+			t.Errorf("%q lost from %s", kept, got)
+		}
+	}
+	err := RedactError(fmt.Errorf("pushing: %w", ErrIntegrity))
+	if !errors.Is(err, ErrIntegrity) {
+		t.Error("RedactError hides the error chain")
+	}
+}
+
+func TestRetryableWrite(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{&transport.Error{StatusCode: 500}, true},
+		{&transport.Error{StatusCode: 503}, true},
+		{&transport.Error{StatusCode: 429}, true},
+		{&transport.Error{StatusCode: 408}, true},
+		{&transport.Error{StatusCode: 401}, false},
+		{&transport.Error{StatusCode: 403}, false},
+		{&transport.Error{StatusCode: 404}, false},
+		{&transport.Error{StatusCode: 400}, false},
+		{fmt.Errorf("x: %w", io.ErrUnexpectedEOF), true},
+		{fmt.Errorf("x: %w", syscall.ECONNRESET), true},
+		{&exhaustedError{err: syscall.ECONNRESET}, false},
+		{fmt.Errorf("blob: %w", ErrIntegrity), false},
+		{context.Canceled, false},
+	} {
+		if got := RetryableWrite(tc.err); got != tc.want {
+			t.Errorf("RetryableWrite(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }

@@ -96,7 +96,7 @@ or a push failed; 2 for bad flags, build.toml or Dockerfile.`,
 			&cli.StringFlag{Name: "binfmt-dir", Value: runner.DefaultBinfmtDir, Hidden: true, EnvVars: envs("BINFMT_DIR")},
 			progressFlag(),
 			logFormatFlag(),
-		}, runFlags()...),
+		}, append(runFlags(), retryFlags()...)...),
 		Action:       runBuild,
 		OnUsageError: usageError,
 	}
@@ -123,7 +123,11 @@ func runBuild(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
-	client, err := manifest.NewClient(manifest.WithRegistries(plan.registries), manifest.WithClientLogger(out.log), manifest.WithUserAgent("kiln/"+version))
+	retry, err := retryOptions(c)
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	client, err := manifest.NewClient(append(retry, manifest.WithRegistries(plan.registries), manifest.WithClientLogger(out.log), manifest.WithUserAgent("kiln/"+version))...)
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}

@@ -82,7 +82,7 @@ unknown NAME or a bad build.toml.`,
 			&cli.StringFlag{Name: "work-dir", Usage: "scratch space for stage filesystems and layers", DefaultText: "$TMPDIR", EnvVars: envs("WORK_DIR")},
 			progressFlag(),
 			logFormatFlag(),
-		}, runFlags()...),
+		}, append(runFlags(), retryFlags()...)...),
 		Action:       runBuildAll,
 		OnUsageError: usageError,
 	}
@@ -232,7 +232,11 @@ func setupBuildAll(c *cli.Context, out *output) (*buildAllSetup, error) {
 	for host, r := range cfg.Registries {
 		registries[host] = manifest.RegistryConfig{Insecure: r.Insecure, Mirrors: r.Mirrors}
 	}
-	if s.client, err = manifest.NewClient(manifest.WithRegistries(registries), manifest.WithClientLogger(out.log), manifest.WithUserAgent("kiln/"+version)); err != nil {
+	retry, err := retryOptions(c)
+	if err != nil {
+		return nil, err
+	}
+	if s.client, err = manifest.NewClient(append(retry, manifest.WithRegistries(registries), manifest.WithClientLogger(out.log), manifest.WithUserAgent("kiln/"+version))...); err != nil {
 		return nil, err
 	}
 	setString(c, "cache-dir", &s.cacheDir)

@@ -81,7 +81,7 @@ Exit status: 0 if the index was pushed to every tag (and written); 1 if a source
 be read, the sources do not make an index (platform mismatch, duplicate platform, wrong
 media type for the format) or a push failed; 2 for bad flags.`,
 		ArgsUsage: "SOURCE...",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "tag", Aliases: []string{"t"}, Usage: "push the index to this `REF` (repeatable)", EnvVars: envs("TAG")},
 			&cli.GenericFlag{Name: "annotation", Value: annotations, Usage: "annotate the index, `K=V` (repeatable; in the environment, one per line)", EnvVars: envs("ANNOTATION")},
 			&cli.GenericFlag{Name: "descriptor-annotation", Value: descAnnotations, Usage: "annotate the descriptor of one platform's image, `PLATFORM=K=V`, or of every image, '*=K=V' (repeatable; in the environment, one per line)", EnvVars: envs("DESCRIPTOR_ANNOTATION")},
@@ -91,7 +91,7 @@ media type for the format) or a push failed; 2 for bad flags.`,
 			&cli.StringFlag{Name: "digest-file", Usage: "write the index digest to `FILE`", EnvVars: envs("DIGEST_FILE")},
 			configFlag(),
 			logFormatFlag(),
-		},
+		}, retryFlags()...),
 		Action: func(c *cli.Context) error {
 			return runIndexCreate(c, annotations.list, descAnnotations.list)
 		},
@@ -146,7 +146,11 @@ func runIndexCreate(c *cli.Context, annotations, descAnnotations []string) error
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
-	client, err := manifest.NewClient(manifest.WithRegistries(req.registries), manifest.WithClientLogger(log), manifest.WithUserAgent("kiln/"+version))
+	retry, err := retryOptions(c)
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	client, err := manifest.NewClient(append(retry, manifest.WithRegistries(req.registries), manifest.WithClientLogger(log), manifest.WithUserAgent("kiln/"+version))...)
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}

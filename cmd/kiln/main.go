@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"kiln/builder/run"
+	"kiln/manifest"
 )
 
 // version is set at link time: -ldflags "-X main.version=v1.2.3".
@@ -35,11 +36,11 @@ func main() {
 	var ec cli.ExitCoder
 	if errors.As(err, &ec) {
 		if msg := err.Error(); msg != "" {
-			fmt.Fprintln(os.Stderr, "kiln:", msg)
+			fmt.Fprintln(os.Stderr, "kiln:", manifest.Redact(msg)) // no upload session or signature in any message
 		}
 		os.Exit(ec.ExitCode())
 	}
-	fmt.Fprintln(os.Stderr, "kiln:", err)
+	fmt.Fprintln(os.Stderr, "kiln:", manifest.Redact(err.Error()))
 	os.Exit(exitFailed)
 }
 

@@ -12,11 +12,14 @@ import (
 // Fault kinds, the keys of FaultProxy.Counts.
 const (
 	CountRequests     = "requests"       // every request the proxy received
+	CountUploadBytes  = "upload-bytes"   // request body bytes the proxy read, sent on or not
 	FaultStatus500    = "status500"      // answered 500 without reaching the registry
 	FaultStatus429    = "status429"      // answered 429 with Retry-After: 1
 	FaultReset        = "reset"          // connection reset before any response
 	FaultResetMidBody = "reset-mid-body" // blob GET: headers and part of the body, then closed
 	FaultStall        = "stall"          // blob GET: part of the body, then no progress
+	FaultResetUpload  = "reset-upload"   // request with a body: part of it read, then the connection reset
+	FaultStall503     = "stall-503"      // no answer for StallFor (default 2s), then 503
 )
 
 const defaultMaxFaultsPerPath = 3
@@ -36,6 +39,8 @@ type Faults struct {
 	Reset        float64 // ... of the connection being reset before any response
 	ResetMidBody float64 // blob GET only: headers and part of the body, then the connection closes
 	Stall        float64 // blob GET only: part of the body, then nothing until the client goes away or StallFor passes
+	ResetUpload  float64 // requests with a body (upload PATCH/PUT, manifest PUT): part of it read, then the connection reset
+	Stall503     float64 // any request: nothing for StallFor (2s if 0), then a 503
 	// StallFor is how long a stall lasts before the rest of the body is
 	// sent; 0 stalls until the client goes away or the proxy closes.
 	StallFor time.Duration
@@ -80,7 +85,7 @@ func (in *injector) decide(r *http.Request) string {
 	if in.perPath[r.URL.Path] >= in.f.MaxFaultsPerPath {
 		return ""
 	}
-	kind := in.draw(r.Method == http.MethodGet && blobGETPath.MatchString(r.URL.Path))
+	kind := in.draw(r.Method == http.MethodGet && blobGETPath.MatchString(r.URL.Path), r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody)
 	if kind != "" {
 		in.perPath[r.URL.Path]++
 	}
@@ -88,20 +93,23 @@ func (in *injector) decide(r *http.Request) string {
 }
 
 // draw consumes one number per configured kind until one hits.
-func (in *injector) draw(blobGET bool) string {
+func (in *injector) draw(blobGET, hasBody bool) string {
 	kinds := []struct {
 		kind     string
 		p        float64
 		blobOnly bool
+		bodyOnly bool
 	}{
-		{FaultStatus500, in.f.Status500, false},
-		{FaultStatus429, in.f.Status429, false},
-		{FaultReset, in.f.Reset, false},
-		{FaultResetMidBody, in.f.ResetMidBody, true},
-		{FaultStall, in.f.Stall, true},
+		{FaultStatus500, in.f.Status500, false, false},
+		{FaultStatus429, in.f.Status429, false, false},
+		{FaultReset, in.f.Reset, false, false},
+		{FaultResetMidBody, in.f.ResetMidBody, true, false},
+		{FaultStall, in.f.Stall, true, false},
+		{FaultResetUpload, in.f.ResetUpload, false, true},
+		{FaultStall503, in.f.Stall503, false, false},
 	}
 	for _, k := range kinds {
-		if k.p <= 0 || (k.blobOnly && !blobGET) {
+		if k.p <= 0 || (k.blobOnly && !blobGET) || (k.bodyOnly && !hasBody) {
 			continue
 		}
 		if in.rng.Float64() < k.p {
@@ -116,6 +124,13 @@ func (in *injector) record(kind string) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.counts[kind]++
+}
+
+// add adds n to the count of kind.
+func (in *injector) add(kind string, n int) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.counts[kind] += n
 }
 
 func (in *injector) snapshot() map[string]int {

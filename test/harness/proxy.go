@@ -71,6 +71,9 @@ func (p *FaultProxy) rewriteLocation(resp *http.Response) error {
 
 // ServeHTTP injects the fault chosen for r, if any, else forwards it.
 func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &countingBody{rc: r.Body, inj: p.inj}
+	}
 	switch kind := p.inj.decide(r); kind {
 	case FaultStatus500:
 		p.inj.record(kind)
@@ -80,9 +83,27 @@ func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "1")
 		registryError(w, http.StatusTooManyRequests, "TOOMANYREQUESTS")
 	case FaultReset:
-		p.reset(w)
+		p.reset(w, kind)
 	case FaultResetMidBody, FaultStall:
 		p.forward.ServeHTTP(p.midBodyWriter(w, r, kind), r)
+	case FaultResetUpload:
+		// Take part of the upload, as a connection that breaks mid-way.
+		_, _ = io.CopyN(io.Discard, r.Body, max(r.ContentLength/2, 1<<10))
+		p.reset(w, kind)
+	case FaultStall503:
+		p.inj.record(FaultStall503)
+		stall := p.faults.StallFor
+		if stall <= 0 {
+			stall = 2 * time.Second
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-p.closed:
+			return
+		case <-time.After(stall):
+		}
+		registryError(w, http.StatusServiceUnavailable, "UNAVAILABLE")
 	default:
 		p.forward.ServeHTTP(w, r)
 	}
@@ -96,7 +117,7 @@ func registryError(w http.ResponseWriter, status int, code string) {
 }
 
 // reset closes the connection with a TCP RST before any response.
-func (p *FaultProxy) reset(w http.ResponseWriter) {
+func (p *FaultProxy) reset(w http.ResponseWriter, kind string) {
 	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		registryError(w, http.StatusInternalServerError, "UNKNOWN")
@@ -106,7 +127,7 @@ func (p *FaultProxy) reset(w http.ResponseWriter) {
 		_ = tcp.SetLinger(0)
 	}
 	_ = conn.Close()
-	p.inj.record(FaultReset)
+	p.inj.record(kind)
 }
 
 // Counts returns the faults injected so far by kind (FaultStatus500, ...),
@@ -140,3 +161,19 @@ func NewFaultProxy(t testing.TB, target string, f Faults) *FaultProxy {
 	t.Cleanup(func() { _ = p.Close() })
 	return p
 }
+
+// countingBody adds what a client uploads to CountUploadBytes.
+type countingBody struct {
+	rc  io.ReadCloser
+	inj *injector
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if n > 0 {
+		b.inj.add(CountUploadBytes, n)
+	}
+	return n, err
+}
+
+func (b *countingBody) Close() error { return b.rc.Close() }

@@ -1,0 +1,161 @@
+package manifest
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+// DefaultRetryBudget bounds the time one push (or one blob upload) may
+// spend retrying, whatever is left of its attempts.
+const DefaultRetryBudget = 5 * time.Minute
+
+// WithRetryBudget sets how long one push may spend retrying (default
+// DefaultRetryBudget); the attempts come from the Backoff.
+func WithRetryBudget(d time.Duration) ClientOption {
+	return func(o *clientOptions) { o.retryBudget = d }
+}
+
+// pushRetry is the retry policy of one push. go-containerregistry runs every
+// registry write (each blob's HEAD, POST, PATCH and PUT as one unit, each
+// cross-repository mount, each manifest PUT) in its own retry loop, with a
+// HEAD first so that a blob already there is never sent again; kiln gives
+// those loops its backoff and this predicate.
+type pushRetry struct {
+	c      *Client
+	start  time.Time
+	budget time.Duration
+
+	mu      sync.Mutex
+	retries int
+}
+
+func (c *Client) newPushRetry() *pushRetry {
+	return &pushRetry{c: c, start: time.Now(), budget: c.o.retryBudget}
+}
+
+func (p *pushRetry) options() []remote.Option {
+	b := p.c.o.backoff
+	return []remote.Option{
+		remote.WithRetryPredicate(p.retry),
+		remote.WithRetryBackoff(remote.Backoff{Duration: b.Initial, Factor: 2, Jitter: 0.5, Steps: b.Attempts, Cap: b.Max}),
+		// Reads (HEAD of blobs) are retried by kiln's own transport;
+		// go-containerregistry's transport retry would multiply it.
+		remote.WithRetryStatusCodes(),
+	}
+}
+
+// retry says whether to try a failed registry write again.
+func (p *pushRetry) retry(err error) bool {
+	if !RetryableWrite(err) || time.Since(p.start) > p.budget {
+		return false
+	}
+	p.mu.Lock()
+	p.retries++
+	n := p.retries
+	p.mu.Unlock()
+	p.c.o.log.Warn("retrying a registry write", "retry", n, "reason", Redact(err.Error()))
+	return true
+}
+
+// failed describes a push that gave up: what, the registry's status, how
+// many retries it took, and which refs were already pushed (a later tag
+// that failed leaves the earlier ones pointing at the new image).
+func (p *pushRetry) failed(what string, done []string, err error) error {
+	p.mu.Lock()
+	n := p.retries
+	p.mu.Unlock()
+	var notes []string
+	var te *transport.Error
+	if errors.As(err, &te) && te.StatusCode != 0 {
+		notes = append(notes, fmt.Sprintf("HTTP %d", te.StatusCode))
+	}
+	if n > 0 {
+		notes = append(notes, fmt.Sprintf("gave up after %d retries in %s", n, time.Since(p.start).Round(100*time.Millisecond)))
+	}
+	if len(done) > 0 {
+		notes = append(notes, "already pushed: "+strings.Join(done, ", "))
+	}
+	if len(notes) > 0 {
+		what += " (" + strings.Join(notes, "; ") + ")"
+	}
+	return RedactError(fmt.Errorf("%s: %w", what, err))
+}
+
+// RetryableWrite reports whether a failed registry write is worth another
+// try: a 5xx, 408 or 429 answer, or a network failure (reset, EOF, stall).
+// Refusals (401, 403, 404, a bad digest) and content that does not match
+// its digest are final.
+func RetryableWrite(err error) bool {
+	var ex *exhaustedError
+	if err == nil || errors.Is(err, ErrIntegrity) || errors.As(err, &ex) {
+		return false
+	}
+	var te *transport.Error
+	if errors.As(err, &te) {
+		switch te.StatusCode {
+		case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
+			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			return true
+		}
+		return false
+	}
+	return Retryable(err)
+}
+
+// keptParams are the query parameters of registry URLs that name content,
+// not a session or a signature: shown in messages as they are.
+var keptParams = map[string]bool{"digest": true, "mount": true, "from": true, "n": true, "last": true, "ns": true}
+
+var urlPattern = regexp.MustCompile(`https?://[^\s"'<>]+`)
+
+// Redact hides the values of query parameters in every URL in s (an upload
+// session's _state, a storage backend's signature), keeping those that only
+// name content (digest, mount, from), and any password in the URL.
+func Redact(s string) string {
+	return urlPattern.ReplaceAllStringFunc(s, func(raw string) string {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return "<url>"
+		}
+		return redactURL(u)
+	})
+}
+
+func redactURL(u *url.URL) string {
+	if u.RawQuery != "" {
+		q := u.Query()
+		for k := range q {
+			if !keptParams[k] {
+				q[k] = []string{"REDACTED"}
+			}
+		}
+		c := *u
+		c.RawQuery = q.Encode()
+		u = &c
+	}
+	return u.Redacted()
+}
+
+// redactedError shows err with Redact applied; errors.Is and errors.As see
+// err.
+type redactedError struct{ err error }
+
+func (e *redactedError) Error() string { return Redact(e.err.Error()) }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// RedactError wraps err so that its message carries no session token.
+func RedactError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &redactedError{err: err}
+}
