@@ -29,6 +29,13 @@ type Request struct {
 	Reproducible    bool              // timestamps from SourceDateEpoch (or 0): same inputs, same digest
 	SourceDateEpoch *time.Time        // the time of a reproducible build; nil = the Unix epoch
 	Offline         bool              // a base image not in the cache is an error: pass it to CacheThenRemote too
+	// AllowPlatformMismatch builds on a base image whose config names
+	// another platform than the stage's (it is refused otherwise); each such
+	// base is listed in Result.PlatformMismatches.
+	AllowPlatformMismatch bool
+	// Exclude lists context-relative paths left out of the context whatever
+	// .dockerignore says: the build's own outputs, when inside it.
+	Exclude []string
 }
 
 // Result is the built image. Its layers are files in the build's work folder:
@@ -38,6 +45,9 @@ type Result struct {
 	Digest       v1.Hash // the manifest digest
 	ConfigDigest v1.Hash
 	Platform     specs.Platform
+	// PlatformMismatches lists the bases used although their platform is
+	// not the stage's (Request.AllowPlatformMismatch): "REF is P1, not P2".
+	PlatformMismatches []string
 
 	work string
 	lock *os.File // held on the work folder's lock until Close (keep the Result reachable: its finalizer would free the lock)
@@ -86,7 +96,7 @@ func Build(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 // build runs one build in work, leaving only the layer files behind.
 func build(ctx context.Context, req Request, o *options, work string) (*Result, error) {
 	bc, err := buildcontext.Open(ctx, req.Context, buildcontext.Options{
-		Dockerfile: req.Dockerfile, TempDir: work, Stdin: o.stdin,
+		Dockerfile: req.Dockerfile, TempDir: work, Stdin: o.stdin, Exclude: req.Exclude,
 	})
 	if err != nil {
 		return nil, err
@@ -109,7 +119,12 @@ func build(ctx context.Context, req Request, o *options, work string) (*Result, 
 	if err != nil {
 		return nil, err
 	}
-	return result(img, req.Platform, work)
+	res, err := result(img, req.Platform, work)
+	if err != nil {
+		return nil, err
+	}
+	res.PlatformMismatches = b.mismatches
+	return res, nil
 }
 
 // loadPlan reads the Dockerfile from the context and evaluates it.

@@ -16,6 +16,10 @@ var (
 	// ErrOffline marks a base image missing from the cache in an offline build.
 	ErrOffline = errors.New("not in the cache and the build is offline")
 
+	// ErrPlatformMismatch marks a base image whose config names another
+	// platform than the stage that uses it.
+	ErrPlatformMismatch = errors.New("the base image is for another platform")
+
 	// ErrNoBaseImages is returned when a FROM names an image and no
 	// BaseImages was given (WithBaseImages).
 	ErrNoBaseImages = errors.New("no base image source configured")

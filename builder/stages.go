@@ -55,7 +55,10 @@ type builder struct {
 	building []bool
 	images   map[string]*stageState // COPY --from=<image>, unpacked once
 	roots    []string
-	layers   int
+	// mismatches: bases used for another platform than theirs
+	// (Request.AllowPlatformMismatch).
+	mismatches []string
+	layers     int
 }
 
 func newBuilder(req Request, o *options, plan *dockerfile.Plan, bc *buildcontext.Context, work string) *builder {
@@ -196,7 +199,70 @@ func (b *builder) pull(ctx context.Context, ref string, p specs.Platform) (v1.Im
 	if err != nil {
 		return nil, err
 	}
+	if err := b.checkBasePlatform(ref, img, p); err != nil {
+		return nil, err
+	}
 	return img, nil
+}
+
+// checkBasePlatform refuses a base whose config names another platform
+// than the stage's (see basePlatform), unless the request allows it, then
+// noted for the result.
+func (b *builder) checkBasePlatform(ref string, img v1.Image, want specs.Platform) error {
+	have, err := basePlatform(ref, img, want)
+	switch {
+	case err == nil && !platform.Equal(have, want):
+		b.o.log.Info("using a compatible variant of the base", "image", ref, "platform", platform.Format(have), "stage_platform", platform.Format(want))
+	case errors.Is(err, ErrPlatformMismatch) && b.req.AllowPlatformMismatch:
+		b.o.log.Warn("building on a base of another platform (--allow-platform-mismatch)", "image", ref, "platform", describePlatform(have), "stage_platform", platform.Format(want))
+		b.mismatches = append(b.mismatches, fmt.Sprintf("%s is %s, not %s", ref, describePlatform(have), platform.Format(want)))
+		return nil
+	}
+	return err
+}
+
+// basePlatform is the platform img's config names, and an error wrapping
+// ErrPlatformMismatch when that cannot serve want: an amd64-only image
+// under FROM for arm64 would make an image that says arm64 and holds
+// x86-64 files. A compatible variant (arm/v6 for arm/v7) serves.
+func basePlatform(ref string, img v1.Image, want specs.Platform) (specs.Platform, error) {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return specs.Platform{}, fmt.Errorf("base image %s: reading its config: %w", ref, err)
+	}
+	have := platform.Normalize(specs.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant})
+	if platform.Serves(have, want) {
+		return have, nil
+	}
+	return have, fmt.Errorf("%w: %s is %s, not %s (use an image or index that has %s, or --allow-platform-mismatch to build on it anyway)",
+		ErrPlatformMismatch, ref, describePlatform(have), platform.Format(want), platform.Format(want))
+}
+
+// CheckBase looks ref up in bases for p, as a build would, and says whether
+// it can serve p: an error wrapping platform.ErrNoMatch when an index has
+// no image for p, ErrPlatformMismatch when the image is for another
+// platform (nil if allowMismatch), or the lookup's own error.
+func CheckBase(ctx context.Context, bases BaseImages, ref string, p specs.Platform, allowMismatch bool) error {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return fmt.Errorf("invalid image reference %q: %w", ref, err)
+	}
+	img, err := bases.Image(ctx, r, p)
+	if err != nil {
+		return fmt.Errorf("base image %s for %s: %w", ref, platform.Format(p), err)
+	}
+	_, err = basePlatform(ref, img, p)
+	if errors.Is(err, ErrPlatformMismatch) && allowMismatch {
+		return nil
+	}
+	return err
+}
+
+func describePlatform(p specs.Platform) string {
+	if p.OS == "" || p.Architecture == "" {
+		return "for no platform (its config names none)"
+	}
+	return "for " + platform.Format(p)
 }
 
 // newStage makes the state of a stage built on img.

@@ -1,15 +1,20 @@
 package manifest
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
@@ -149,8 +154,51 @@ func redactURL(u *url.URL) string {
 // err.
 type redactedError struct{ err error }
 
-func (e *redactedError) Error() string { return Redact(e.err.Error()) }
+func (e *redactedError) Error() string { return Redact(readableRegistryErrors(e.err)) }
+
+// readableRegistryErrors is err's message with a registry's error document
+// spelled for people: go-containerregistry prints a diagnostic's detail
+// with %v, which shows Go maps ("map[Tag:1]"); here it is JSON, and the
+// HTTP status is named.
+func readableRegistryErrors(err error) string {
+	msg := err.Error()
+	var te *transport.Error
+	if !errors.As(err, &te) || len(te.Errors) == 0 {
+		return msg
+	}
+	var parts []string
+	for _, d := range te.Errors {
+		p := string(d.Code) + ": " + d.Message
+		if d.Detail != nil {
+			if b, jerr := json.Marshal(d.Detail); jerr == nil && string(b) != "null" && string(b) != `""` {
+				p += " (" + string(b) + ")"
+			}
+		}
+		parts = append(parts, p)
+	}
+	readable := strings.Join(parts, "; ")
+	if te.StatusCode != 0 {
+		readable += fmt.Sprintf(" [HTTP %d]", te.StatusCode)
+	}
+	return strings.Replace(msg, te.Error(), te.Error()[:len(te.Error())-len(responseText(te))]+readable, 1)
+}
+
+// responseText is the part of te's message after "METHOD URL: ".
+func responseText(te *transport.Error) string {
+	full := te.Error()
+	if te.Request == nil {
+		return full
+	}
+	if i := strings.Index(full, ": "); i >= 0 {
+		return full[i+2:]
+	}
+	return full
+}
 func (e *redactedError) Unwrap() error { return e.err }
+
+// Describe is err's message for people: registry error documents made
+// readable, and no session token or signature.
+func Describe(err error) string { return Redact(readableRegistryErrors(err)) }
 
 // RedactError wraps err so that its message carries no session token.
 func RedactError(err error) error {
@@ -158,4 +206,66 @@ func RedactError(err error) error {
 		return nil
 	}
 	return &redactedError{err: err}
+}
+
+// CheckPush makes sure, before any work, that every repository of refs
+// takes a push with these credentials: the token handshake with push scope
+// and an upload session started and cancelled, as kaniko's push-permission
+// check does (a registry may hand out a token and refuse the upload). A
+// refusal is final at once; a flaky registry is retried like a push.
+func (c *Client) CheckPush(ctx context.Context, refs []name.Reference) error {
+	seen := map[string]bool{}
+	for _, ref := range refs {
+		repo := ref.Context()
+		if seen[repo.Name()] {
+			continue
+		}
+		seen[repo.Name()] = true
+		pr := c.newPushRetry()
+		var err error
+		for attempt := 0; ; attempt++ {
+			if err = ctx.Err(); err != nil {
+				return err
+			}
+			err = remote.CheckPushPermission(ref, c.o.keychain, c.transportFor(repo.Registry))
+			if err == nil || attempt+1 >= c.o.backoff.Attempts || !pr.retry(err) {
+				break
+			}
+			if err := sleepCtx(ctx, c.o.backoff.delay(attempt)); err != nil {
+				return err
+			}
+		}
+		if err != nil {
+			return RedactError(fmt.Errorf("%w: %s: %w%s", ErrPushAccess, repo, err, credentialsHint(err)))
+		}
+	}
+	return nil
+}
+
+// ErrPushAccess marks a destination that refused the push check.
+var ErrPushAccess = errors.New("no push access")
+
+// credentialsHint says where kiln looked for credentials, for a refusal.
+func credentialsHint(err error) string {
+	var te *transport.Error
+	if !errors.As(err, &te) || te.StatusCode != http.StatusUnauthorized && te.StatusCode != http.StatusForbidden {
+		return ""
+	}
+	return " (credentials are read from " + dockerConfigPath() + "; set DOCKER_CONFIG to the folder holding config.json — in a pod, where the registry Secret is mounted, as kaniko's /kaniko/.docker)"
+}
+
+// dockerConfigPath is the Docker config file the default keychain reads,
+// and whether it exists.
+func dockerConfigPath() string {
+	dir := os.Getenv("DOCKER_CONFIG")
+	how := "DOCKER_CONFIG"
+	if dir == "" {
+		home, _ := os.UserHomeDir()
+		dir, how = filepath.Join(home, ".docker"), "the default"
+	}
+	p := filepath.Join(dir, "config.json")
+	if _, err := os.Stat(p); err != nil {
+		return p + " (" + how + ", which does not exist)"
+	}
+	return p + " (" + how + ")"
 }

@@ -144,6 +144,21 @@ func Equal(a, b specs.Platform) bool {
 	return Format(a) == Format(b)
 }
 
+// Serves reports whether an image made for have may be used where want is
+// asked for: the same platform, or a compatible variant of the same OS and
+// architecture in containerd's sense (arm/v6 for arm/v7, amd64 for
+// amd64/v3). A config that names no architecture serves nothing.
+func Serves(have, want specs.Platform) bool {
+	have, want = Normalize(have), Normalize(want)
+	if have.OS == "" || have.Architecture == "" {
+		return false
+	}
+	if Equal(have, want) {
+		return true
+	}
+	return have.OS == want.OS && have.Architecture == want.Architecture && cplatforms.Only(want).Match(have)
+}
+
 // Host returns the platform of the machine kiln runs on, always as Linux: on
 // other systems kiln can only cross-build, never execute.
 func Host() specs.Platform {

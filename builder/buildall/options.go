@@ -7,6 +7,7 @@ import (
 
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"kiln/builder"
 	"kiln/builder/runner"
 	"kiln/manifest"
 	"kiln/platform"
@@ -25,15 +26,17 @@ type Coordinator struct {
 type Option func(*options)
 
 type options struct {
-	host    specs.Platform
-	emu     runner.Emulation
-	jobs    int
-	log     *slog.Logger
-	logw    io.Writer
-	client  *manifest.Client
-	format  manifest.IndexFormat
-	tempDir string
-	now     func() time.Time
+	host          specs.Platform
+	emu           runner.Emulation
+	jobs          int
+	log           *slog.Logger
+	logw          io.Writer
+	client        *manifest.Client
+	format        manifest.IndexFormat
+	tempDir       string
+	now           func() time.Time
+	bases         builder.BaseImages // nil: bases are first looked at by the builds
+	allowMismatch bool
 }
 
 // New makes a Coordinator that builds through r.
@@ -49,6 +52,14 @@ func New(r runner.Runner, opts ...Option) *Coordinator {
 		opt(&o)
 	}
 	return &Coordinator{runner: r, o: o}
+}
+
+// WithBaseImages lets the plan look up every external base of every
+// platform before any work: a base that has no image for the platform, or
+// whose config names another platform, blocks that target up front (and in
+// --plan) unless allowMismatch is set for the second case.
+func WithBaseImages(b builder.BaseImages, allowMismatch bool) Option {
+	return func(o *options) { o.bases, o.allowMismatch = b, allowMismatch }
 }
 
 // WithHost sets the platform of the machine that builds (default

@@ -2,12 +2,14 @@ package buildall
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"kiln/builder"
+	"kiln/builder/dockerfile"
 	"kiln/builder/runner"
 	"kiln/platform"
 )
@@ -133,6 +135,9 @@ func (c *Coordinator) decide(ctx context.Context, im Image, p specs.Platform, da
 	if err != nil {
 		return runner.Execution{Mode: runner.Blocked}, fmt.Errorf("images.%s %s: %w", im.Name, platform.Format(p), err)
 	}
+	if err := c.checkBases(ctx, im, p, data, file); err != nil {
+		return runner.Execution{Mode: runner.Blocked}, fmt.Errorf("images.%s %s: %w", im.Name, platform.Format(p), err)
+	}
 	if d, ok := c.runner.(runner.Decider); ok {
 		ex, err := d.Decide(ctx, p)
 		if err != nil {
@@ -146,6 +151,36 @@ func (c *Coordinator) decide(ctx context.Context, im Image, p specs.Platform, da
 		return ex, fmt.Errorf("images.%s %s: %w", im.Name, platform.Format(p), err)
 	}
 	return ex, nil
+}
+
+// checkBases looks up each external base the build of p needs (when the
+// coordinator has WithBaseImages) and returns the first that cannot serve
+// p: missing for p, or made for another platform. Other failures (the
+// network) are left for the build to meet and report.
+func (c *Coordinator) checkBases(ctx context.Context, im Image, p specs.Platform, data []byte, file string) error {
+	if c.o.bases == nil {
+		return nil
+	}
+	req := c.request(im, p)
+	bases, err := dockerfile.BaseImages(data, file, dockerfile.Options{
+		Args: req.BuildArgs, Target: req.Target, TargetPlatform: p, BuildPlatform: c.o.host,
+	})
+	if err != nil {
+		return nil // the build reports Dockerfile problems with their line
+	}
+	seen := map[string]bool{}
+	for _, b := range bases {
+		key := b.Ref + "@" + platform.Format(b.Platform)
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		err := builder.CheckBase(ctx, c.o.bases, b.Ref, b.Platform, c.o.allowMismatch)
+		if errors.Is(err, builder.ErrPlatformMismatch) || errors.Is(err, platform.ErrNoMatch) {
+			return fmt.Errorf("%s:%d: %w", file, b.Line, err)
+		}
+	}
+	return nil
 }
 
 // request is the image's Request for platform p, built on this host.

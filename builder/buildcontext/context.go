@@ -30,6 +30,10 @@ type Options struct {
 	Stdin io.Reader
 	// Git is the git binary (default "git", looked up in PATH).
 	Git string
+	// Exclude lists context-relative paths left out of the context whatever
+	// .dockerignore says: a build's own output folder when it lies inside
+	// the context, so that the next build does not copy the last one.
+	Exclude []string
 }
 
 // Context is a build context on local disk (materialised if it came as a
@@ -64,6 +68,11 @@ func Open(ctx context.Context, source string, opts Options) (*Context, error) {
 	if c.ignore, err = c.loadIgnore(); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("opening build context %s: %w", redact(source), err)
+	}
+	for _, e := range opts.Exclude {
+		if e = path.Clean(filepath.ToSlash(e)); e != "." && e != "" && !strings.HasPrefix(e, "../") && e != ".." {
+			c.ignore.forced = append(c.ignore.forced, e)
+		}
 	}
 	return c, nil
 }

@@ -22,6 +22,19 @@ type ignorer struct {
 	// walks an excluded folder only if an exception lies under it).
 	exceptions []string
 	literal    bool
+	// forced are context-relative paths left out whatever the patterns say
+	// (Options.Exclude): the build's own outputs.
+	forced []string
+}
+
+// isForced reports whether rel is, or lies under, a forced exclusion.
+func (ig *ignorer) isForced(rel string) bool {
+	for _, f := range ig.forced {
+		if rel == f || strings.HasPrefix(rel, f+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // loadIgnore reads "<Dockerfile>.dockerignore", else ".dockerignore".
@@ -69,6 +82,9 @@ func parseIgnore(b []byte) (*ignorer, error) {
 // match is the verdict for rel given its parent's MatchInfo, as fsutil's
 // walker computes it.
 func (ig *ignorer) match(rel string, parent patternmatcher.MatchInfo) (bool, patternmatcher.MatchInfo, error) {
+	if ig.isForced(rel) {
+		return true, parent, nil
+	}
 	if ig.pm == nil {
 		return false, parent, nil
 	}
@@ -85,7 +101,7 @@ func (ig *ignorer) matchPath(rel string) (bool, patternmatcher.MatchInfo, error)
 		excluded bool
 		err      error
 	)
-	if ig.pm == nil || rel == "" {
+	if rel == "" || ig.pm == nil && len(ig.forced) == 0 {
 		return false, info, nil
 	}
 	for i := 0; i <= len(rel); i++ {
@@ -102,7 +118,7 @@ func (ig *ignorer) matchPath(rel string) (bool, patternmatcher.MatchInfo, error)
 // mayReinclude reports whether an excluded folder can hold re-included
 // entries and so must still be walked.
 func (ig *ignorer) mayReinclude(dir string) bool {
-	if len(ig.exceptions) == 0 {
+	if len(ig.exceptions) == 0 || ig.isForced(dir) {
 		return false
 	}
 	if !ig.literal {

@@ -88,6 +88,8 @@ or a push failed; 2 for bad flags, build.toml or Dockerfile.`,
 			insecureRegistryFlag(),
 			&cli.StringFlag{Name: "cache-dir", Usage: "the warm cache to take base images from", DefaultText: "cache.dir of build.toml, else ~/.cache/kiln", EnvVars: envs("CACHE_DIR")},
 			&cli.BoolFlag{Name: "offline", Usage: "a base image missing from the cache is an error, not a pull", EnvVars: envs("OFFLINE")},
+			allowPlatformMismatchFlag(),
+			skipPushCheckFlag(),
 			&cli.BoolFlag{Name: "reproducible", Usage: "timestamps from SOURCE_DATE_EPOCH (or 0): the same inputs give the same digest", EnvVars: envs("REPRODUCIBLE")},
 			&cli.StringFlag{Name: "digest-file", Usage: "write the image digest to `FILE`", EnvVars: envs("DIGEST_FILE")},
 			&cli.StringFlag{Name: "metadata-file", Usage: "write JSON metadata (digests, platform, tags) to `FILE`", EnvVars: envs("METADATA_FILE")},
@@ -123,6 +125,8 @@ func runBuild(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
+	plan.req.Exclude = append(plan.req.Exclude, excludeOutputs(out.log, plan.req.Context,
+		plan.ociDir, plan.tarPath, c.String("digest-file"), c.String("metadata-file"))...)
 	retry, err := retryOptions(c)
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
@@ -148,6 +152,11 @@ func runBuild(c *cli.Context) error {
 		layout = l
 	} else if !errors.Is(err, manifest.ErrNotLayout) {
 		return cli.Exit(err.Error(), exitFailed)
+	}
+	if plan.push && !c.Bool("skip-push-permission-check") {
+		if err := client.CheckPush(c.Context, plan.dests); err != nil {
+			return cli.Exit(err.Error(), exitFailed) // before any work: a wrong token must not cost a whole build
+		}
 	}
 	bases := builder.CacheThenRemote(layout, client, plan.req.Offline)
 	defer bases.Close()
@@ -322,6 +331,7 @@ func applyBuildFlags(c *cli.Context, plan *buildPlan) error {
 		return err
 	}
 	r.Offline = c.Bool("offline")
+	r.AllowPlatformMismatch = c.Bool("allow-platform-mismatch")
 	applyInsecure(c, plan.registries)
 	return applyReproducible(c, r)
 }
@@ -456,6 +466,14 @@ func fetchContext(c *cli.Context, client *manifest.Client, d name.Digest) (strin
 	return file, cleanup, nil
 }
 
+func skipPushCheckFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "skip-push-permission-check", Usage: "do not check push access to every destination before building (for registries where an upload session cannot be opened and cancelled)", EnvVars: envs("SKIP_PUSH_PERMISSION_CHECK")}
+}
+
+func allowPlatformMismatchFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "allow-platform-mismatch", Usage: "build on a base image whose config names another platform than the one built (refused otherwise; recorded in the summary and the metadata file)", EnvVars: envs("ALLOW_PLATFORM_MISMATCH")}
+}
+
 func insecureRegistryFlag() cli.Flag {
 	return &cli.StringSliceFlag{Name: "insecure-registry", Usage: "reach this registry `HOST[:PORT]` over plain HTTP or unverified TLS (repeatable; as insecure = true in build.toml)", EnvVars: envs("INSECURE_REGISTRY")}
 }
@@ -519,6 +537,9 @@ type buildMetadata struct {
 	OCILayout    string   `json:"oci_layout,omitempty"`
 	Tarball      string   `json:"tarball,omitempty"`
 	Size         int64    `json:"size"`
+	// PlatformMismatches: bases built on although their platform is not
+	// the image's (--allow-platform-mismatch).
+	PlatformMismatches []string `json:"platform_mismatches,omitempty"`
 }
 
 func writeBuildFiles(c *cli.Context, plan *buildPlan, res *builder.Result) error {
@@ -532,7 +553,8 @@ func writeBuildFiles(c *cli.Context, plan *buildPlan, res *builder.Result) error
 		return nil
 	}
 	md := buildMetadata{Image: plan.name, Digest: res.Digest.String(), ConfigDigest: res.ConfigDigest.String(),
-		Platform: platform.Format(res.Platform), Tags: []string{}, OCILayout: plan.ociDir, Tarball: plan.tarPath, Size: imageSize(res), Pushed: plan.push}
+		Platform: platform.Format(res.Platform), Tags: []string{}, OCILayout: plan.ociDir, Tarball: plan.tarPath, Size: imageSize(res), Pushed: plan.push,
+		PlatformMismatches: res.PlatformMismatches}
 	for _, d := range plan.dests {
 		md.Tags = append(md.Tags, d.String())
 	}
@@ -571,6 +593,9 @@ func printBuildSummary(c *cli.Context, plan *buildPlan, res *builder.Result, too
 	}
 	if plan.tarPath != "" {
 		fmt.Fprintf(w, "  wrote %s (docker load -i %s)\n", plan.tarPath, plan.tarPath)
+	}
+	for _, m := range res.PlatformMismatches {
+		fmt.Fprintf(w, "  WARNING: built on a base of another platform (--allow-platform-mismatch): %s\n", m)
 	}
 }
 

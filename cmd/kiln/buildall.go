@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/urfave/cli/v2"
 
 	"kiln/builder"
@@ -78,6 +79,8 @@ unknown NAME or a bad build.toml.`,
 			&cli.BoolFlag{Name: "no-push", Usage: "push nothing: write each index as an OCI layout (--output, the image's output, or ./out/<name>)", EnvVars: envs("NO_PUSH")},
 			&cli.StringFlag{Name: "cache-dir", Usage: "the warm cache to take base images from", DefaultText: "cache.dir of build.toml, else ~/.cache/kiln", EnvVars: envs("CACHE_DIR")},
 			&cli.BoolFlag{Name: "offline", Usage: "a base image missing from the cache is an error, not a pull", EnvVars: envs("OFFLINE")},
+			allowPlatformMismatchFlag(),
+			skipPushCheckFlag(),
 			&cli.BoolFlag{Name: "reproducible", Usage: "timestamps from SOURCE_DATE_EPOCH (or 0): the same inputs give the same digests", EnvVars: envs("REPRODUCIBLE")},
 			&cli.StringFlag{Name: "work-dir", Usage: "scratch space for stage filesystems and layers", DefaultText: "$TMPDIR", EnvVars: envs("WORK_DIR")},
 			progressFlag(),
@@ -134,10 +137,21 @@ func runBuildAll(c *cli.Context) error {
 		defer kr.Cleanup() // every Job it made, also on Ctrl-C or SIGTERM
 		r = kr
 	}
-	coord := buildall.New(r, coordinatorOptions(c, out, s)...)
+	coord := buildall.New(r, append(coordinatorOptions(c, out, s), buildall.WithBaseImages(bases, c.Bool("allow-platform-mismatch")))...)
 	plan, err := coord.Plan(c.Context, s.images)
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
+	}
+	if !c.Bool("plan") && !c.Bool("skip-push-permission-check") {
+		var tags []name.Reference
+		for _, im := range s.images {
+			if im.Push {
+				tags = append(tags, im.Tags...)
+			}
+		}
+		if err := s.client.CheckPush(c.Context, tags); err != nil {
+			return cli.Exit(err.Error(), exitFailed) // before any Job or build
+		}
 	}
 	if c.Bool("plan") {
 		fmt.Fprint(c.App.Writer, plan)
@@ -151,7 +165,10 @@ func runBuildAll(c *cli.Context) error {
 		return cli.Exit(err.Error(), exitFailed)
 	}
 	printBuildAllSummary(c.App.Writer, rep)
-	if err := writeBuildAllMetadata(c.String("metadata-file"), rep); err != nil {
+	if c.Bool("allow-platform-mismatch") {
+		fmt.Fprintln(c.App.Writer, "WARNING: --allow-platform-mismatch: bases of another platform were allowed (each build's log names them)")
+	}
+	if err := writeBuildAllMetadata(c.String("metadata-file"), rep, c.Bool("allow-platform-mismatch")); err != nil {
 		return cli.Exit(err.Error(), exitFailed)
 	}
 	return buildAllExit(rep)
@@ -303,7 +320,8 @@ func buildAllImage(c *cli.Context, out *output, s *buildAllSetup, imageName stri
 	im := buildall.Image{
 		Name: imageName,
 		Request: builder.Request{Context: img.Context, Dockerfile: img.Dockerfile, Target: img.Target,
-			BuildArgs: copyMap(img.Args), Labels: copyMap(img.Labels), Offline: c.Bool("offline")},
+			BuildArgs: copyMap(img.Args), Labels: copyMap(img.Labels), Offline: c.Bool("offline"),
+			AllowPlatformMismatch: c.Bool("allow-platform-mismatch")},
 		Platforms: img.Platforms, OptionalPlatforms: img.OptionalPlatforms,
 	}
 	if err := applyReproducible(c, &im.Request); err != nil {
@@ -333,5 +351,6 @@ func buildAllImage(c *cli.Context, out *output, s *buildAllSetup, imageName stri
 	if !im.Push && im.OCIDir == "" {
 		im.OCIDir = filepath.Join("out", imageName) // the embedded default: no registry needed
 	}
+	im.Request.Exclude = excludeOutputs(out.log, im.Request.Context, im.OCIDir, c.String("metadata-file"))
 	return im, nil
 }

@@ -95,6 +95,9 @@ func buildAllExit(rep *buildall.Report) error {
 // buildAllMetadata is --metadata-file's content.
 type buildAllMetadata struct {
 	Images []buildAllImageMetadata `json:"images"`
+	// AllowPlatformMismatch: bases of another platform were allowed
+	// (--allow-platform-mismatch); each build's log names them.
+	AllowPlatformMismatch bool `json:"allow_platform_mismatch,omitempty"`
 }
 
 type buildAllImageMetadata struct {
@@ -122,11 +125,11 @@ type buildAllPlatformMetadata struct {
 	Error    string  `json:"error,omitempty"`
 }
 
-func writeBuildAllMetadata(path string, rep *buildall.Report) error {
+func writeBuildAllMetadata(path string, rep *buildall.Report, allowMismatch bool) error {
 	if path == "" {
 		return nil
 	}
-	md := buildAllMetadata{Images: []buildAllImageMetadata{}}
+	md := buildAllMetadata{Images: []buildAllImageMetadata{}, AllowPlatformMismatch: allowMismatch}
 	for _, im := range rep.Images {
 		m := buildAllImageMetadata{Image: im.Name, MediaType: string(im.MediaType), Tags: []string{}, Pushed: im.Pushed,
 			OCILayout: im.OCIDir, RefName: im.RefName, Error: errString(im.Err), Platforms: []buildAllPlatformMetadata{}}

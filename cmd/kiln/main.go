@@ -40,7 +40,7 @@ func main() {
 		}
 		os.Exit(ec.ExitCode())
 	}
-	fmt.Fprintln(os.Stderr, "kiln:", manifest.Redact(err.Error()))
+	fmt.Fprintln(os.Stderr, "kiln:", manifest.Describe(err))
 	os.Exit(exitFailed)
 }
 

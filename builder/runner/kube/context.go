@@ -32,7 +32,7 @@ type PodContext struct {
 // naming it by digest in repo. The runner pushes the file; kiln render
 // only needs the name, which is the same.
 func PrepareContext(ctx context.Context, req builder.Request, repo name.Repository, tempDir string) (*PodContext, error) {
-	c, err := buildcontext.Open(ctx, req.Context, buildcontext.Options{Dockerfile: req.Dockerfile, TempDir: tempDir})
+	c, err := buildcontext.Open(ctx, req.Context, buildcontext.Options{Dockerfile: req.Dockerfile, TempDir: tempDir, Exclude: req.Exclude})
 	if err != nil {
 		return nil, err
 	}

@@ -33,8 +33,10 @@ type BuildSpec struct {
 	Repository string   // the platform image is pushed here, by digest only
 	Bases      []string // base images the warm init container fetches first; none: no init container
 	// Reproducible builds with SOURCE_DATE_EPOCH (or 0) timestamps.
-	Reproducible    bool
-	SourceDateEpoch *time.Time
+	Reproducible bool
+	// AllowPlatformMismatch passes --allow-platform-mismatch to the pod.
+	AllowPlatformMismatch bool
+	SourceDateEpoch       *time.Time
 }
 
 // BuildJob is the Job that builds spec: kiln build in container isolation,
@@ -140,6 +142,9 @@ func buildArgs(spec BuildSpec, o Options) []string {
 	}
 	if spec.Reproducible {
 		args = append(args, "--reproducible")
+	}
+	if spec.AllowPlatformMismatch {
+		args = append(args, "--allow-platform-mismatch")
 	}
 	return append(args, insecureArgs(o)...)
 }

@@ -155,6 +155,7 @@ func SpecFor(job runner.Job, buildID, ctxRef string, df []byte) (BuildSpec, erro
 		Dockerfile: req.Dockerfile, Target: req.Target, BuildArgs: req.BuildArgs, Labels: req.Labels,
 		Repository: job.Tags[0].Context().Name(), Bases: refs,
 		Reproducible: req.Reproducible, SourceDateEpoch: req.SourceDateEpoch,
+		AllowPlatformMismatch: req.AllowPlatformMismatch,
 	}, nil
 }
 
