@@ -293,7 +293,8 @@ func (l *Layout) PutBlob(data []byte) (v1.Hash, error) {
 
 // WriteBlob streams r into the layout as blob h. The bytes go to a temporary
 // file beside the final place, are hashed on the way, fsynced, and renamed
-// only if digest and size (size < 0: unknown) match.
+// only if digest and size (size < 0: unknown) match. On any error, the
+// temporary file is gone when WriteBlob returns.
 func (l *Layout) WriteBlob(ctx context.Context, h v1.Hash, size int64, r io.Reader) (int64, error) {
 	w, err := l.NewBlobWriter(h, size)
 	if err != nil {
@@ -309,7 +310,13 @@ func (l *Layout) WriteBlob(ctx context.Context, h v1.Hash, size int64, r io.Read
 
 // BlobWriter receives one blob. Write appends; Reset starts over (a server
 // that ignored a Range request); Commit verifies and publishes; Abort (safe
-// after Commit) removes the temporary file.
+// after Commit) removes the temporary file. A failed Commit aborts by
+// itself; a writer that is not committed must be aborted, or its temporary
+// file stays until the process ends and a sweep removes it (see
+// RemoveDeadTemps).
+//
+// The writer holds an exclusive flock on its temporary file until Commit or
+// Abort, which is how sweepers tell it from a killed writer's leftover.
 type BlobWriter struct {
 	l     *Layout
 	f     *os.File
@@ -327,11 +334,13 @@ func (l *Layout) NewBlobWriter(want v1.Hash, size int64) (*BlobWriter, error) {
 		return nil, err
 	}
 	final := l.BlobPath(want)
-	f, err := os.CreateTemp(filepath.Dir(final), tmpPrefix+want.Hex[:12]+"-")
+	w := &BlobWriter{l: l, h: sha256.New(), want: want, size: size, final: final}
+	f, err := createTemp(l.dir, filepath.Dir(final), tmpPrefix+want.Hex[:12]+"-")
 	if err != nil {
-		return nil, fmt.Errorf("creating temp blob for %s: %w", want, err)
+		return nil, fmt.Errorf("creating temp blob for %s: %w", want, w.noSpace(err))
 	}
-	return &BlobWriter{l: l, f: f, h: sha256.New(), want: want, size: size, final: final}, nil
+	w.f = f
+	return w, nil
 }
 
 func (w *BlobWriter) Write(p []byte) (int, error) {
@@ -341,7 +350,17 @@ func (w *BlobWriter) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
 	w.h.Write(p[:n])
 	w.n += int64(n)
-	return n, err
+	return n, w.noSpace(err)
+}
+
+// noSpace names the cache folder and the blob in an error that says the
+// volume is full.
+func (w *BlobWriter) noSpace(err error) error {
+	what := "blob " + w.want.String()
+	if w.size >= 0 {
+		what += " (" + formatBytes(w.size) + ")"
+	}
+	return noSpace(w.l.dir, what, err)
 }
 
 // Written is how many bytes were written since the start or the last Reset.
@@ -360,10 +379,22 @@ func (w *BlobWriter) Reset() error {
 	return nil
 }
 
-// Commit checks size and digest, fsyncs, and renames the blob into place.
-// If another process stored the same blob meanwhile, the rename replaces
-// it with identical bytes; readers holding it open keep their copy.
+// Commit checks size and digest, fsyncs, and renames the blob into place;
+// on any error it aborts. If another process stored the same blob
+// meanwhile, the rename replaces it with identical bytes; readers holding
+// it open keep their copy.
 func (w *BlobWriter) Commit() error {
+	if w.done {
+		return fmt.Errorf("blob %s: writer already committed or aborted", w.want)
+	}
+	if err := w.commit(); err != nil {
+		w.Abort()
+		return err
+	}
+	return nil
+}
+
+func (w *BlobWriter) commit() error {
 	if w.size >= 0 && w.n != w.size {
 		return fmt.Errorf("blob %s: %w: got %d bytes, want %d", w.want, ErrSizeMismatch, w.n, w.size)
 	}
@@ -371,26 +402,33 @@ func (w *BlobWriter) Commit() error {
 		return fmt.Errorf("blob %s: %w: content hashes to sha256:%s", w.want, ErrDigestMismatch, got)
 	}
 	if err := w.f.Sync(); err != nil {
-		return fmt.Errorf("syncing blob %s: %w", w.want, err)
+		return fmt.Errorf("syncing blob %s: %w", w.want, w.noSpace(err))
 	}
-	if err := w.f.Close(); err != nil {
-		return err
-	}
+	// Renamed before it is closed: the lock covers the temporary name for
+	// as long as it exists.
 	if err := os.Rename(w.f.Name(), w.final); err != nil {
-		return fmt.Errorf("storing blob %s: %w", w.want, err)
+		return fmt.Errorf("storing blob %s: %w", w.want, w.noSpace(err))
 	}
 	w.done = true
-	return syncDir(filepath.Dir(w.final))
+	err := w.f.Close()
+	if serr := syncDir(filepath.Dir(w.final)); err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("storing blob %s: %w", w.want, w.noSpace(err))
+	}
+	return nil
 }
 
-// Abort drops the temporary file unless the blob was committed.
+// Abort drops the temporary file unless the blob was committed. The file
+// is removed before it is closed, under the writer's lock.
 func (w *BlobWriter) Abort() {
 	if w.done {
 		return
 	}
 	w.done = true
-	w.f.Close()
 	os.Remove(w.f.Name())
+	w.f.Close()
 }
 
 // RemoveBlob deletes a blob. Callers hold the exclusive use lock.
@@ -410,7 +448,8 @@ type StoredBlob struct {
 	Hash v1.Hash
 	Size int64
 	Path string
-	// Temp marks a leftover temporary file of an interrupted write.
+	// Temp marks a temporary file of a write, live or a killed one's
+	// leftover (TempFiles tells which), or a file whose name is no digest.
 	Temp bool
 }
 
@@ -506,33 +545,44 @@ func (l *Layout) lockUse(ctx context.Context, exclusive bool, waiting func()) (f
 }
 
 // writeFileAtomic writes data to a temporary file in path's folder, fsyncs
-// it and renames it over path, then fsyncs the folder.
+// it and renames it over path, then fsyncs the folder. path is a file at
+// the top of a layout. The temporary file is locked like a blob writer's,
+// so sweeps leave it alone while it lives, and is gone when writeFileAtomic
+// returns.
 func writeFileAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, tmpPrefix+filepath.Base(path)+"-")
-	if err != nil {
-		return err
+	wrap := func(err error) error {
+		return fmt.Errorf("writing %s: %w", path, noSpace(dir, filepath.Base(path), err))
 	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
+	f, err := createTemp(dir, dir, tmpPrefix+filepath.Base(path)+"-")
+	if err != nil {
+		return wrap(err)
+	}
+	if err := writeAndRename(f, path, data); err != nil {
+		os.Remove(f.Name())
 		f.Close()
+		return wrap(err)
+	}
+	if err := f.Close(); err != nil {
+		return wrap(err)
+	}
+	return syncDir(dir)
+}
+
+// writeAndRename fills f and renames it to path, leaving it open: the
+// caller closes it after the rename, so its lock covers the temporary name
+// for as long as the name exists.
+func writeAndRename(f *os.File, path string, data []byte) error {
+	if _, err := f.Write(data); err != nil {
 		return err
 	}
 	if err := f.Chmod(0o644); err != nil {
-		f.Close()
 		return err
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
 		return err
 	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return os.Rename(f.Name(), path)
 }
 
 func syncDir(dir string) error {

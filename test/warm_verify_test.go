@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"kiln/test/harness"
 )
 
@@ -101,8 +103,10 @@ func TestWarmVerifyMissingCache(t *testing.T) {
 	}
 }
 
-// TestWarmRemovesStaleTemps: temp files of writes killed long ago are
-// removed by the next warm; recent ones (maybe a live writer's) are not.
+// TestWarmRemovesStaleTemps: temp files of killed writes are removed by the
+// next warm whatever their age, a few seconds or hours; one a live writer
+// holds (its flock, as kiln's writers take) is not, and verify reports it
+// as a write in progress, not a leftover.
 func TestWarmRemovesStaleTemps(t *testing.T) {
 	t.Parallel()
 	reg := harness.NewRegistry(t)
@@ -114,7 +118,9 @@ func TestWarmRemovesStaleTemps(t *testing.T) {
 	blobs := filepath.Join(cache, "blobs", "sha256")
 	stale := filepath.Join(blobs, ".tmp-0123456789ab-stale")
 	recent := filepath.Join(blobs, ".tmp-0123456789ab-recent")
-	for _, p := range []string{stale, recent} {
+	index := filepath.Join(cache, ".tmp-index.json-recent")
+	live := filepath.Join(blobs, ".tmp-0123456789ab-live")
+	for _, p := range []string{stale, recent, index, live} {
 		if err := os.WriteFile(p, []byte("half a blob"), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -123,13 +129,28 @@ func TestWarmRemovesStaleTemps(t *testing.T) {
 	if err := os.Chtimes(stale, old, old); err != nil {
 		t.Fatal(err)
 	}
-	verifyCache(t, cache) // temp files are no damage
-	mustExit(t, runKiln(t, args...), 0)
-	if _, err := os.Stat(stale); err == nil {
-		t.Errorf("warm left the 3-hour-old temp file %s", stale)
+	f, err := os.Open(live)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := os.Stat(recent); err != nil {
-		t.Errorf("warm removed a recent temp file: %v", err)
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+
+	r := runKiln(t, "warm", "--verify", "--cache-dir", cache)
+	mustExit(t, r, 0) // temp files are no damage
+	if !strings.Contains(r.stdout, "3 leftover temp files (33 B), 1 writes in progress") {
+		t.Errorf("verify should count 3 leftovers and 1 live write:\n%s", r)
+	}
+	mustExit(t, runKiln(t, args...), 0)
+	for _, p := range []string{stale, recent, index} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("warm left the dead temp file %s", p)
+		}
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("warm removed a temp file a live writer holds: %v", err)
 	}
 	verifyCache(t, cache)
 }

@@ -3,10 +3,7 @@ package warmer
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
-	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -148,8 +145,10 @@ func reachable(l *manifest.Layout) (map[v1.Hash]bool, error) {
 	return live, nil
 }
 
-// sweep deletes unreachable blobs and all temporary files. Callers hold the
-// exclusive lock, so no writer is midway.
+// sweep deletes unreachable blobs and the temporary files of killed
+// writes. Callers hold the exclusive lock, so no warmer is midway, but a
+// process opening the cache may be writing index.json: temporary files go
+// by the same rule as at the start of a warm (manifest.RemoveDeadTemps).
 func sweep(l *manifest.Layout, live map[v1.Hash]bool, rep *PruneReport) error {
 	blobs, err := l.Blobs()
 	if err != nil {
@@ -159,9 +158,8 @@ func sweep(l *manifest.Layout, live map[v1.Hash]bool, rep *PruneReport) error {
 	for _, b := range blobs {
 		switch {
 		case b.Temp:
-			if strings.HasPrefix(filepath.Base(b.Path), ".tmp-") && os.Remove(b.Path) == nil {
-				rep.Temps++
-			}
+			// Temporary files below; anything else that is not named by a
+			// digest is not kiln's to delete.
 		case live[b.Hash]:
 			rep.Kept++
 		default:
@@ -172,11 +170,7 @@ func sweep(l *manifest.Layout, live map[v1.Hash]bool, rep *PruneReport) error {
 			rep.Bytes += b.Size
 		}
 	}
-	tmps, _ := filepath.Glob(filepath.Join(l.Dir(), ".tmp-*"))
-	for _, t := range tmps {
-		if os.Remove(t) == nil {
-			rep.Temps++
-		}
-	}
-	return nil
+	removed, err := l.RemoveDeadTemps()
+	rep.Temps += len(removed)
+	return err
 }

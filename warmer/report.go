@@ -51,8 +51,11 @@ type Report struct {
 	// Bytes is the total downloaded.
 	Bytes  int64          `json:"bytes"`
 	Counts map[Status]int `json:"counts"`
-	Pruned *PruneReport   `json:"pruned,omitempty"`
-	Verify *VerifyReport  `json:"verify,omitempty"`
+	// DiskFull, when set, says the cache's volume ran out of space: the
+	// pairs that failed for it need room, not a retry.
+	DiskFull string        `json:"disk_full,omitempty"`
+	Pruned   *PruneReport  `json:"pruned,omitempty"`
+	Verify   *VerifyReport `json:"verify,omitempty"`
 }
 
 // OK reports whether every requested (image, platform) is in the cache.

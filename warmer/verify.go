@@ -24,10 +24,15 @@ type Problem struct {
 
 // VerifyReport says what Verify checked and found.
 type VerifyReport struct {
-	Blobs    int       `json:"blobs"`
-	Bytes    int64     `json:"bytes"`
-	Entries  int       `json:"entries"`
-	Temps    int       `json:"temps"` // leftovers of interrupted writes: harmless, prune removes them
+	Blobs   int   `json:"blobs"`
+	Bytes   int64 `json:"bytes"`
+	Entries int   `json:"entries"`
+	// Temps are the leftovers of killed writes, TempBytes their size: no
+	// damage, but they take room until the next warm or prune removes them.
+	Temps     int   `json:"temps"`
+	TempBytes int64 `json:"temp_bytes"`
+	// Writing counts temporary files that live processes are writing.
+	Writing  int       `json:"writing"`
 	Problems []Problem `json:"problems"`
 }
 
@@ -48,6 +53,9 @@ func (w *Warmer) Verify(ctx context.Context) (*VerifyReport, error) {
 	}
 	defer unlock()
 	rep := &VerifyReport{Problems: []Problem{}}
+	if err := countTemps(l, rep); err != nil {
+		return rep, err
+	}
 	if err := w.rehashAll(ctx, l, rep); err != nil {
 		return rep, err
 	}
@@ -57,7 +65,7 @@ func (w *Warmer) Verify(ctx context.Context) (*VerifyReport, error) {
 	for _, p := range rep.Problems {
 		w.o.log.Error("cache damage", "digest", p.Digest, "ref", p.Ref, "problem", p.Msg)
 	}
-	w.o.log.Info("verify done", "blobs", rep.Blobs, "bytes", rep.Bytes, "entries", rep.Entries, "problems", len(rep.Problems), "temps", rep.Temps)
+	w.o.log.Info("verify done", "blobs", rep.Blobs, "bytes", rep.Bytes, "entries", rep.Entries, "problems", len(rep.Problems), "temps", rep.Temps, "temp_bytes", rep.TempBytes, "writing", rep.Writing)
 	return rep, nil
 }
 
@@ -71,8 +79,7 @@ func (w *Warmer) rehashAll(ctx context.Context, l *manifest.Layout, rep *VerifyR
 	g.SetLimit(w.o.jobs)
 	for _, b := range blobs {
 		if b.Temp {
-			rep.Temps++
-			continue
+			continue // countTemps
 		}
 		g.Go(func() error {
 			if err := gctx.Err(); err != nil {
@@ -90,6 +97,21 @@ func (w *Warmer) rehashAll(ctx context.Context, l *manifest.Layout, rep *VerifyR
 		})
 	}
 	return g.Wait()
+}
+
+// countTemps tells the leftovers of killed writes from live writes, by the
+// rule warm and prune remove them by (manifest.TempFiles).
+func countTemps(l *manifest.Layout, rep *VerifyReport) error {
+	temps, err := l.TempFiles()
+	for _, t := range temps {
+		if t.Live {
+			rep.Writing++
+			continue
+		}
+		rep.Temps++
+		rep.TempBytes += t.Size
+	}
+	return err
 }
 
 // rehash returns "" if the file hashes to its name, else what is wrong.

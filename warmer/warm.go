@@ -3,9 +3,8 @@ package warmer
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -18,7 +17,6 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
-	"golang.org/x/sync/singleflight"
 
 	"kiln/manifest"
 	"kiln/platform"
@@ -30,8 +28,25 @@ type run struct {
 	w      *Warmer
 	layout *manifest.Layout
 	sem    *semaphore.Weighted
-	blobs  singleflight.Group
 	start  time.Time
+
+	mu      sync.Mutex
+	flights map[v1.Hash]*flight    // downloads under way, by digest
+	full    *manifest.NoSpaceError // the first a pull failed with: the volume is full
+	// running counts download goroutines: Warm returns only after every one
+	// has ended and removed its temporary file.
+	running sync.WaitGroup
+}
+
+// flight is one blob download that every image needing the blob waits for.
+// It is cancelled when the last of them stops waiting, so that a failed
+// image's other layers stop filling the disk.
+type flight struct {
+	done    chan struct{}
+	n       int64
+	err     error
+	waiters int
+	cancel  context.CancelFunc
 }
 
 // group is one reference with the platforms wanted of it.
@@ -49,8 +64,10 @@ func (w *Warmer) Warm(ctx context.Context, items []Item) (*Report, error) {
 		return nil, err
 	}
 	defer unlock()
-	r := &run{ctx: ctx, w: w, layout: l, sem: semaphore.NewWeighted(int64(w.o.jobs)), start: w.o.now()}
-	r.removeStaleTemps()
+	r := &run{ctx: ctx, w: w, layout: l, sem: semaphore.NewWeighted(int64(w.o.jobs)), start: w.o.now(), flights: map[v1.Hash]*flight{}}
+	// Before any download: on a full volume, killed writers' leftovers are
+	// what must go first.
+	r.removeDeadTemps()
 
 	groups := groupItems(items)
 	results := make([][]Result, len(groups))
@@ -63,8 +80,15 @@ func (w *Warmer) Warm(ctx context.Context, items []Item) (*Report, error) {
 		})
 	}
 	g.Wait()
+	// Every image has its answer; downloads nobody waits for any more were
+	// cancelled. Their temporary files go before Warm returns (and the
+	// process exits).
+	r.running.Wait()
 
 	rep := &Report{CacheDir: l.Dir(), Started: r.start, Counts: map[Status]int{}}
+	if r.full != nil {
+		rep.DiskFull = r.full.Error()
+	}
 	for _, rs := range results {
 		for _, res := range rs {
 			rep.Results = append(rep.Results, res)
@@ -112,6 +136,7 @@ func (r *run) warmRef(ctx context.Context, gr group) []Result {
 	start := time.Now()
 	r.w.emit(Event{Kind: EventStart, Ref: gr.ref})
 	fail := func(err error) []Result {
+		r.noteFull(err)
 		out := make([]Result, len(gr.plats))
 		for i, p := range gr.plats {
 			out[i] = r.done(Result{Ref: gr.ref, Platform: platform.Format(p), Status: StatusFailed, Error: err.Error(), Duration: time.Since(start)})
@@ -303,6 +328,7 @@ func (r *run) pull(ctx context.Context, gr group, ref name.Reference, st0 refSta
 func (r *run) pullQuiet(ctx context.Context, gr group, ref name.Reference, st0 refState, start time.Time) []Result {
 	out := make([]Result, len(gr.plats))
 	fail := func(i int, err error) {
+		r.noteFull(err)
 		out[i] = Result{Ref: gr.ref, Key: manifest.CacheKey(ref), Platform: platform.Format(gr.plats[i]), Status: StatusFailed, Error: err.Error()}
 	}
 	top, src, err := r.w.o.client.Get(ctx, ref)
@@ -529,35 +555,89 @@ func (r *run) pullImage(ctx context.Context, label string, ref name.Reference, s
 	return n, size, nil
 }
 
-// blob makes sure one blob is stored, downloading it at most once per run
+// blob makes sure one blob is stored, downloading it at most once at a time
 // however many images share it. It returns the bytes this call downloaded.
 func (r *run) blob(ctx context.Context, label string, srcs []manifest.Source, d v1.Descriptor) (int64, error) {
 	if r.layout.HasBlob(d.Digest, d.Size) {
 		r.w.emit(Event{Kind: EventBytes, Ref: label, Bytes: d.Size})
 		return 0, nil
 	}
-	// The download runs under the run's context, not this image's: an image
-	// that fails must not cancel a blob another image waits for too.
-	var mine bool
-	ch := r.blobs.DoChan(d.Digest.String(), func() (any, error) {
-		mine = true
-		return r.download(r.ctx, label, srcs, d)
+	f, mine := r.join(d.Digest, func(fctx context.Context) (int64, error) {
+		return r.download(fctx, label, srcs, d)
 	})
-	var res singleflight.Result
 	select {
-	case res = <-ch:
+	case <-f.done:
 	case <-ctx.Done():
+		r.leave(d.Digest, f)
 		return 0, ctx.Err()
 	}
-	v, err := res.Val, res.Err
-	if err != nil {
-		return 0, err
+	if f.err != nil {
+		return 0, f.err
 	}
 	if !mine {
 		r.w.emit(Event{Kind: EventBytes, Ref: label, Bytes: d.Size})
 		return 0, nil
 	}
-	return v.(int64), nil
+	return f.n, nil
+}
+
+// join waits for the download of h under way, or starts one with fn. The
+// download runs under its own context, a child of the run's, not under the
+// image's: an image that fails must not cancel a blob another image waits
+// for too.
+func (r *run) join(h v1.Hash, fn func(context.Context) (int64, error)) (f *flight, mine bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if f := r.flights[h]; f != nil {
+		f.waiters++
+		return f, false
+	}
+	ctx, cancel := context.WithCancel(r.ctx)
+	f = &flight{done: make(chan struct{}), waiters: 1, cancel: cancel}
+	r.flights[h] = f
+	r.running.Add(1)
+	go func() {
+		defer r.running.Done()
+		defer cancel()
+		n, err := fn(ctx)
+		r.mu.Lock()
+		if r.flights[h] == f {
+			delete(r.flights, h)
+		}
+		f.n, f.err = n, err
+		r.mu.Unlock()
+		close(f.done)
+	}()
+	return f, true
+}
+
+// leave stops waiting for f; the last waiter to leave cancels it, and a
+// later join of the same blob starts afresh rather than joining a
+// cancelled download.
+func (r *run) leave(h v1.Hash, f *flight) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f.waiters--
+	if f.waiters > 0 {
+		return
+	}
+	f.cancel()
+	if r.flights[h] == f {
+		delete(r.flights, h)
+	}
+}
+
+// noteFull remembers the first failure that says the cache's volume is full.
+func (r *run) noteFull(err error) {
+	var ns *manifest.NoSpaceError
+	if !errors.As(err, &ns) {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.full == nil {
+		r.full = ns
+	}
 }
 
 func (r *run) download(ctx context.Context, label string, srcs []manifest.Source, d v1.Descriptor) (int64, error) {
@@ -654,26 +734,20 @@ func mergePlatforms(a, b []v1.Descriptor) []v1.Descriptor {
 	return a
 }
 
-// removeStaleTemps deletes temporary blobs no live writer has touched for a
-// long time: the leftovers of a killed run.
-func (r *run) removeStaleTemps() {
-	blobs, err := r.layout.Blobs()
+// removeDeadTemps deletes the temporary files of killed writes, whatever
+// their age, and leaves live writers' alone (manifest.RemoveDeadTemps).
+func (r *run) removeDeadTemps() {
+	removed, err := r.layout.RemoveDeadTemps()
+	var bytes int64
+	for _, t := range removed {
+		bytes += t.Size
+		r.w.o.log.Info("removed leftover temp file", "path", t.Path, "bytes", t.Size)
+	}
 	if err != nil {
-		return
+		r.w.o.log.Warn("removing leftover temp files", "cache", r.layout.Dir(), "err", err)
 	}
-	var paths []string
-	for _, b := range blobs {
-		if b.Temp && strings.HasPrefix(filepath.Base(b.Path), ".tmp-") {
-			paths = append(paths, b.Path)
-		}
-	}
-	roots, _ := filepath.Glob(filepath.Join(r.layout.Dir(), ".tmp-*")) // index.json's
-	for _, p := range append(paths, roots...) {
-		if fi, err := os.Stat(p); err == nil && r.w.o.now().Sub(fi.ModTime()) > r.w.o.staleTmp {
-			if os.Remove(p) == nil {
-				r.w.o.log.Info("removed stale temp file", "path", p)
-			}
-		}
+	if len(removed) > 0 {
+		r.w.o.log.Info("removed the leftovers of killed writes", "cache", r.layout.Dir(), "files", len(removed), "bytes", bytes)
 	}
 }
 

@@ -41,7 +41,6 @@ type options struct {
 	log      *slog.Logger
 	progress func(Event)
 	now      func() time.Time
-	staleTmp time.Duration
 }
 
 // Option configures a Warmer.
@@ -97,7 +96,7 @@ func New(dir string, opts ...Option) (*Warmer, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("cache dir: not set")
 	}
-	o := options{jobs: 8, log: slog.New(slog.DiscardHandler), now: time.Now, staleTmp: time.Hour}
+	o := options{jobs: 8, log: slog.New(slog.DiscardHandler), now: time.Now}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err

@@ -278,8 +278,8 @@ func printVerifySummary(w io.Writer, dir string, v *warmer.VerifyReport) {
 	for _, p := range v.Problems {
 		fmt.Fprintf(w, "DAMAGED %s %s: %s\n", p.Digest, p.Ref, p.Msg)
 	}
-	fmt.Fprintf(w, "verified %d blobs (%s) and %d entries in %s: %d problems, %d leftover temp files\n",
-		v.Blobs, humanBytes(v.Bytes), v.Entries, dir, len(v.Problems), v.Temps)
+	fmt.Fprintf(w, "verified %d blobs (%s) and %d entries in %s: %d problems, %d leftover temp files (%s), %d writes in progress\n",
+		v.Blobs, humanBytes(v.Bytes), v.Entries, dir, len(v.Problems), v.Temps, humanBytes(v.TempBytes), v.Writing)
 }
 
 // writeReport writes the JSON report atomically (a CronJob's reader never

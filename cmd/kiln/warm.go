@@ -21,7 +21,10 @@ every platform in [warm].platforms (or --platform; default: the union of the ima
 platforms). Blobs are shared between images and platforms and downloaded once.
 
 It is safe to run many at once on one folder (init containers on several pods, the nightly
-CronJob) and to kill at any moment: a blob appears whole or not at all.
+CronJob) and to kill at any moment: a blob appears whole or not at all. What a failed or
+interrupted run was writing is removed before it exits; what a killed one (kill -9) left
+is removed by the next run, before it downloads anything. A volume that fills up fails the
+run with exit 1 and a message that says so.
 
 Examples:
    # As an init container: make sure everything the build needs is there (no network if it is)
@@ -123,7 +126,11 @@ func runWarm(c *cli.Context) error {
 		return cli.Exit(err.Error(), exitFailed)
 	}
 	if !rep.OK() {
-		return cli.Exit(fmt.Sprintf("%d of %d (image, platform) pairs are not in the cache", rep.Counts[warmer.StatusFailed], len(rep.Results)), exitFailed)
+		msg := fmt.Sprintf("%d of %d (image, platform) pairs are not in the cache", rep.Counts[warmer.StatusFailed], len(rep.Results))
+		if rep.DiskFull != "" {
+			msg += ", which is out of space: " + rep.DiskFull
+		}
+		return cli.Exit(msg, exitFailed)
 	}
 	return nil
 }
