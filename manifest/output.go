@@ -14,31 +14,41 @@ import (
 )
 
 // WriteImage stores img in the layout, streaming each layer, and files it
-// in index.json under refName (replacing an entry of that name). It returns
-// the image's descriptor as filed.
+// in index.json under refName and under its PlatformRefName (replacing
+// entries of those names; other platforms' names for refName stay). It
+// returns the image's descriptor as filed.
 func (l *Layout) WriteImage(ctx context.Context, img v1.Image, refName string) (v1.Descriptor, error) {
 	desc, err := l.putImage(ctx, img)
 	if err != nil {
 		return v1.Descriptor{}, err
 	}
-	return desc, l.fileEntry(ctx, desc, refName)
+	return desc, l.fileEntry(ctx, desc, refName, false, platformEntries(refName, []v1.Descriptor{desc}))
 }
 
 // WriteIndex stores every image of an index, then the index itself, filed
-// under refName.
+// under refName, with each platform image also filed under its
+// PlatformRefName: tools that take one image per name (umoci) find each
+// platform by name. Platform names an earlier write filed for refName are
+// replaced.
 func (l *Layout) WriteIndex(ctx context.Context, idx v1.ImageIndex, refName string) (v1.Descriptor, error) {
 	im, err := idx.IndexManifest()
 	if err != nil {
 		return v1.Descriptor{}, err
 	}
+	children := make([]v1.Descriptor, 0, len(im.Manifests))
 	for _, d := range im.Manifests {
 		img, err := idx.Image(d.Digest)
 		if err != nil {
 			return v1.Descriptor{}, fmt.Errorf("index child %s: %w", d.Digest, err)
 		}
-		if _, err := l.putImage(ctx, img); err != nil {
+		stored, err := l.putImage(ctx, img)
+		if err != nil {
 			return v1.Descriptor{}, err
 		}
+		if d.Platform != nil {
+			stored.Platform = d.Platform // as the index says: that is what a reader selects by
+		}
+		children = append(children, stored)
 	}
 	raw, err := idx.RawManifest()
 	if err != nil {
@@ -53,7 +63,7 @@ func (l *Layout) WriteIndex(ctx context.Context, idx v1.ImageIndex, refName stri
 		return v1.Descriptor{}, err
 	}
 	desc := v1.Descriptor{MediaType: mt, Digest: h, Size: int64(len(raw))}
-	return desc, l.fileEntry(ctx, desc, refName)
+	return desc, l.fileEntry(ctx, desc, refName, true, platformEntries(refName, children))
 }
 
 // putImage stores an image's layers, config and manifest (in that order,
@@ -120,20 +130,29 @@ func (l *Layout) putLayer(ctx context.Context, layer v1.Layer) error {
 	return nil
 }
 
-// fileEntry puts desc into index.json under refName, replacing an entry of
-// the same name.
-func (l *Layout) fileEntry(ctx context.Context, desc v1.Descriptor, refName string) error {
+// fileEntry puts desc into index.json under refName, then the platform
+// entries, replacing entries of the same names; ownsPlatforms also drops
+// every platform entry an earlier write filed for refName (an index
+// rewritten with fewer platforms leaves no stale name).
+func (l *Layout) fileEntry(ctx context.Context, desc v1.Descriptor, refName string, ownsPlatforms bool, platforms []v1.Descriptor) error {
+	names := map[string]bool{}
+	for _, p := range platforms {
+		names[p.Annotations[AnnotationRefName]] = true
+	}
+	if refName != "" {
+		names[refName] = true
+		desc.Annotations = map[string]string{AnnotationRefName: refName}
+	}
 	return l.UpdateIndex(ctx, func(idx *v1.IndexManifest) (bool, error) {
 		kept := idx.Manifests[:0]
 		for _, d := range idx.Manifests {
-			if refName == "" || d.Annotations[AnnotationRefName] != refName {
+			replaced := names[d.Annotations[AnnotationRefName]] ||
+				(ownsPlatforms && refName != "" && d.Annotations[AnnotationPlatformOf] == refName)
+			if !replaced {
 				kept = append(kept, d)
 			}
 		}
-		if refName != "" {
-			desc.Annotations = map[string]string{AnnotationRefName: refName}
-		}
-		idx.Manifests = append(kept, desc)
+		idx.Manifests = append(append(kept, desc), platforms...)
 		return true, nil
 	})
 }
@@ -173,7 +192,7 @@ func WriteTarball(path string, img v1.Image, tags []name.Tag) error {
 // credentials from the keychain with push scope, this client's transport
 // underneath and go-containerregistry's retries for uploads.
 //
-// Each call starts a new retry budget (see WithRetryBudget): use one set of
+// Each call starts a new retry budget (see WithPushRetries): use one set of
 // options for one push.
 func (c *Client) PushOptions(ctx context.Context, repo name.Repository) []remote.Option {
 	opts, _ := c.pushOptions(ctx, repo)
@@ -181,7 +200,7 @@ func (c *Client) PushOptions(ctx context.Context, repo name.Repository) []remote
 }
 
 func (c *Client) pushOptions(ctx context.Context, repo name.Repository) ([]remote.Option, *pushRetry) {
-	pr := c.newPushRetry()
+	pr := c.newPushRetry(ctx)
 	return append([]remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuthFromKeychain(c.o.keychain),

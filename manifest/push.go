@@ -19,14 +19,20 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
-// DefaultRetryBudget bounds the time one push (or one blob upload) may
-// spend retrying, whatever is left of its attempts.
-const DefaultRetryBudget = 5 * time.Minute
+// Push retry defaults. A blob upload is several requests (HEAD, POST,
+// PATCH, PUT) retried as one, so at a 20 % fault rate half the tries fail:
+// writes get more tries than reads (DefaultBackoff), all bounded by the
+// time budget.
+const (
+	DefaultPushAttempts = 20
+	DefaultRetryBudget  = 5 * time.Minute
+)
 
-// WithRetryBudget sets how long one push may spend retrying (default
-// DefaultRetryBudget); the attempts come from the Backoff.
-func WithRetryBudget(d time.Duration) ClientOption {
-	return func(o *clientOptions) { o.retryBudget = d }
+// WithPushRetries sets how many times each registry write is tried
+// (default DefaultPushAttempts) and how long one push may spend retrying
+// (default DefaultRetryBudget).
+func WithPushRetries(attempts int, budget time.Duration) ClientOption {
+	return func(o *clientOptions) { o.pushAttempts, o.retryBudget = attempts, budget }
 }
 
 // pushRetry is the retry policy of one push. go-containerregistry runs every
@@ -36,6 +42,7 @@ func WithRetryBudget(d time.Duration) ClientOption {
 // those loops its backoff and this predicate.
 type pushRetry struct {
 	c      *Client
+	ctx    context.Context
 	start  time.Time
 	budget time.Duration
 
@@ -43,22 +50,25 @@ type pushRetry struct {
 	retries int
 }
 
-func (c *Client) newPushRetry() *pushRetry {
-	return &pushRetry{c: c, start: time.Now(), budget: c.o.retryBudget}
+func (c *Client) newPushRetry(ctx context.Context) *pushRetry {
+	return &pushRetry{c: c, ctx: ctx, start: time.Now(), budget: c.o.retryBudget}
 }
 
 func (p *pushRetry) options() []remote.Option {
-	b := p.c.o.backoff
 	return []remote.Option{
 		remote.WithRetryPredicate(p.retry),
-		remote.WithRetryBackoff(remote.Backoff{Duration: b.Initial, Factor: 2, Jitter: 0.5, Steps: b.Attempts, Cap: b.Max}),
+		// The waiting is done in retry, with warm's jittered, capped
+		// backoff: go-containerregistry's own ends its loop once a wait
+		// reaches the cap, long before the attempts are used up.
+		remote.WithRetryBackoff(remote.Backoff{Duration: time.Millisecond, Factor: 1, Steps: p.c.o.pushAttempts}),
 		// Reads (HEAD of blobs) are retried by kiln's own transport;
 		// go-containerregistry's transport retry would multiply it.
 		remote.WithRetryStatusCodes(),
 	}
 }
 
-// retry says whether to try a failed registry write again.
+// retry says whether to try a failed registry write again, after waiting
+// the backoff's delay (the budget permitting).
 func (p *pushRetry) retry(err error) bool {
 	if !RetryableWrite(err) || time.Since(p.start) > p.budget {
 		return false
@@ -67,8 +77,12 @@ func (p *pushRetry) retry(err error) bool {
 	p.retries++
 	n := p.retries
 	p.mu.Unlock()
-	p.c.o.log.Warn("retrying a registry write", "retry", n, "reason", Redact(err.Error()))
-	return true
+	wait := p.c.o.backoff.delay(min(n-1, 16))
+	if left := p.budget - time.Since(p.start); wait > left {
+		return false
+	}
+	p.c.o.log.Warn("retrying a registry write", "retry", n, "wait", wait.Round(time.Millisecond), "reason", Describe(err))
+	return sleepCtx(p.ctx, wait) == nil
 }
 
 // failed describes a push that gave up: what, the registry's status, how
@@ -221,18 +235,15 @@ func (c *Client) CheckPush(ctx context.Context, refs []name.Reference) error {
 			continue
 		}
 		seen[repo.Name()] = true
-		pr := c.newPushRetry()
+		pr := c.newPushRetry(ctx)
 		var err error
 		for attempt := 0; ; attempt++ {
 			if err = ctx.Err(); err != nil {
 				return err
 			}
 			err = remote.CheckPushPermission(ref, c.o.keychain, c.transportFor(repo.Registry))
-			if err == nil || attempt+1 >= c.o.backoff.Attempts || !pr.retry(err) {
+			if err == nil || attempt+1 >= c.o.pushAttempts || !pr.retry(err) {
 				break
-			}
-			if err := sleepCtx(ctx, c.o.backoff.delay(attempt)); err != nil {
-				return err
 			}
 		}
 		if err != nil {

@@ -44,14 +44,15 @@ type Client struct {
 }
 
 type clientOptions struct {
-	keychain    authn.Keychain
-	registries  map[string]RegistryConfig
-	base        http.RoundTripper
-	backoff     Backoff
-	stall       time.Duration
-	retryBudget time.Duration
-	userAgent   string
-	log         *slog.Logger
+	keychain     authn.Keychain
+	registries   map[string]RegistryConfig
+	base         http.RoundTripper
+	backoff      Backoff
+	stall        time.Duration
+	retryBudget  time.Duration
+	pushAttempts int
+	userAgent    string
+	log          *slog.Logger
 }
 
 // ClientOption configures a Client.
@@ -89,15 +90,19 @@ func WithClientLogger(l *slog.Logger) ClientOption { return func(o *clientOption
 // NewClient makes a Client.
 func NewClient(opts ...ClientOption) (*Client, error) {
 	o := clientOptions{
-		keychain:    authn.DefaultKeychain,
-		backoff:     DefaultBackoff,
-		stall:       60 * time.Second,
-		retryBudget: DefaultRetryBudget,
-		userAgent:   "kiln",
-		log:         slog.New(slog.DiscardHandler),
+		keychain:     authn.DefaultKeychain,
+		backoff:      DefaultBackoff,
+		stall:        60 * time.Second,
+		retryBudget:  DefaultRetryBudget,
+		pushAttempts: DefaultPushAttempts,
+		userAgent:    "kiln",
+		log:          slog.New(slog.DiscardHandler),
 	}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.pushAttempts < 1 {
+		return nil, fmt.Errorf("push retries: attempts must be at least 1, got %d", o.pushAttempts)
 	}
 	if o.backoff.Attempts < 1 {
 		return nil, fmt.Errorf("backoff: attempts must be at least 1, got %d", o.backoff.Attempts)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -148,8 +150,26 @@ func (c *Coordinator) push(ctx context.Context, im Image, children []child, want
 		return fmt.Errorf("the pushed platform images make index %s, not %s (err %v)", got, want, err)
 	}
 	c.o.log.Info("pushing index", "image", im.Name, "digest", want.String(), "tags", len(im.Tags))
-	_, err = c.o.client.PushIndex(ctx, idx, im.Tags)
-	return err
+	if _, err = c.o.client.PushIndex(ctx, idx, im.Tags); err != nil {
+		// Every platform image is in the registry by digest: say how to
+		// make the index again without building anything.
+		cmd := "kiln index create"
+		if c.o.format != manifest.FormatOCI {
+			cmd += " --format " + string(c.o.format)
+		}
+		for _, k := range slices.Sorted(maps.Keys(im.Annotations)) {
+			cmd += " --annotation '" + k + "=" + im.Annotations[k] + "'"
+		}
+		for _, t := range im.Tags {
+			cmd += " --tag " + t.String()
+		}
+		for _, ch := range remotes {
+			d, _ := ch.entry.Image.Digest()
+			cmd += " " + repo.Digest(d.String()).String()
+		}
+		return fmt.Errorf("%w\n    every platform image is pushed by digest; to retry without building: %s", err, cmd)
+	}
+	return nil
 }
 
 // remoteImage is the image at ref, read lazily with the client's

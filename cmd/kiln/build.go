@@ -439,10 +439,38 @@ func writeOutputs(c *cli.Context, client *manifest.Client, plan *buildPlan, res 
 			}
 		}
 		if _, err := client.Push(c.Context, res.Image, dests); err != nil {
-			return err
+			return keepUnpushed(c, plan, res, dests, err)
 		}
 	}
 	return writeBuildFiles(c, plan, res)
+}
+
+// keepUnpushed keeps a built image whose push failed, so that it can be
+// pushed again without building: the --output layout if there is one,
+// else a layout in the work folder's parent, and says how.
+func keepUnpushed(c *cli.Context, plan *buildPlan, res *builder.Result, dests []name.Reference, pushErr error) error {
+	dir := plan.ociDir
+	refName := ociRefName(plan)
+	if dir == "" {
+		base := c.String("work-dir")
+		if base == "" {
+			base = os.TempDir()
+		}
+		dir = filepath.Join(base, fmt.Sprintf("kiln-unpushed-%s-%s", plan.name, res.Digest.Hex[:12]))
+		l, err := manifest.OpenLayout(dir)
+		if err == nil {
+			_, err = l.WriteImage(c.Context, res.Image, refName)
+		}
+		if err != nil {
+			return fmt.Errorf("%w\n    (and keeping the image failed too: %v)", pushErr, err)
+		}
+	}
+	var to []string
+	for _, d := range dests {
+		to = append(to, d.String())
+	}
+	return fmt.Errorf("%w\n    the image is kept in oci:%s; push it without building again:\n    kiln push --from oci:%s --ref %s %s",
+		pushErr, dir, dir, refName, strings.Join(to, " "))
 }
 
 // blobScheme marks a build context held in a registry as one blob, a

@@ -67,6 +67,7 @@ Every flag can also be set by an environment variable KILN_<FLAG>, e.g. KILN_CAC
 			buildCommand(),
 			buildAllCommand(),
 			indexCommand(),
+			pushCommand(),
 			renderCommand(),
 			versionCommand(),
 		},

@@ -13,7 +13,7 @@ import (
 // downloads, within a time budget per push.
 func retryFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.IntFlag{Name: "retries", Value: manifest.DefaultBackoff.Attempts, Usage: "tries for each registry request and upload (on 5xx, 408, 429, resets, stalls; never on 401/403/404)", EnvVars: envs("RETRIES")},
+		&cli.IntFlag{Name: "retries", Value: manifest.DefaultPushAttempts, Usage: "tries for each registry write: a blob upload, mount, manifest or tag push (on 5xx, 408, 429, resets, stalls; never on 401/403/404)", EnvVars: envs("RETRIES")},
 		&cli.DurationFlag{Name: "retry-budget", Value: manifest.DefaultRetryBudget, Usage: "the most time one push may spend retrying", EnvVars: envs("RETRY_BUDGET")},
 	}
 }
@@ -27,7 +27,5 @@ func retryOptions(c *cli.Context) ([]manifest.ClientOption, error) {
 	if c.Duration("retry-budget") < 0 {
 		return nil, fmt.Errorf("--retry-budget %s: want a duration of 0 or more", c.Duration("retry-budget"))
 	}
-	b := manifest.DefaultBackoff
-	b.Attempts = n
-	return []manifest.ClientOption{manifest.WithBackoff(b), manifest.WithRetryBudget(c.Duration("retry-budget"))}, nil
+	return []manifest.ClientOption{manifest.WithPushRetries(n, c.Duration("retry-budget"))}, nil
 }
