@@ -168,9 +168,15 @@ func TestPushAlwaysFails(t *testing.T) {
 	ctxDir := t.TempDir()
 	writeContext(t, ctxDir, map[string]string{"Dockerfile": "FROM scratch\nCOPY a.bin /a.bin\n"})
 	randomFile(t, filepath.Join(ctxDir, "a.bin"), 1<<20, 7)
+	// The push check meets the failing uploads first, before any work.
+	r := runKiln(t, "build", "--context", ctxDir, "--retries", "3", "--destination", faulty.Addr+"/never/app:1")
+	mustExit(t, r, 1)
+	if !strings.Contains(r.stderr, "no push access") {
+		t.Errorf("the push check should fail first:\n%s", r.stderr)
+	}
 	start := time.Now()
-	r := runKiln(t, "build", "--context", ctxDir, "--retries", "3", "--retry-budget", "20s",
-		"--destination", faulty.Addr+"/never/app:1")
+	r = runKiln(t, "build", "--context", ctxDir, "--retries", "3", "--retry-budget", "20s", "--skip-push-permission-check",
+		"--work-dir", t.TempDir(), "--destination", faulty.Addr+"/never/app:1")
 	took := time.Since(start)
 	mustExit(t, r, 1)
 	if took > 60*time.Second {
@@ -195,7 +201,8 @@ func TestPushAlwaysFails(t *testing.T) {
 	if cmdLine == "" {
 		t.Fatalf("no kiln push command to retry with:\n%s", r.stderr)
 	}
-	args := strings.Fields(strings.ReplaceAll(strings.TrimPrefix(cmdLine, "kiln "), faulty.Addr, reg.Addr))
+	args := strings.Fields(strings.TrimPrefix(cmdLine, "kiln "))
+	args[len(args)-1] = strings.ReplaceAll(args[len(args)-1], faulty.Addr, reg.Addr) // the DEST; --ref names the layout entry
 	mustExit(t, runKiln(t, args...), 0)
 	validateRef(t, reg.Addr+"/never/app:1", false)
 }

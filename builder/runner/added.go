@@ -91,7 +91,47 @@ func (l *Local) checkAdded(ctx context.Context, img, base v1.Image, req builder.
 		return fmt.Errorf("checking the binaries the build added: %w", err)
 	}
 	log.Debug("architecture check", "layers", len(added), "checked", rep.Checked, "skipped", rep.Skipped, "not_elf", rep.NotELF)
-	return rep.Err()
+	if err := rep.Err(); err != nil {
+		return err
+	}
+	return l.sampleBase(ctx, img, len(added), req, log)
+}
+
+// baseSample is how many candidate files of each base layer the check
+// reads: enough to catch a base whose config names the platform while its
+// programs are another's, cheap next to the unpack.
+const baseSample = 64
+
+// sampleBase checks a sample of the executables of the layers img does not
+// add (its base's): a config can say arm64 over x86-64 files. It fails when
+// most of the sample is foreign; skipped when the user allowed a base of
+// another platform.
+func (l *Local) sampleBase(ctx context.Context, img v1.Image, added int, req builder.Request, log *slog.Logger) error {
+	if req.AllowPlatformMismatch {
+		return nil
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return fmt.Errorf("reading the built image's layers: %w", err)
+	}
+	base := layers[:len(layers)-added]
+	if len(base) == 0 {
+		return nil
+	}
+	opts := l.o.arch
+	opts.Max = baseSample
+	rep, err := archcheck.CheckImageLayers(ctx, base, req.Platform, opts)
+	if err != nil {
+		return fmt.Errorf("checking a sample of the base image's binaries: %w", err)
+	}
+	log.Debug("architecture check of the base", "layers", len(base), "checked", rep.Checked, "skipped", rep.Skipped, "foreign", len(rep.Findings))
+	// A stray foreign program in a base (an emulator, firmware) is the
+	// base's business; most of them foreign means its config lies.
+	if rep.Checked >= 3 && 2*len(rep.Findings) > rep.Checked {
+		return fmt.Errorf("the base image's own programs are not for %s, though its config says so (%d of %d sampled): %w",
+			platform.Format(req.Platform), len(rep.Findings), rep.Checked, rep.Err())
+	}
+	return nil
 }
 
 // addedLayers returns img's layers past base's, when img starts with
