@@ -13,10 +13,29 @@
 //		img := cfg.Images[name]
 //		fmt.Println(img.Context, platform.FormatAll(img.Platforms), img.Tags)
 //	}
+//
+// A build file may be hostile: a CI builds whatever repository it is given.
+//
+//   - Project paths, images.*.context and images.*.output, must lead inside the
+//     build file's folder, whether written relative or absolute: both the
+//     cleaned path and the path its symlinks lead to (followed as far as they
+//     exist). A build file reads and writes its own repository, not the
+//     machine. images.*.dockerfile is relative to the context and stays inside
+//     it. AllowPathsUnder (kiln's --allow fs=DIR) admits other folders.
+//   - Machine paths, cache.dir and runner.kubernetes.kubeconfig, name places on
+//     the machine (a shared cache volume, credentials) and may be anywhere; a
+//     CI that builds untrusted files sets its own (kiln's --cache-dir wins over
+//     cache.dir).
+//   - The file holds at most MaxFileSize bytes, nests at most MaxDepth levels,
+//     holds at most MaxValues values and no key path over MaxKeyLength bytes.
+//     One linear pass checks this before the TOML decoder, whose work grows
+//     faster than the file, sees it: reading any file takes well under a
+//     second.
 package config
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -94,29 +113,50 @@ func (c *Config) ImageNames() []string {
 
 // Load reads and validates a build file. Relative paths in it resolve against
 // the file's folder.
-func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+func Load(path string, opts ...Option) (*Config, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading build file: %w", err)
 	}
-	return Parse(data, path)
+	defer f.Close()
+	// A build file named /dev/zero is not read for ever.
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading build file: %w", err)
+	}
+	return Parse(data, path, opts...)
 }
 
 // Parse validates data as if read from filename, which names the file in
 // errors and whose folder relative paths resolve against; "" means the
 // working directory.
-func Parse(data []byte, filename string) (*Config, error) {
+func Parse(data []byte, filename string, opts ...Option) (*Config, error) {
+	if err := checkSize(len(data), filename); err != nil {
+		return nil, err
+	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	file, dir, err := locate(filename)
+	if err != nil {
+		return nil, err
+	}
+	rule, err := newPathRule(dir, o)
 	if err != nil {
 		return nil, err
 	}
 	src := strings.TrimPrefix(string(data), "\uFEFF") // the decoder counts offsets after a BOM
 	ps := &problems{file: filename, loc: &locator{src: src}}
+	if le := checkLimits(src); le != nil {
+		at := ps.loc.at(le.off)
+		return nil, &Error{File: filename, Line: at.line, Col: at.col, Key: le.key, Msg: le.msg}
+	}
 	raw, ok := decode(src, ps)
 	if !ok {
 		return nil, ps.err()
 	}
-	v := &validator{problems: ps, dir: dir}
+	v := &validator{problems: ps, dir: dir, paths: rule}
 	c := &Config{
 		File:       file,
 		Dir:        dir,

@@ -108,13 +108,14 @@ func TestPaths(t *testing.T) {
 		wantCtx    string
 		wantOutput string
 		wantCache  string
+		allow      []string // AllowPathsUnder
 	}{
 		{name: "relative folder", context: "./api", output: "oci:out", cacheDir: "cache",
 			wantCtx: dir + "/api", wantOutput: "oci:" + dir + "/out", wantCache: dir + "/cache"},
 		{name: "parent folder", context: "../shared", output: "tar:../img.tar", cacheDir: "../c",
-			wantCtx: root + "/shared", wantOutput: "tar:" + root + "/img.tar", wantCache: root + "/c"},
+			wantCtx: root + "/shared", wantOutput: "tar:" + root + "/img.tar", wantCache: root + "/c", allow: []string{root}},
 		{name: "absolute", context: "/src/api", output: "oci:/out/", cacheDir: "/var/cache//kiln",
-			wantCtx: "/src/api", wantOutput: "oci:/out", wantCache: "/var/cache/kiln"},
+			wantCtx: "/src/api", wantOutput: "oci:/out", wantCache: "/var/cache/kiln", allow: []string{"/src", "/out"}},
 		{name: "tarball", context: "ctx.tar.gz", output: "tar:x.tar", cacheDir: ".",
 			wantCtx: dir + "/ctx.tar.gz", wantOutput: "tar:" + dir + "/x.tar", wantCache: dir},
 		{name: "stdin", context: "-", output: "oci:o", cacheDir: "c",
@@ -134,7 +135,7 @@ func TestPaths(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			src := "[cache]\ndir = '" + tt.cacheDir + "'\n[images.x]\ncontext = '" + tt.context +
 				"'\nplatforms = ['amd64']\noutput = '" + tt.output + "'\n"
-			cfg, err := Parse([]byte(src), file)
+			cfg, err := Parse([]byte(src), file, AllowPathsUnder(tt.allow...))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -121,79 +121,106 @@ func syntaxError(ps *problems, pe toml.ParseError) *Error {
 
 // checkKeys reports every key the raw shape does not have and every table
 // key given a plain value; it returns false if there was one of the latter.
-// Keys inside a reported one are not reported again.
+// Keys inside a reported one are not reported again. Its work is linear in
+// the total length of the keys: each key is walked once from the top.
 func checkKeys(md toml.MetaData, ps *problems) bool {
-	ok, reported := true, map[string]bool{}
+	ok, reported := true, &keySet{}
 	report := func(key toml.Key, format string, args ...any) {
 		ps.addf(keyPath(key...), format, args...)
-		reported[key.String()] = true
+		reported.add(key)
 	}
 	for _, key := range md.Keys() {
-		if reportedAbove(reported, key) {
+		if reported.holdsPrefixOf(key) {
 			continue
 		}
-		t, known := shapeOf(key)
+		s := shapeOf(key)
 		switch {
-		case !known:
-			if parent, _ := shapeOf(key[:len(key)-1]); isTable(parent) || len(key) == 1 {
+		case !s.known:
+			if isTable(s.parent) || len(key) == 1 {
 				report(key, "unknown key")
 			}
-		case isTable(t) && md.Type(key...) != "Hash":
+		case isTable(s.t) && md.Type(key...) != "Hash":
 			report(key, "want a table, got %s", tomlTypeName(md.Type(key...)))
 			ok = false
 		}
 	}
 	for _, key := range md.Undecoded() {
-		if !reportedAbove(reported, key) && !insideValue(key) {
+		if !reported.holdsPrefixOf(key) && !shapeOf(key).insideValue {
 			report(key, "unknown key")
 		}
 	}
 	return ok
 }
 
-// insideValue reports whether key lies inside a value kept whole (an array
-// of tables such as runner.kubernetes.tolerations): its validator checks
-// the keys.
-func insideValue(key toml.Key) bool {
-	for n := 1; n < len(key); n++ {
-		if t, ok := shapeOf(key[:n]); ok && t == reflect.TypeFor[value]() {
-			return true
-		}
-	}
-	return false
+// keySet is a set of keys kept as a tree of their parts, so that asking
+// whether it holds a key or any key above it takes one step per part.
+type keySet struct {
+	here  bool
+	below map[string]*keySet
 }
 
-// reportedAbove reports whether a table holding key (or key itself) was
-// reported.
-func reportedAbove(reported map[string]bool, key toml.Key) bool {
-	for n := len(key); n > 0; n-- {
-		if reported[key[:n].String()] {
-			return true
-		}
-	}
-	return false
-}
-
-// shapeOf returns the raw type found at key, and false if there is none.
-func shapeOf(key toml.Key) (reflect.Type, bool) {
-	t := reflect.TypeFor[rawFile]()
+func (s *keySet) add(key toml.Key) {
 	for _, k := range key {
+		if s.below == nil {
+			s.below = map[string]*keySet{}
+		}
+		next, ok := s.below[k]
+		if !ok {
+			next = &keySet{}
+			s.below[k] = next
+		}
+		s = next
+	}
+	s.here = true
+}
+
+// holdsPrefixOf reports whether the set holds key or a table holding it.
+func (s *keySet) holdsPrefixOf(key toml.Key) bool {
+	for _, k := range key {
+		if s = s.below[k]; s == nil {
+			return false
+		}
+		if s.here {
+			return true
+		}
+	}
+	return false
+}
+
+// shape is what the raw shape says about a key.
+type shape struct {
+	t           reflect.Type // the raw type at the key; nil if unknown
+	known       bool
+	parent      reflect.Type // the raw type of the table holding it; nil if unknown
+	insideValue bool         // the key lies inside a value kept whole (an array of tables such as runner.kubernetes.tolerations): its validator checks the keys
+}
+
+// shapeOf walks key down the raw shape once.
+func shapeOf(key toml.Key) shape {
+	var s shape
+	t := reflect.TypeFor[rawFile]()
+	for i, k := range key {
+		if i == len(key)-1 {
+			s.parent = t
+		}
 		switch {
 		case t == reflect.TypeFor[value]():
-			return nil, false // a leaf has no keys inside
+			s.insideValue = true // a leaf has no keys inside
+			return s
 		case t.Kind() == reflect.Struct:
 			f, ok := fieldByTag(t, k)
 			if !ok {
-				return nil, false
+				return s
 			}
 			t = f.Type
 		case t.Kind() == reflect.Map:
 			t = t.Elem()
 		default:
-			return nil, false
+			return s
 		}
 	}
-	return t, true
+	s.t, s.known = t, true
+	return s
 }
 
 // fieldByTag matches a key exactly: the decoder would also take "Cache" for

@@ -95,7 +95,7 @@ func (v *validator) context(p path, x value) string {
 		v.addf(p, "unsupported context URL %q: only git repositories (ending in .git, or with .git#ref) can be fetched", s)
 		return s
 	}
-	return v.abs(s)
+	return v.projectPath(p, s, s)
 }
 
 // isGitURL tells a git repository from a local path the way docker build does.
@@ -187,7 +187,7 @@ func (v *validator) output(p path, x value) string {
 		v.addf(p, "invalid output %q: no path after %q", s, kind+":")
 		return s
 	}
-	return kind + ":" + v.abs(dest)
+	return kind + ":" + v.projectPath(p, s, dest)
 }
 
 func checkArgName(k string) string {

@@ -8,7 +8,8 @@ import (
 // validator turns raw values into Config fields, recording every problem.
 type validator struct {
 	*problems
-	dir string // the build file's folder
+	dir   string    // the build file's folder
+	paths *pathRule // where project paths may lead
 }
 
 // str returns v as a string; ok is false if v is unset or not a string.

@@ -29,14 +29,23 @@ func main() {
 	run.MaybeInit() // in a RUN step's init (kiln re-executed): set up, exec the command, never return
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// The first SIGTERM or SIGINT cancels ctx, and every stage stops and
+		// cleans up; a second one ends kiln at once, whatever it is doing.
+		<-ctx.Done()
+		stop()
+	}()
 	err := newApp().RunContext(ctx, os.Args)
 	if err == nil {
 		return
 	}
 	var ec cli.ExitCoder
 	if errors.As(err, &ec) {
-		if msg := err.Error(); msg != "" {
-			fmt.Fprintln(os.Stderr, "kiln:", manifest.Redact(msg)) // no upload session or signature in any message
+		if err.Error() != "" {
+			// No upload session or signature in any message, and a registry's
+			// error document readable (not a Go map) when the error is kept:
+			// cli.Exit(err, code) rather than cli.Exit(err.Error(), code).
+			fmt.Fprintln(os.Stderr, "kiln:", manifest.Describe(err))
 		}
 		os.Exit(ec.ExitCode())
 	}
@@ -57,7 +66,6 @@ func newApp() *cli.App {
    kiln index       stitch existing per-platform images into one multi-platform index
 
 Every flag can also be set by an environment variable KILN_<FLAG>, e.g. KILN_CACHE_DIR.`,
-		HideVersion:          true,
 		EnableBashCompletion: true,
 		// Values such as --build-arg LIST=a,b, --label and --secret id=x,src=f
 		// hold commas: list flags (platforms, tags, images) split themselves.
@@ -84,8 +92,8 @@ Every flag can also be set by an environment variable KILN_<FLAG>, e.g. KILN_CAC
 // --help. urfave/cli consults the command's handler for its own flags, so
 // every command sets it too.
 func usageError(c *cli.Context, err error, _ bool) error {
-	cmd := "kiln"
-	if c.Command != nil && c.Command.Name != "" {
+	cmd := c.App.Name
+	if c.Command != nil && c.Command.Name != "" && c.Command.Name != c.App.Name { // the app's own flags: "kiln --help"
 		cmd += " " + c.Command.Name
 	}
 	return cli.Exit(fmt.Sprintf("%v (see %s --help)", err, cmd), exitUsage)
