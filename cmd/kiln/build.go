@@ -73,7 +73,7 @@ Exit status: 0 if the image was built and written or pushed everywhere asked; 1 
 or a push failed; 2 for bad flags, build.toml or Dockerfile.`,
 		ArgsUsage: "[NAME]",
 		Flags: append([]cli.Flag{
-			configFlag(),
+			configFlag(), allowFSFlag(),
 			&cli.StringFlag{Name: "context", Usage: "build context: a folder, a .tar/.tar.gz file, - for a tar on stdin, or a git URL (repo.git#ref:subdir)", EnvVars: envs("CONTEXT")},
 			&cli.StringFlag{Name: "dockerfile", Aliases: []string{"f"}, Usage: "Dockerfile path inside the context", DefaultText: "Dockerfile", EnvVars: envs("DOCKERFILE")},
 			&cli.StringFlag{Name: "platform", Usage: "the platform to build", DefaultText: "this machine's", EnvVars: envs("PLATFORM")},
@@ -257,7 +257,11 @@ func planBuild(c *cli.Context) (*buildPlan, error) {
 
 // planFromConfig fills the plan from build.toml's [images.NAME].
 func planFromConfig(c *cli.Context, plan *buildPlan) error {
-	cfg, err := config.Load(c.String("config"))
+	copts, err := configOptions(c)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(c.String("config"), copts...)
 	if err != nil {
 		return err
 	}

@@ -66,7 +66,7 @@ found before any work) or an index could not be pushed or written; 2 for bad fla
 unknown NAME or a bad build.toml.`,
 		ArgsUsage: "[NAME]...",
 		Flags: append([]cli.Flag{
-			configFlag(),
+			configFlag(), allowFSFlag(),
 			&cli.StringFlag{Name: "runner", Usage: "where platform builds run: local, or kubernetes (a Job per platform on a node of its architecture; see [runner.kubernetes])", DefaultText: "runner.kind of build.toml, else local", EnvVars: envs("RUNNER")},
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: buildall.DefaultJobs, Usage: "platform builds at a time", EnvVars: envs("JOBS")},
 			&cli.BoolFlag{Name: "plan", Usage: "print what would be built where and why, then exit (1 if something would fail up front)", EnvVars: envs("PLAN")},
@@ -222,7 +222,11 @@ func setupBuildAll(c *cli.Context, out *output) (*buildAllSetup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--format: %w", err)
 	}
-	cfg, err := config.Load(c.String("config"))
+	copts, err := configOptions(c)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.Load(c.String("config"), copts...)
 	if err != nil {
 		return nil, err
 	}

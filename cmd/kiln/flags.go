@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -36,7 +37,11 @@ func logFormatFlag() cli.Flag {
 // (warm can run on flags alone); a missing file named explicitly is.
 func loadConfig(c *cli.Context) (*config.Config, error) {
 	path := c.String("config")
-	cfg, err := config.Load(path)
+	copts, err := configOptions(c)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.Load(path, copts...)
 	if err == nil {
 		return cfg, nil
 	}
@@ -62,4 +67,30 @@ func hostString() string {
 
 func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, d)
+}
+
+// allowFSFlag lets build.toml's contexts and outputs reach outside its
+// folder, as buildx bake's --allow fs=: a build file from a repository is
+// input that may be hostile.
+func allowFSFlag() cli.Flag {
+	return &cli.StringSliceFlag{Name: "allow", Usage: "let build.toml's contexts and outputs lie under `fs=DIR` although it is outside build.toml's folder; fs=* allows any (repeatable)", EnvVars: envs("ALLOW")}
+}
+
+// configOptions turns --allow into config options.
+func configOptions(c *cli.Context) ([]config.Option, error) {
+	var dirs []string
+	for _, a := range c.StringSlice("allow") {
+		dir, ok := strings.CutPrefix(a, "fs=")
+		if !ok || dir == "" {
+			return nil, fmt.Errorf("--allow %q: want fs=DIR (or fs=*)", a)
+		}
+		if dir == "*" {
+			dir = "/"
+		}
+		dirs = append(dirs, dir)
+	}
+	if len(dirs) == 0 {
+		return nil, nil
+	}
+	return []config.Option{config.AllowPathsUnder(dirs...)}, nil
 }

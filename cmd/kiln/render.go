@@ -40,7 +40,7 @@ The job kind packs each image's context to name it by digest (nothing is pushed:
 Exit status: 0, or 2 for bad flags or build.toml.`,
 		ArgsUsage: "KIND... [IMAGE...]",
 		Flags: []cli.Flag{
-			configFlag(),
+			configFlag(), allowFSFlag(),
 			&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "put the objects in this namespace (default: runner.kubernetes.namespace, else \"default\")", EnvVars: envs("NAMESPACE")},
 			&cli.StringFlag{Name: "image", Usage: "kiln's own image to run (default: runner.kubernetes.image)", EnvVars: envs("KILN_IMAGE")},
 			&cli.StringFlag{Name: "build-id", Value: "render", Usage: "the build id in the Jobs' names and labels (build-all makes a new one per run)", EnvVars: envs("BUILD_ID")},
@@ -55,7 +55,11 @@ func runRender(c *cli.Context) error {
 	if len(kinds) == 0 {
 		return cli.Exit(fmt.Sprintf("kiln render: name what to render: %s or all", strings.Join(kube.RenderKinds, ", ")), exitUsage)
 	}
-	cfg, err := config.Load(c.String("config"))
+	copts, err := configOptions(c)
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	cfg, err := config.Load(c.String("config"), copts...)
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
