@@ -165,3 +165,24 @@ func freeLoopbackAddr(t *testing.T) string {
 	l.Close()
 	return addr
 }
+
+// TestBuildConfigWithoutName: `kiln build --config F` with no NAME builds
+// from the flags but takes F's [cache] (and [registries.*]): an offline
+// build finds its base in the cache F names.
+func TestBuildConfigWithoutName(t *testing.T) {
+	t.Parallel()
+	reg := harness.NewRegistry(t)
+	base := reg.Ref("cfg/base:1")
+	pushHandImage(t, base, handImage(t, "linux/amd64", v1.Config{}, handLayer(t, ldir("etc"), lfile("etc/os", "x\n"))))
+	dir := t.TempDir()
+	cache := filepath.Join(dir, "cache")
+	mustExit(t, runKiln(t, "warm", "--cache-dir", cache, "--platform", "linux/amd64", "--image", base), 0)
+	writeFiles(t, dir, map[string]string{
+		"build.toml":     "[cache]\ndir = \"cache\"\n\n[registries.\"REGISTRY\"]\ninsecure = true\n",
+		"ctx/Dockerfile": "FROM " + base + "\nCOPY a /a\n",
+		"ctx/a":          "a\n",
+	}, "REGISTRY", reg.Addr)
+	r := runKilnOpts(t, runOpts{dir: dir}, "build", "--config", "build.toml", "--context", "ctx", "--platform", "linux/amd64",
+		"--offline", "--output", "oci:"+filepath.Join(t.TempDir(), "out"))
+	mustExit(t, r, 0)
+}

@@ -251,8 +251,26 @@ func planBuild(c *cli.Context) (*buildPlan, error) {
 	} else {
 		plan.name = "image"
 		plan.req.Context = "."
+		if c.IsSet("config") {
+			// No NAME: the flags say what to build, build.toml still says
+			// how to reach registries and where the cache is.
+			cfg, err := loadConfig(c)
+			if err != nil {
+				return nil, err
+			}
+			applyMachineConfig(cfg, plan)
+		}
 	}
 	return plan, applyBuildFlags(c, plan)
+}
+
+// applyMachineConfig takes build.toml's [registries.*] and [cache] into the
+// plan: what every build on this machine shares, whatever it builds.
+func applyMachineConfig(cfg *config.Config, plan *buildPlan) {
+	plan.cacheDir = cfg.Cache.Dir
+	for host, r := range cfg.Registries {
+		plan.registries[host] = manifest.RegistryConfig{Insecure: r.Insecure, Mirrors: r.Mirrors}
+	}
 }
 
 // planFromConfig fills the plan from build.toml's [images.NAME].
@@ -272,10 +290,7 @@ func planFromConfig(c *cli.Context, plan *buildPlan) error {
 	}
 	plan.name = imageName
 	plan.req = builder.Request{Context: img.Context, Dockerfile: img.Dockerfile, Target: img.Target, BuildArgs: copyMap(img.Args), Labels: copyMap(img.Labels)}
-	plan.cacheDir = cfg.Cache.Dir
-	for host, r := range cfg.Registries {
-		plan.registries[host] = manifest.RegistryConfig{Insecure: r.Insecure, Mirrors: r.Mirrors}
-	}
+	applyMachineConfig(cfg, plan)
 	for _, t := range img.Tags {
 		ref, err := name.ParseReference(t)
 		if err != nil {
