@@ -35,13 +35,6 @@ const (
 	SnapshotWalk    = "walk"    // stat-compare the tree before and after the step
 )
 
-// Secret is the source of a RUN --mount=type=secret: a file, or an
-// environment variable of kiln's own process.
-type Secret struct {
-	File string
-	Env  string
-}
-
 // RunError is a RUN step that ran and failed.
 type RunError struct {
 	Args   []string
@@ -424,8 +417,9 @@ func (b *builder) runSpec(ctx context.Context, s *stageState, c *instructions.Ru
 	default:
 		return run.Spec{}, cleanup, fmt.Errorf("%w: RUN --network=%s", ErrNotSupported, n)
 	}
-	mounts, cleanup, err := b.runMounts(ctx, s, c)
+	mounts, secretEnv, cleanup, err := b.runMounts(ctx, s, c)
 	spec.Mounts = mounts
+	spec.Env = withEnv(spec.Env, secretEnv...) // the step's only: never in the config, the history or a log
 	if err == nil && script != nil {
 		var dir string
 		if dir, err = os.MkdirTemp(b.work, "heredoc-"); err == nil {
@@ -520,15 +514,15 @@ func (b *builder) mountStages(ctx context.Context, c *instructions.RunCommand) e
 	return nil
 }
 
-// runMounts turns RUN --mount flags into bind mounts. cleanup removes the
-// temporary files (secrets, tmpfs folders) and releases the cache folders
-// after the step.
-func (b *builder) runMounts(ctx context.Context, s *stageState, c *instructions.RunCommand) ([]run.Mount, func(), error) {
-	var out []run.Mount
+// runMounts turns RUN --mount flags into bind mounts, and secret mounts
+// with env=NAME into NAME=value for the step's environment. cleanup removes
+// the temporary files (secrets, tmpfs folders) and releases the cache
+// folders after the step.
+func (b *builder) runMounts(ctx context.Context, s *stageState, c *instructions.RunCommand) (out []run.Mount, secretEnv []string, cleanup func(), err error) {
 	var temps []string
 	var releases []func()
 	heldCaches := map[string]string{}
-	cleanup := func() {
+	cleanup = func() {
 		for _, t := range temps {
 			_ = os.RemoveAll(t)
 		}
@@ -548,45 +542,46 @@ func (b *builder) runMounts(ctx context.Context, s *stageState, c *instructions.
 				var release func()
 				var err error
 				if dir, release, err = b.cacheMountDir(ctx, m); err != nil {
-					return nil, cleanup, err
+					return nil, nil, cleanup, err
 				}
 				releases = append(releases, release)
 				heldCaches[cacheKey(m)] = dir
 			}
 			out = append(out, run.Mount{Source: dir, Target: target, ReadOnly: m.ReadOnly, Shared: true})
 		case instructions.MountTypeSecret:
-			file, err := b.secretFile(m)
+			mount, kv, temp, err := b.stepSecret(m, workdirOf(s))
 			if err != nil {
-				return nil, cleanup, err
+				return nil, nil, cleanup, err
 			}
-			if file == "" {
-				continue // optional and not given
+			if temp != "" {
+				temps = append(temps, temp)
 			}
-			temps = append(temps, filepath.Dir(file))
-			if m.Target == "" {
-				target = "/run/secrets/" + m.CacheID
+			if mount != nil {
+				out = append(out, *mount)
 			}
-			out = append(out, run.Mount{Source: file, Target: target, ReadOnly: true})
+			if kv != "" {
+				secretEnv = append(secretEnv, kv)
+			}
 		case instructions.MountTypeBind:
 			src, err := b.copySource(ctx, s, m.From)
 			if err != nil {
-				return nil, cleanup, err
+				return nil, nil, cleanup, err
 			}
 			host, err := src.Resolve(m.Source)
 			if err != nil {
-				return nil, cleanup, fmt.Errorf("RUN --mount=type=bind,source=%s: %w", m.Source, err)
+				return nil, nil, cleanup, fmt.Errorf("RUN --mount=type=bind,source=%s: %w", m.Source, err)
 			}
 			if !m.ReadOnly {
 				// rw: the step may write, and its writes are thrown away
 				// (BuildKit): it gets a copy, never the context or a stage.
 				dir, err := os.MkdirTemp(b.work, "bind-")
 				if err != nil {
-					return nil, cleanup, err
+					return nil, nil, cleanup, err
 				}
 				temps = append(temps, dir)
 				cp := filepath.Join(dir, "src")
 				if err := run.CopyTree(ctx, host, cp); err != nil {
-					return nil, cleanup, fmt.Errorf("RUN --mount=type=bind,source=%s,rw: %w", m.Source, err)
+					return nil, nil, cleanup, fmt.Errorf("RUN --mount=type=bind,source=%s,rw: %w", m.Source, err)
 				}
 				host = cp
 			}
@@ -594,65 +589,15 @@ func (b *builder) runMounts(ctx context.Context, s *stageState, c *instructions.
 		case instructions.MountTypeTmpfs:
 			dir, err := os.MkdirTemp(b.work, "tmpfs-")
 			if err != nil {
-				return nil, cleanup, err
+				return nil, nil, cleanup, err
 			}
 			temps = append(temps, dir)
 			out = append(out, run.Mount{Source: dir, Target: target})
 		default:
-			return nil, cleanup, fmt.Errorf("%w: RUN --mount=type=%s", ErrNotSupported, m.Type)
+			return nil, nil, cleanup, fmt.Errorf("%w: RUN --mount=type=%s", ErrNotSupported, m.Type)
 		}
 	}
-	return out, cleanup, nil
-}
-
-// secretFile copies a secret into a private temporary file for the step.
-func (b *builder) secretFile(m *instructions.Mount) (string, error) {
-	id := m.CacheID
-	src, ok := b.o.secrets[id]
-	if !ok {
-		if m.Required {
-			return "", fmt.Errorf("secret %q is required but was not given (--secret id=%s,src=FILE or env=VAR)", id, id)
-		}
-		return "", nil
-	}
-	var data []byte
-	if src.Env != "" {
-		v, set := os.LookupEnv(src.Env)
-		if !set {
-			return "", fmt.Errorf("secret %q: environment variable %s is not set", id, src.Env)
-		}
-		data = []byte(v)
-	} else {
-		var err error
-		if data, err = os.ReadFile(src.File); err != nil {
-			return "", fmt.Errorf("secret %q: %w", id, err)
-		}
-	}
-	dir, err := os.MkdirTemp(b.work, "secret-")
-	if err != nil {
-		return "", err
-	}
-	file := filepath.Join(dir, "secret")
-	mode := os.FileMode(0o400)
-	if m.Mode != nil {
-		mode = os.FileMode(*m.Mode) & os.ModePerm
-	}
-	if err := os.WriteFile(file, data, mode); err != nil {
-		return "", err
-	}
-	uid, gid := 0, 0
-	if m.UID != nil {
-		uid = int(*m.UID)
-	}
-	if m.GID != nil {
-		gid = int(*m.GID)
-	}
-	if uid != 0 || gid != 0 {
-		if err := os.Lchown(file, uid, gid); err != nil {
-			return "", fmt.Errorf("secret %q: %w", id, err)
-		}
-	}
-	return file, nil
+	return out, secretEnv, cleanup, nil
 }
 
 // lineLogger logs a step's output line by line.

@@ -31,14 +31,17 @@ func TestWriteImageIsReadableByOtherTools(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Writing again under the same name replaces the entry, not appends.
+	// Writing again under the same name replaces the entries, not appends.
 	img2 := randomImage(t)
 	if _, err := l.WriteImage(context.Background(), img2, "example.com/app:1"); err != nil {
 		t.Fatal(err)
 	}
 	idx, err := l.ReadIndex()
-	if err != nil || len(idx.Manifests) != 1 {
-		t.Fatalf("index has %d entries, want 1 (%v)", len(idx.Manifests), err)
+	if err != nil || len(idx.Manifests) != 2 {
+		t.Fatalf("index has %d entries, want 2: the name and its platform's (%v)", len(idx.Manifests), err)
+	}
+	if got := idx.Manifests[1].Annotations[AnnotationRefName]; got != "example.com/app:1-linux-amd64" || idx.Manifests[1].Digest != idx.Manifests[0].Digest {
+		t.Errorf("second entry %s named %q, want the image again as example.com/app:1-linux-amd64", idx.Manifests[1].Digest, got)
 	}
 	p, err := layout.FromPath(dir)
 	if err != nil {

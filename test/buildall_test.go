@@ -423,7 +423,8 @@ func baWantIndex(t *testing.T, tag, digest string, platforms map[string]string) 
 }
 
 // baWantLayout checks dir is an OCI layout with one index, named refName,
-// whose children are the platforms given, in that order.
+// whose children are the platforms given, in that order, each also filed
+// under its own name (refName-os-arch[-variant]) for umoci.
 func baWantLayout(t *testing.T, dir, refName string, platforms ...string) {
 	t.Helper()
 	top, err := layout.ImageIndexFromPath(dir)
@@ -434,8 +435,8 @@ func baWantLayout(t *testing.T, dir, refName string, platforms ...string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(tm.Manifests) != 1 || tm.Manifests[0].Annotations[refNameAnnotation] != refName || !tm.Manifests[0].MediaType.IsIndex() {
-		t.Fatalf("%s: index.json %+v, want one index named %s", dir, tm.Manifests, refName)
+	if len(tm.Manifests) != 1+len(platforms) || tm.Manifests[0].Annotations[refNameAnnotation] != refName || !tm.Manifests[0].MediaType.IsIndex() {
+		t.Fatalf("%s: index.json %+v, want an index named %s and its %d platform images", dir, tm.Manifests, refName, len(platforms))
 	}
 	idx, err := top.ImageIndex(tm.Manifests[0].Digest)
 	if err != nil {
@@ -449,8 +450,12 @@ func baWantLayout(t *testing.T, dir, refName string, platforms ...string) {
 		t.Fatal(err)
 	}
 	var got []string
-	for _, d := range im.Manifests {
+	for i, d := range im.Manifests {
 		got = append(got, d.Platform.String())
+		want := refName + "-" + strings.ReplaceAll(d.Platform.String(), "/", "-")
+		if e := tm.Manifests[1+min(i, len(tm.Manifests)-2)]; e.Digest != d.Digest || e.Annotations[refNameAnnotation] != want {
+			t.Errorf("%s: index.json entry %d is %s named %q, want %s named %q", dir, 1+i, e.Digest, e.Annotations[refNameAnnotation], d.Digest, want)
+		}
 	}
 	if !slices.Equal(got, platforms) {
 		t.Errorf("%s: children %v, want %v", dir, got, platforms)

@@ -249,7 +249,8 @@ func TestRunArchCheck(t *testing.T) {
 }
 
 // wantIndex checks the image's index was written to dir under refName
-// with exactly the given platforms, in platform order.
+// with exactly the given platforms, in platform order, each platform image
+// also filed under its own name (manifest.PlatformRefName).
 func wantIndex(t *testing.T, res ImageResult, dir, refName string, ps ...specs.Platform) {
 	t.Helper()
 	if res.Err != nil || res.OCIDir != dir || res.RefName != refName {
@@ -264,8 +265,8 @@ func wantIndex(t *testing.T, res ImageResult, dir, refName string, ps ...specs.P
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(tm.Manifests) != 1 || tm.Manifests[0].Digest != res.Index || tm.Manifests[0].Annotations[manifest.AnnotationRefName] != refName {
-		t.Fatalf("%s: index.json %+v, want one entry %s named %s", res.Name, tm.Manifests, res.Index, refName)
+	if len(tm.Manifests) != 1+len(ps) || tm.Manifests[0].Digest != res.Index || tm.Manifests[0].Annotations[manifest.AnnotationRefName] != refName {
+		t.Fatalf("%s: index.json %+v, want an entry %s named %s and one per platform", res.Name, tm.Manifests, res.Index, refName)
 	}
 	idx, err := top.ImageIndex(res.Index)
 	if err != nil {
@@ -276,8 +277,11 @@ func wantIndex(t *testing.T, res ImageResult, dir, refName string, ps ...specs.P
 		t.Fatal(err)
 	}
 	var got, want []string
-	for _, d := range im.Manifests {
+	for i, d := range im.Manifests {
 		got = append(got, platform.Format(platform.FromV1(d.Platform)))
+		if e, name := tm.Manifests[1+min(i, len(ps)-1)], manifest.PlatformRefName(refName, *d.Platform); e.Digest != d.Digest || e.Annotations[manifest.AnnotationRefName] != name {
+			t.Errorf("%s: index.json entry %d is %s named %q, want %s named %q", res.Name, 1+i, e.Digest, e.Annotations[manifest.AnnotationRefName], d.Digest, name)
+		}
 	}
 	for _, p := range ps {
 		want = append(want, platform.Format(p))

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"kiln/builder/buildall"
+	"kiln/manifest"
 	"kiln/platform"
 )
 
@@ -43,7 +44,7 @@ func printBuildAllSummary(w io.Writer, rep *buildall.Report) {
 		for _, p := range im.Platforms {
 			if p.Err != nil && p.Status != buildall.StatusSkipped && !seen[p.Err.Error()] {
 				seen[p.Err.Error()] = true
-				fmt.Fprintf(w, "  %v\n", p.Err)
+				fmt.Fprintf(w, "  %s\n", manifest.Describe(p.Err))
 			}
 		}
 	}
@@ -55,7 +56,7 @@ func printBuildAllSummary(w io.Writer, rep *buildall.Report) {
 
 func printIndexLines(w io.Writer, im buildall.ImageResult) {
 	if im.Index.Hex == "" {
-		fmt.Fprintf(w, "no index for %s: %v\n", im.Name, im.Err)
+		fmt.Fprintf(w, "no index for %s: %s\n", im.Name, manifest.Describe(im.Err))
 		return
 	}
 	n := 0
@@ -72,6 +73,7 @@ func printIndexLines(w io.Writer, im buildall.ImageResult) {
 	}
 	if im.OCIDir != "" {
 		fmt.Fprintf(w, "  wrote oci:%s (%s)\n", im.OCIDir, im.RefName)
+		printPlatformRefs(w, "    ", im.OCIDir, im.RefName)
 	}
 	if im.Err != nil {
 		fmt.Fprintf(w, "  %v\n", im.Err)
@@ -163,5 +165,5 @@ func errString(err error) string {
 	if err == nil {
 		return ""
 	}
-	return err.Error()
+	return manifest.Describe(err) // no upload session or signature in the metadata file
 }

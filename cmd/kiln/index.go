@@ -89,7 +89,7 @@ media type for the format) or a push failed; 2 for bad flags.`,
 			&cli.StringSliceFlag{Name: "platform", Usage: "keep only this platform `P` of the sources (repeatable; default: every one)", EnvVars: envs("PLATFORM")},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "also write the index and its images as an OCI layout: oci:`DIR`", EnvVars: envs("OUTPUT")},
 			&cli.StringFlag{Name: "digest-file", Usage: "write the index digest to `FILE`", EnvVars: envs("DIGEST_FILE")},
-			configFlag(),
+			configFlag(), allowFSFlag(),
 			logFormatFlag(),
 		}, retryFlags()...),
 		Action: func(c *cli.Context) error {
@@ -421,6 +421,7 @@ func indexPrint(w io.Writer, idx v1.ImageIndex, entries []manifest.IndexEntry, r
 	}
 	if req.ociDir != "" {
 		fmt.Fprintf(w, "wrote oci:%s:%s\n", req.ociDir, indexRefName(req))
+		printPlatformRefs(w, "  ", req.ociDir, indexRefName(req))
 	}
 	return nil
 }

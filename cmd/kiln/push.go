@@ -107,7 +107,9 @@ func runPush(c *cli.Context) error {
 }
 
 // layoutEntry finds the entry of the layout at dir named ref (its
-// org.opencontainers.image.ref.name), or its only entry when ref is "".
+// org.opencontainers.image.ref.name), or its only entry when ref is "":
+// the per-platform names kiln files next to an image or index
+// (manifest.AnnotationPlatformOf) do not count.
 func layoutEntry(dir, ref string) (v1.Descriptor, v1.ImageIndex, error) {
 	idx, err := layout.ImageIndexFromPath(dir)
 	if err != nil {
@@ -118,15 +120,19 @@ func layoutEntry(dir, ref string) (v1.Descriptor, v1.ImageIndex, error) {
 		return v1.Descriptor{}, nil, fmt.Errorf("oci:%s: %w", dir, err)
 	}
 	var names []string
+	var own []v1.Descriptor // entries that are not another entry's platform
 	for _, d := range im.Manifests {
-		n := d.Annotations["org.opencontainers.image.ref.name"]
+		n := d.Annotations[manifest.AnnotationRefName]
 		if ref != "" && n == ref {
 			return d, idx, nil
 		}
 		names = append(names, n)
+		if d.Annotations[manifest.AnnotationPlatformOf] == "" {
+			own = append(own, d)
+		}
 	}
-	if ref == "" && len(im.Manifests) == 1 {
-		return im.Manifests[0], idx, nil
+	if ref == "" && len(own) == 1 {
+		return own[0], idx, nil
 	}
 	if ref == "" {
 		return v1.Descriptor{}, nil, fmt.Errorf("oci:%s holds %d entries (%s): pick one with --ref", dir, len(im.Manifests), strings.Join(names, ", "))
