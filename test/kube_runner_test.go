@@ -494,7 +494,7 @@ func TestRenderKubernetes(t *testing.T) {
 		}
 		v := runKiln(t, "warm", "--verify", "--cache-dir", cacheDir)
 		mustExit(t, v, 0)
-		if !strings.Contains(v.stdout, "1 entries") || !strings.Contains(v.stdout, " 0 problems") {
+		if !strings.Contains(v.stdout, "1 entry") || !strings.Contains(v.stdout, " 0 problems") {
 			t.Errorf("the cache the CronJob warmed should hold the base image's entry and verify clean:\n%s", v)
 		}
 		if _, err := os.Stat(filepath.Join(cacheDir, "last-warm.json")); err != nil {

@@ -140,7 +140,7 @@ func TestWarmRemovesStaleTemps(t *testing.T) {
 
 	r := runKiln(t, "warm", "--verify", "--cache-dir", cache)
 	mustExit(t, r, 0) // temp files are no damage
-	if !strings.Contains(r.stdout, "3 leftover temp files (33 B), 1 writes in progress") {
+	if !strings.Contains(r.stdout, "3 leftover temp files (33 B), 1 write in progress") {
 		t.Errorf("verify should count 3 leftovers and 1 live write:\n%s", r)
 	}
 	mustExit(t, runKiln(t, args...), 0)

@@ -26,7 +26,11 @@ func (p *Plan) String() string {
 // failure in full.
 func (p *Plan) WriteTo(w io.Writer) (int64, error) {
 	cw := &countingWriter{w: w}
-	fmt.Fprintf(cw, "host %s, runner %s, %d builds at a time\n\n", platform.Format(p.Host), p.Runner, p.Jobs)
+	builds := "builds"
+	if p.Jobs == 1 {
+		builds = "build"
+	}
+	fmt.Fprintf(cw, "host %s, runner %s, %d %s at a time\n\n", platform.Format(p.Host), p.Runner, p.Jobs, builds)
 	tw := tabwriter.NewWriter(cw, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "IMAGE\tPLATFORM\tREQUIRED\tBUILD\tWHY")
 	for _, ip := range p.Images {

@@ -65,7 +65,7 @@ func printIndexLines(w io.Writer, im buildall.ImageResult) {
 			n++
 		}
 	}
-	fmt.Fprintf(w, "index %s %s (%s, %d platforms)\n", im.Name, im.Index, im.MediaType, n)
+	fmt.Fprintf(w, "index %s %s (%s, %s)\n", im.Name, im.Index, im.MediaType, count(n, "platform", "platforms"))
 	if im.Pushed {
 		for _, t := range im.Tags {
 			fmt.Fprintf(w, "  pushed %s\n", t)
@@ -91,7 +91,7 @@ func buildAllExit(rep *buildall.Report) error {
 			failed = append(failed, im.Name)
 		}
 	}
-	return cli.Exit(fmt.Sprintf("%d of %d images failed: %s (see above)", len(failed), len(rep.Images), strings.Join(failed, ", ")), exitFailed)
+	return cli.Exit(fmt.Sprintf("%d of %s failed: %s (see above)", len(failed), count(len(rep.Images), "image", "images"), strings.Join(failed, ", ")), exitFailed)
 }
 
 // buildAllMetadata is --metadata-file's content.

@@ -415,7 +415,7 @@ func indexPrint(w io.Writer, idx v1.ImageIndex, entries []manifest.IndexEntry, r
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\nindex %s (%s, %d images)\n", h, im.MediaType, len(im.Manifests))
+	fmt.Fprintf(w, "\nindex %s (%s, %s)\n", h, im.MediaType, count(len(im.Manifests), "image", "images"))
 	for _, t := range req.tags {
 		fmt.Fprintf(w, "pushed %s@%s\n", t, h)
 	}

@@ -270,7 +270,8 @@ func printWarmSummary(w io.Writer, rep *warmer.Report) {
 		rep.Counts[warmer.StatusPulled], rep.Counts[warmer.StatusUpdated], rep.Counts[warmer.StatusFresh], rep.Counts[warmer.StatusFailed],
 		humanBytes(rep.Bytes), rep.Seconds, rep.CacheDir)
 	if p := rep.Pruned; p != nil {
-		fmt.Fprintf(w, "pruned %d entries and %d blobs (%s), removed %d temp files; %d blobs kept\n", len(p.Entries), p.Blobs, humanBytes(p.Bytes), p.Temps, p.Kept)
+		fmt.Fprintf(w, "pruned %s and %s (%s), removed %s; %s kept\n", count(len(p.Entries), "entry", "entries"), count(p.Blobs, "blob", "blobs"),
+			humanBytes(p.Bytes), count(p.Temps, "temp file", "temp files"), count(p.Kept, "blob", "blobs"))
 	}
 }
 
@@ -278,8 +279,9 @@ func printVerifySummary(w io.Writer, dir string, v *warmer.VerifyReport) {
 	for _, p := range v.Problems {
 		fmt.Fprintf(w, "DAMAGED %s %s: %s\n", p.Digest, p.Ref, p.Msg)
 	}
-	fmt.Fprintf(w, "verified %d blobs (%s) and %d entries in %s: %d problems, %d leftover temp files (%s), %d writes in progress\n",
-		v.Blobs, humanBytes(v.Bytes), v.Entries, dir, len(v.Problems), v.Temps, humanBytes(v.TempBytes), v.Writing)
+	fmt.Fprintf(w, "verified %s (%s) and %s in %s: %s, %s (%s), %s in progress\n",
+		count(v.Blobs, "blob", "blobs"), humanBytes(v.Bytes), count(v.Entries, "entry", "entries"), dir, count(len(v.Problems), "problem", "problems"),
+		count(v.Temps, "leftover temp file", "leftover temp files"), humanBytes(v.TempBytes), count(v.Writing, "write", "writes"))
 }
 
 // writeReport writes the JSON report atomically (a CronJob's reader never
@@ -296,4 +298,12 @@ func writeReport(path string, rep *warmer.Report) error {
 		return fmt.Errorf("--report: %w", err)
 	}
 	return nil
+}
+
+// count is "1 blob" or "3 blobs": n with the noun that fits it.
+func count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
