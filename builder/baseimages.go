@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -29,7 +30,9 @@ type OfflineReporter interface {
 
 // CachedBases reads base images from the warm cache, holding its shared lock
 // from the first read until Close, and pulls what the cache lacks unless
-// offline.
+// offline. The lock needs no write access; a cache whose lock cannot be
+// taken at all (a read-only mount without a lock file) is read without it,
+// and the build's log says so once.
 type CachedBases struct {
 	layout  *manifest.Layout
 	client  *manifest.Client
@@ -37,6 +40,41 @@ type CachedBases struct {
 
 	mu     sync.Mutex
 	unlock func() error
+	log    *slog.Logger
+	// notice, until it is logged: why the cache is read without its lock.
+	notice error
+}
+
+// logUser is a BaseImages that has something to tell the build's log
+// (CachedBases: that it reads the cache without its lock). Build hands it
+// its logger.
+type logUser interface {
+	useLogger(*slog.Logger)
+}
+
+var _ logUser = (*CachedBases)(nil)
+
+// useLogger receives the build's logger (Build hands it over). A notice
+// from before, when the cache was read first by a planner that has no
+// logger, is logged now.
+func (c *CachedBases) useLogger(l *slog.Logger) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.log == nil {
+		c.log = l
+	}
+	c.flushNotice()
+}
+
+// flushNotice logs the pending notice if there is a logger. c.mu is held.
+func (c *CachedBases) flushNotice() {
+	if c.notice == nil || c.log == nil {
+		return
+	}
+	c.log.Warn("reading the cache without its lock: a prune meanwhile may delete blobs this build reads, "+
+		"unless it runs with --prune-grace longer than the build (or a read-write kiln warm creates the lock file first)",
+		"cache", c.layout.Dir(), "why", c.notice.Error())
+	c.notice = nil
 }
 
 var (
@@ -80,7 +118,7 @@ func (c *CachedBases) cached(ctx context.Context, ref name.Reference, p specs.Pl
 	if err != nil {
 		return nil, err
 	}
-	return manifest.VerifiedImage(img, fmt.Sprintf("%s for %s in the cache %s (a damaged cache is listed by kiln warm --verify)",
+	return manifest.VerifiedImage(img, fmt.Sprintf("%s for %s in the cache %s (kiln warm --verify --repair lists and removes damaged blobs; the next kiln warm fetches them again)",
 		ref, platform.Format(p), c.layout.Dir()))
 }
 
@@ -91,6 +129,12 @@ func (c *CachedBases) lock(ctx context.Context) error {
 		return nil
 	}
 	unlock, err := c.layout.LockShared(ctx)
+	if errors.Is(err, manifest.ErrLockUnavailable) {
+		c.unlock = func() error { return nil }
+		c.notice = err
+		c.flushNotice()
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("locking the cache %s: %w", c.layout.Dir(), err)
 	}

@@ -69,6 +69,9 @@ func (r *Result) Close() error {
 // *dockerfile.Error values naming the line.
 func Build(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 	o := newOptions(opts)
+	if u, ok := o.bases.(logUser); ok {
+		u.useLogger(o.log)
+	}
 	if r, ok := o.bases.(OfflineReporter); ok && req.Offline && !r.Offline() {
 		return nil, fmt.Errorf("an offline build was given base images that pull from registries: %w", ErrOffline)
 	}

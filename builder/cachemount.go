@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"golang.org/x/sys/unix"
@@ -22,19 +24,29 @@ import (
 // locked by one step at a time (others wait), private by one step, a
 // second one at the same time getting a folder of its own. release lets it
 // go after the step.
+//
+// A builder that may not write to the shared run-cache folder (a non-root
+// build on a cache a root warmer made, or mounted read-only) gets a folder
+// of its own in the build's work folder instead, empty at the start and
+// gone after the build: the step runs without what earlier builds cached,
+// never fails for it.
 func (b *builder) cacheMountDir(ctx context.Context, m *instructions.Mount) (dir string, release func(), err error) {
 	if b.o.runCache == "" {
 		return "", nil, fmt.Errorf("RUN --mount=type=cache needs a cache folder (--cache-dir)")
 	}
 	id := cacheKey(m)
 	sum := sha256.Sum256([]byte(id))
-	if err := os.MkdirAll(b.o.runCache, 0o755); err != nil {
-		return "", nil, fmt.Errorf("cache mount %s: %w", id, err)
-	}
+	name := hex.EncodeToString(sum[:8])
 	waiting := func() {
 		b.o.log.Info("RUN --mount=type=cache: waiting for another build's step to release it (sharing=locked)", "id", id)
 	}
-	dir, release, err = holdCacheDir(ctx, filepath.Join(b.o.runCache, hex.EncodeToString(sum[:8])), m.CacheSharing, waiting)
+	dir, release, err = holdWritableCacheDir(ctx, b.o.runCache, name, m.CacheSharing, waiting)
+	if err != nil && notWritable(err) {
+		own := filepath.Join(b.work, "run-cache")
+		b.o.log.Warn("RUN --mount=type=cache: the shared cache folder is not writable by this user; "+
+			"this build uses a folder of its own, not kept after it", "id", id, "shared", b.o.runCache, "uid", os.Geteuid(), "why", err.Error(), "folder", own)
+		dir, release, err = holdWritableCacheDir(ctx, own, name, m.CacheSharing, waiting)
+	}
 	if err != nil {
 		return "", nil, fmt.Errorf("cache mount %s: %w", id, err)
 	}
@@ -53,12 +65,34 @@ func cacheKey(m *instructions.Mount) string {
 	return m.Target
 }
 
+// holdWritableCacheDir holds root/name (holdCacheDir) and checks that this
+// process may write to it.
+func holdWritableCacheDir(ctx context.Context, root, name string, sharing instructions.ShareMode, waiting func()) (string, func(), error) {
+	if err := manifest.MkdirShared(root); err != nil {
+		return "", nil, err
+	}
+	dir, release, err := holdCacheDir(ctx, filepath.Join(root, name), sharing, waiting)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+		release()
+		return "", nil, &os.PathError{Op: "access", Path: dir, Err: err}
+	}
+	return dir, release, nil
+}
+
+// notWritable: err says a folder may not be created or written here.
+func notWritable(err error) bool {
+	return errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)
+}
+
 // holdCacheDir creates and locks the cache folder base (or, for a private
 // mount whose base is busy, the first free base-N) through the lock file
 // next to it.
 func holdCacheDir(ctx context.Context, base string, sharing instructions.ShareMode, waiting func()) (string, func(), error) {
 	hold := func(dir string, unlock func() error) (string, func(), error) {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := manifest.MkdirShared(dir); err != nil {
 			_ = unlock()
 			return "", nil, err
 		}

@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,6 +34,12 @@ var (
 	ErrNotLayout = errors.New("not an OCI image layout")
 	// ErrUnsupportedDigest: only sha256 blobs are stored.
 	ErrUnsupportedDigest = errors.New("unsupported digest algorithm")
+	// ErrLockUnavailable: the shared "in use" lock cannot be taken at all
+	// (no lock file and a read-only mount, a lock file this user may not
+	// open, a filesystem without flock). A reader may go on without it;
+	// then only prune's grace period protects what it reads (see
+	// Retired).
+	ErrLockUnavailable = errors.New("the cache's lock cannot be taken")
 )
 
 const (
@@ -50,19 +57,50 @@ const (
 // Layout is an OCI image layout folder that many processes may share.
 type Layout struct {
 	dir string
+	// perm: the modes of what is created in it, derived from the folder's
+	// own mode (see perms).
+	perm perms
+	now  func() time.Time
+	// retire: UpdateIndex remembers the entries that leave index.json.
+	retire bool
 	// indexMu serialises this process's index updates before the file lock,
 	// so goroutines queue on a mutex instead of polling flock.
 	indexMu sync.Mutex
 }
 
+// LayoutOption configures a Layout.
+type LayoutOption func(*Layout)
+
+// WithLayoutClock replaces time.Now for the times the layout records (when
+// an entry left index.json; see Retired).
+func WithLayoutClock(now func() time.Time) LayoutOption {
+	return func(l *Layout) {
+		if now != nil {
+			l.now = now
+		}
+	}
+}
+
+// WithRetiredEntries makes UpdateIndex remember every entry that leaves
+// index.json, and when (see Retired): for the warm cache, whose prune keeps
+// their blobs for a grace period. Output layouts have no use for it.
+func WithRetiredEntries() LayoutOption {
+	return func(l *Layout) { l.retire = true }
+}
+
 // OpenLayout opens the layout at dir, creating an empty one if the folder is
 // missing or empty. Creation is safe against other processes doing the same.
-func OpenLayout(dir string) (*Layout, error) {
+// Opening a complete layout writes nothing: readers may open it through a
+// read-only mount.
+func OpenLayout(dir string, opts ...LayoutOption) (*Layout, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
-	l := &Layout{dir: abs}
+	l := &Layout{dir: abs, now: time.Now}
+	for _, o := range opts {
+		o(l)
+	}
 	if err := l.checkFolder(); err != nil {
 		return nil, err
 	}
@@ -71,6 +109,7 @@ func OpenLayout(dir string) (*Layout, error) {
 			return nil, err
 		}
 	}
+	l.perm = permsUnder(abs)
 	// An existing folder (an empty volume, or a layout from an older kiln)
 	// is completed in place; oci-layout comes last, so a folder that has
 	// one always has the rest.
@@ -79,16 +118,21 @@ func OpenLayout(dir string) (*Layout, error) {
 		return nil, err
 	}
 	for _, d := range []string{filepath.Join(abs, "blobs", "sha256"), filepath.Join(abs, kilnDir)} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, fmt.Errorf("creating layout %s: %w", abs, err)
+		if err := mkdirAll(d, l.perm.dir); err != nil {
+			if haveLayoutFile && (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)) {
+				// A reader's read-only view of a complete layout made by
+				// another tool; a writer finds out when it writes.
+				continue
+			}
+			return nil, fmt.Errorf("creating layout %s: %w", abs, accessError(abs, "write", err))
 		}
 	}
 	if err := l.ensureIndex(); err != nil {
 		return nil, err
 	}
 	if !haveLayoutFile {
-		if err := writeFileAtomic(filepath.Join(abs, layoutFile), []byte(layoutFileContent)); err != nil {
-			return nil, err
+		if err := writeFileMode(filepath.Join(abs, layoutFile), []byte(layoutFileContent), l.perm.file); err != nil {
+			return nil, accessError(abs, "write", err)
 		}
 	}
 	return l, nil
@@ -101,29 +145,33 @@ func newLayoutPrefix(dir string) string { return "." + filepath.Base(dir) + ".ki
 // place, so that a kill at any moment leaves either no folder or a whole
 // layout, never one that a reader would refuse. Losing the race to another
 // process is fine: its layout is used.
+//
+// Its modes follow the parent folder's (see perms): a layout made in a
+// group-writable volume is group-writable and setgid like it.
 func createLayout(dir string) error {
 	parent := filepath.Dir(dir)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return fmt.Errorf("creating layout %s: %w", dir, err)
+		return fmt.Errorf("creating layout %s: %w", dir, accessError(parent, "write", err))
 	}
+	perm := permsUnder(parent)
 	sweepNewLayouts(dir)
 	tmp, err := os.MkdirTemp(parent, newLayoutPrefix(dir))
 	if err != nil {
-		return fmt.Errorf("creating layout %s: %w", dir, err)
+		return fmt.Errorf("creating layout %s: %w", dir, accessError(parent, "write", err))
 	}
 	defer os.RemoveAll(tmp) // a no-op once renamed
-	if err := os.Chmod(tmp, 0o755); err != nil {
+	if err := os.Chmod(tmp, perm.dir); err != nil {
 		return err
 	}
 	for _, d := range []string{filepath.Join(tmp, "blobs", "sha256"), filepath.Join(tmp, kilnDir)} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		if err := mkdirAll(d, perm.dir); err != nil {
 			return fmt.Errorf("creating layout %s: %w", dir, err)
 		}
 	}
-	if err := (&Layout{dir: tmp}).writeIndex(emptyIndex()); err != nil {
+	if err := (&Layout{dir: tmp, perm: perm}).writeIndex(emptyIndex()); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(tmp, layoutFile), []byte(layoutFileContent)); err != nil {
+	if err := writeFileMode(filepath.Join(tmp, layoutFile), []byte(layoutFileContent), perm.file); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, dir); err != nil {
@@ -152,15 +200,21 @@ func sweepNewLayouts(dir string) {
 // OpenExistingLayout opens a layout that must already exist: for readers
 // and checkers, which must not turn a typo or an unmounted volume into an
 // empty cache.
-func OpenExistingLayout(dir string) (*Layout, error) {
+func OpenExistingLayout(dir string, opts ...LayoutOption) (*Layout, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat(filepath.Join(abs, layoutFile)); err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			// A folder this user may not look into is not "no cache": a
+			// build would silently pull everything, or fail offline
+			// blaming the cache's contents.
+			return nil, accessError(abs, "read", err)
+		}
 		return nil, fmt.Errorf("%s: %w: %v", abs, ErrNotLayout, err)
 	}
-	return OpenLayout(abs)
+	return OpenLayout(abs, opts...)
 }
 
 // Dir is the layout's absolute path.
@@ -175,7 +229,7 @@ func (l *Layout) checkFolder() error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("opening layout: %w", err)
+		return fmt.Errorf("opening layout: %w", accessError(l.dir, "read", err))
 	}
 	var foreign []string
 	for _, e := range entries {
@@ -201,6 +255,9 @@ func (l *Layout) checkLayoutFile() (bool, error) {
 	data, err := os.ReadFile(filepath.Join(l.dir, layoutFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
+	}
+	if errors.Is(err, fs.ErrPermission) {
+		return false, accessError(filepath.Join(l.dir, layoutFile), "read", err)
 	}
 	if err != nil {
 		return false, fmt.Errorf("%s: %w: %v", l.dir, ErrNotLayout, err)
@@ -250,12 +307,17 @@ func (l *Layout) HasBlob(h v1.Hash, size int64) bool {
 	return err == nil && fi.Mode().IsRegular() && (size < 0 || fi.Size() == size)
 }
 
-// OpenBlob opens a stored blob for reading.
+// OpenBlob opens a stored blob for reading. A blob this user may not read
+// is an *AccessError.
 func (l *Layout) OpenBlob(h v1.Hash) (*os.File, error) {
 	if err := checkHash(h); err != nil {
 		return nil, err
 	}
-	return os.Open(l.BlobPath(h))
+	f, err := os.Open(l.BlobPath(h))
+	if err != nil {
+		return nil, accessError(l.BlobPath(h), "read", err)
+	}
+	return f, nil
 }
 
 // ReadBlob reads a small blob (a manifest, index or config) whole and checks
@@ -337,7 +399,7 @@ func (l *Layout) NewBlobWriter(want v1.Hash, size int64) (*BlobWriter, error) {
 	w := &BlobWriter{l: l, h: sha256.New(), want: want, size: size, final: final}
 	f, err := createTemp(l.dir, filepath.Dir(final), tmpPrefix+want.Hex[:12]+"-")
 	if err != nil {
-		return nil, fmt.Errorf("creating temp blob for %s: %w", want, w.noSpace(err))
+		return nil, fmt.Errorf("creating temp blob for %s: %w", want, accessError(filepath.Dir(final), "write", w.noSpace(err)))
 	}
 	w.f = f
 	return w, nil
@@ -508,9 +570,15 @@ func (l *Layout) UpdateIndex(ctx context.Context, fn func(*v1.IndexManifest) (bo
 	if err != nil {
 		return err
 	}
+	before := slices.Clone(idx.Manifests)
 	changed, err := fn(idx)
 	if err != nil || !changed {
 		return err
+	}
+	if l.retire {
+		if err := l.recordRetired(before, idx.Manifests); err != nil {
+			return err
+		}
 	}
 	return l.writeIndex(idx)
 }
@@ -520,14 +588,45 @@ func (l *Layout) writeIndex(idx *v1.IndexManifest) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(l.dir, indexFile), append(data, '\n'))
+	return writeFileMode(filepath.Join(l.dir, indexFile), append(data, '\n'), l.perm.file)
 }
 
 // LockShared takes the layout's "in use" lock in shared mode: blobs visible
 // now are not deleted until the returned function is called. Builds and
-// warmers hold it for their whole run.
+// warmers hold it for their whole run. It needs no write access: the lock
+// file is opened read-only, so a build may read a cache mounted read-only
+// while a prune runs through another, read-write, mount of it (flock locks
+// the file, whatever mount it is reached by). If the lock cannot be taken
+// at all the error is ErrLockUnavailable, saying why; a reader may go on
+// without it.
 func (l *Layout) LockShared(ctx context.Context) (func() error, error) {
-	return l.lockUse(ctx, false, nil)
+	unlock, err := l.lockUse(ctx, false, nil)
+	if err != nil && ctx.Err() == nil {
+		if why := lockUnavailable(filepath.Join(l.dir, kilnDir, useLockFile), err); why != nil {
+			return nil, fmt.Errorf("%w: %w", ErrLockUnavailable, why)
+		}
+	}
+	return unlock, err
+}
+
+// lockUnavailable says why the lock file path cannot be locked, if err is
+// one no wait would end: no lock file and none may be made here, a lock
+// file this user may not open, a filesystem without flock.
+func lockUnavailable(path string, err error) error {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		err = errno // the path is said once
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.EROFS):
+		// .kiln itself missing, or the file, on a read-only mount.
+		return fmt.Errorf("%s does not exist and cannot be created here: %w", path, err)
+	case errors.Is(err, fs.ErrPermission):
+		return accessError(path, "lock", err)
+	case unsupportedLock(err):
+		return fmt.Errorf("the filesystem holding %s does not support flock: %w", path, err)
+	}
+	return nil
 }
 
 // LockExclusive takes the "in use" lock alone (prune). waiting, if not nil,
@@ -544,21 +643,31 @@ func (l *Layout) lockUse(ctx context.Context, exclusive bool, waiting func()) (f
 	return lock.unlock, nil
 }
 
-// writeFileAtomic writes data to a temporary file in path's folder, fsyncs
-// it and renames it over path, then fsyncs the folder. path is a file at
-// the top of a layout. The temporary file is locked like a blob writer's,
-// so sweeps leave it alone while it lives, and is gone when writeFileAtomic
-// returns.
+// writeFileAtomic is writeFileMode with mode 0644.
 func writeFileAtomic(path string, data []byte) error {
+	return writeFileMode(path, data, defaultPerms.file)
+}
+
+// writeFileMode is writeFileIn for a file at the top of a layout.
+func writeFileMode(path string, data []byte, mode fs.FileMode) error {
+	return writeFileIn(filepath.Dir(path), path, data, mode)
+}
+
+// writeFileIn writes data to a temporary file in path's folder, fsyncs it,
+// gives it mode and renames it over path, then fsyncs the folder. path is
+// a file of the layout at root, at its top or in .kiln. The temporary file
+// is locked like a blob writer's, so sweeps leave it alone while it lives,
+// and is gone when writeFileIn returns.
+func writeFileIn(root, path string, data []byte, mode fs.FileMode) error {
 	dir := filepath.Dir(path)
 	wrap := func(err error) error {
 		return fmt.Errorf("writing %s: %w", path, noSpace(dir, filepath.Base(path), err))
 	}
-	f, err := createTemp(dir, dir, tmpPrefix+filepath.Base(path)+"-")
+	f, err := createTemp(root, dir, tmpPrefix+filepath.Base(path)+"-")
 	if err != nil {
 		return wrap(err)
 	}
-	if err := writeAndRename(f, path, data); err != nil {
+	if err := writeAndRename(f, path, data, mode); err != nil {
 		os.Remove(f.Name())
 		f.Close()
 		return wrap(err)
@@ -572,11 +681,11 @@ func writeFileAtomic(path string, data []byte) error {
 // writeAndRename fills f and renames it to path, leaving it open: the
 // caller closes it after the rename, so its lock covers the temporary name
 // for as long as the name exists.
-func writeAndRename(f *os.File, path string, data []byte) error {
+func writeAndRename(f *os.File, path string, data []byte, mode fs.FileMode) error {
 	if _, err := f.Write(data); err != nil {
 		return err
 	}
-	if err := f.Chmod(0o644); err != nil {
+	if err := f.Chmod(mode); err != nil {
 		return err
 	}
 	if err := f.Sync(); err != nil {

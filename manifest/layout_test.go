@@ -711,8 +711,13 @@ func readJSON(t *testing.T, path string, v any) {
 	}
 }
 
+// writeFile replaces path with data: removed first, since blobs are
+// read-only (0444) and only root may write through that.
 func writeFile(t *testing.T, path string, data []byte) {
 	t.Helper()
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -22,7 +25,7 @@ type fileLock struct {
 // needed. It polls so that ctx can end the wait, and calls waiting once if
 // the lock is not free at the first try.
 func lockFile(ctx context.Context, path string, exclusive bool, waiting func()) (*fileLock, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := openLock(path, exclusive)
 	if err != nil {
 		return nil, fmt.Errorf("opening lock %s: %w", path, err)
 	}
@@ -54,6 +57,44 @@ func lockFile(ctx context.Context, path string, exclusive bool, waiting func()) 
 		if delay < 50*time.Millisecond {
 			delay *= 2
 		}
+	}
+}
+
+// openLock opens path to flock it. A shared lock is taken on a read-only
+// descriptor, so that a reader needs no write access to the cache (flock
+// works on any descriptor, through read-only mounts too). An exclusive one
+// is taken on a read-write descriptor where it may be, because NFS
+// emulates flock with POSIX locks, whose write locks need one; where it may
+// not (another user's file), on a read-only one, which a local filesystem
+// accepts. A missing file is created with the mode its folder implies (see
+// perms), not the umask's.
+func openLock(path string, exclusive bool) (*os.File, error) {
+	flag := os.O_RDONLY
+	if exclusive {
+		flag = os.O_RDWR
+	}
+	for {
+		f, err := os.OpenFile(path, flag, 0)
+		if err == nil {
+			return f, nil
+		}
+		if flag == os.O_RDWR && (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)) {
+			flag = os.O_RDONLY
+			continue
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		mode := permsUnder(filepath.Dir(path)).file
+		f, err = os.OpenFile(path, flag|os.O_CREATE|os.O_EXCL, mode)
+		if errors.Is(err, fs.ErrExist) {
+			continue // another process made it meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		_ = f.Chmod(mode) // best effort: the lock works whatever its mode
+		return f, nil
 	}
 }
 

@@ -18,7 +18,7 @@ import (
 //
 // Every write into a layout goes through a file named ".tmp-…" beside its
 // destination (blobs/sha256 for blobs, the layout folder for index.json and
-// oci-layout) that is renamed into place once whole. A killed writer leaves
+// oci-layout, .kiln for kiln's own records) that is renamed into place once whole. A killed writer leaves
 // its file behind, and on a small volume such leftovers fill the disk, so
 // they must be removed as soon as their writer is gone; but many warmers and
 // builds share one cache, and a temp file must never vanish under a live
@@ -77,13 +77,20 @@ func holdTempsLock(root string, exclusive bool) (release func(), held bool) {
 }
 
 // createTemp creates and locks a temporary file in dir, a folder of the
-// layout at root, for a write.
+// layout at root, for a write. The file is read-only (blobMode) from the
+// start: its writer writes through the descriptor it was created with, and
+// any sweeper, whoever runs it, may open it to test the writer's lock.
 func createTemp(root, dir, pattern string) (*os.File, error) {
 	release, _ := holdTempsLock(root, false)
 	defer release()
 	for attempt := 1; ; attempt++ {
 		f, err := os.CreateTemp(dir, pattern)
 		if err != nil {
+			return nil, err
+		}
+		if err := f.Chmod(blobMode); err != nil {
+			f.Close()
+			os.Remove(f.Name())
 			return nil, err
 		}
 		swept, err := lockOwnTemp(f)
@@ -180,7 +187,7 @@ func (l *Layout) sweepTemps(remove bool) ([]TempFile, error) {
 	release, exact := holdTempsLock(l.dir, true)
 	defer release()
 	var out []TempFile
-	for _, dir := range []string{l.dir, filepath.Join(l.dir, "blobs", "sha256")} {
+	for _, dir := range []string{l.dir, filepath.Join(l.dir, "blobs", "sha256"), filepath.Join(l.dir, kilnDir)} {
 		entries, err := os.ReadDir(dir)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -22,16 +23,37 @@ type PruneReport struct {
 	Temps int `json:"temps"`
 	// Kept is how many blobs remain.
 	Kept int `json:"kept"`
+	// Grace counts the blobs kept only because an entry that reached them
+	// left index.json within the grace period (WithPruneGrace).
+	Grace int `json:"grace,omitempty"`
 }
 
 // Prune drops every cache entry whose reference is not in keep, then deletes
-// every blob no remaining entry reaches. It takes the exclusive "in use"
-// lock, so it waits for running builds and warmers, and none can start
-// until it is done.
+// every blob no remaining entry reaches.
+//
+// What protects the builds reading the cache:
+//
+//   - The shared "in use" lock. Prune takes it exclusively, so it waits for
+//     every running build and warmer, and none can start until it is done.
+//     A build takes it on a read-only descriptor, so this holds for a build
+//     that mounts the cache read-only while prune runs through a
+//     read-write mount: flock locks the file, not the mount, on one node
+//     and across nodes on NFS with working locks.
+//   - The grace period (WithPruneGrace), for builds that cannot lock: a
+//     cache without a lock file mounted read-only, a filesystem without
+//     flock (such builds say so when they start). Every entry that leaves
+//     index.json — dropped here, or replaced by a warm because its tag
+//     moved — is remembered with when it left (.kiln/retired.json), and a
+//     blob that such an entry reached within the grace period is kept. A
+//     build that found an entry before it left therefore keeps its blobs
+//     for at least the grace period: set it longer than the longest build.
 func (w *Warmer) Prune(ctx context.Context, keep []string) (*PruneReport, error) {
-	l, err := manifest.OpenLayout(w.dir)
+	l, err := manifest.OpenLayout(w.dir, manifest.WithLayoutClock(w.o.now), manifest.WithRetiredEntries())
 	if err != nil {
 		return nil, fmt.Errorf("opening cache: %w", err)
+	}
+	if err := l.CheckWritable(); err != nil {
+		return nil, err
 	}
 	keepSet, err := w.keepSet(keep)
 	if err != nil {
@@ -61,12 +83,19 @@ func (w *Warmer) Prune(ctx context.Context, keep []string) (*PruneReport, error)
 	if err != nil {
 		return nil, err
 	}
-	live, err := reachable(l)
+	cutoff := w.o.now().Add(-w.o.grace)
+	live, err := reachable(l, cutoff)
 	if err != nil {
 		return nil, err
 	}
 	if err := sweep(l, live, rep); err != nil {
 		return rep, err
+	}
+	if err := l.ForgetRetired(ctx, cutoff); err != nil {
+		return rep, fmt.Errorf("forgetting retired entries: %w", err)
+	}
+	if rep.Grace > 0 {
+		w.o.log.Info("prune kept the blobs of entries that left the index within the grace period", "blobs", rep.Grace, "grace", w.o.grace.String())
 	}
 	for _, e := range rep.Entries {
 		w.o.log.Info("pruned entry", "ref", e)
@@ -111,19 +140,25 @@ func (ks keepSet) keeps(d v1.Descriptor) bool {
 	return ks.digests[ref.Context().Name()+"@"+d.Annotations[manifest.AnnotationSourceDigest]]
 }
 
-// reachable walks index.json down to every blob it references.
-func reachable(l *manifest.Layout) (map[v1.Hash]bool, error) {
+// reachable walks index.json down to every blob it references, and the
+// entries that left it after cutoff down to theirs: those map to false,
+// the others to true.
+func reachable(l *manifest.Layout, cutoff time.Time) (map[v1.Hash]bool, error) {
 	idx, err := l.ReadIndex()
 	if err != nil {
 		return nil, err
 	}
+	retired, err := l.Retired()
+	if err != nil {
+		return nil, err
+	}
 	live := map[v1.Hash]bool{}
-	var walk func(d v1.Descriptor)
-	walk = func(d v1.Descriptor) {
-		if live[d.Digest] {
+	var walk func(d v1.Descriptor, fromIndex bool)
+	walk = func(d v1.Descriptor, fromIndex bool) {
+		if _, seen := live[d.Digest]; seen {
 			return
 		}
-		live[d.Digest] = true
+		live[d.Digest] = fromIndex
 		if !d.MediaType.IsIndex() && !d.MediaType.IsImage() {
 			return
 		}
@@ -136,19 +171,25 @@ func reachable(l *manifest.Layout) (map[v1.Hash]bool, error) {
 			return
 		}
 		for _, k := range kids {
-			walk(k)
+			walk(k, fromIndex)
 		}
 	}
 	for _, d := range idx.Manifests {
-		walk(d)
+		walk(d, true)
+	}
+	for _, d := range retired {
+		if manifest.RetiredAt(d).After(cutoff) {
+			walk(d, false)
+		}
 	}
 	return live, nil
 }
 
-// sweep deletes unreachable blobs and the temporary files of killed
-// writes. Callers hold the exclusive lock, so no warmer is midway, but a
-// process opening the cache may be writing index.json: temporary files go
-// by the same rule as at the start of a warm (manifest.RemoveDeadTemps).
+// sweep deletes unreachable blobs (those live does not hold) and the
+// temporary files of killed writes. Callers hold the exclusive lock, so no
+// warmer is midway, but a process opening the cache may be writing
+// index.json: temporary files go by the same rule as at the start of a
+// warm (manifest.RemoveDeadTemps).
 func sweep(l *manifest.Layout, live map[v1.Hash]bool, rep *PruneReport) error {
 	blobs, err := l.Blobs()
 	if err != nil {
@@ -156,19 +197,23 @@ func sweep(l *manifest.Layout, live map[v1.Hash]bool, rep *PruneReport) error {
 	}
 	sort.Slice(blobs, func(i, j int) bool { return blobs[i].Path < blobs[j].Path })
 	for _, b := range blobs {
-		switch {
-		case b.Temp:
+		if b.Temp {
 			// Temporary files below; anything else that is not named by a
 			// digest is not kiln's to delete.
-		case live[b.Hash]:
-			rep.Kept++
-		default:
-			if err := l.RemoveBlob(b.Hash); err != nil {
-				return fmt.Errorf("deleting blob %s: %w", b.Hash, err)
-			}
-			rep.Blobs++
-			rep.Bytes += b.Size
+			continue
 		}
+		if fromIndex, ok := live[b.Hash]; ok {
+			rep.Kept++
+			if !fromIndex {
+				rep.Grace++
+			}
+			continue
+		}
+		if err := l.RemoveBlob(b.Hash); err != nil {
+			return fmt.Errorf("deleting blob %s: %w", b.Hash, err)
+		}
+		rep.Blobs++
+		rep.Bytes += b.Size
 	}
 	removed, err := l.RemoveDeadTemps()
 	rep.Temps += len(removed)

@@ -29,6 +29,9 @@ type run struct {
 	layout *manifest.Layout
 	sem    *semaphore.Weighted
 	start  time.Time
+	// readOnly, if set, says why this process may not write to the cache:
+	// what the cache holds is reported, what it lacks fails with it.
+	readOnly error
 
 	mu      sync.Mutex
 	flights map[v1.Hash]*flight    // downloads under way, by digest
@@ -59,15 +62,20 @@ type group struct {
 // result per item; the error is only for failures of the cache itself (a
 // failed pull is a failed result, and Report.OK is false).
 func (w *Warmer) Warm(ctx context.Context, items []Item) (*Report, error) {
-	l, unlock, err := w.openShared(ctx)
+	l, unlock, readOnly, err := w.openShared(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	r := &run{ctx: ctx, w: w, layout: l, sem: semaphore.NewWeighted(int64(w.o.jobs)), start: w.o.now(), flights: map[v1.Hash]*flight{}}
-	// Before any download: on a full volume, killed writers' leftovers are
-	// what must go first.
-	r.removeDeadTemps()
+	r := &run{ctx: ctx, w: w, layout: l, sem: semaphore.NewWeighted(int64(w.o.jobs)), start: w.o.now(), flights: map[v1.Hash]*flight{}, readOnly: readOnly}
+	if readOnly != nil {
+		w.o.log.Warn("this user may not write to the cache: what it holds is reported, what it lacks fails", "cache", l.Dir(), "why", readOnly.Error())
+	} else {
+		// Before any download: on a full volume, killed writers'
+		// leftovers are what must go first.
+		r.removeDeadTemps()
+		r.repairModes()
+	}
 
 	groups := groupItems(items)
 	results := make([][]Result, len(groups))
@@ -151,8 +159,11 @@ func (r *run) warmRef(ctx context.Context, gr group) []Result {
 	if err != nil {
 		return fail(err)
 	}
-	if st.intact && !r.needsCheck(ref, st) {
+	if st.intact && (!r.needsCheck(ref, st) || r.readOnly != nil) {
 		return r.fromCache(gr, ref, st, false, start)
+	}
+	if r.readOnly != nil {
+		return fail(r.readOnly)
 	}
 	if st.intact {
 		desc, _, err := r.w.o.client.Head(ctx, ref)
@@ -748,6 +759,21 @@ func (r *run) removeDeadTemps() {
 	}
 	if len(removed) > 0 {
 		r.w.o.log.Info("removed the leftovers of killed writes", "cache", r.layout.Dir(), "files", len(removed), "bytes", bytes)
+	}
+}
+
+// repairModes gives files an older kiln wrote private (blobs 0600) the
+// modes every reader needs, in place (manifest.RepairModes).
+func (r *run) repairModes() {
+	rep, err := r.layout.RepairModes()
+	if err != nil {
+		r.w.o.log.Warn("repairing file modes", "cache", r.layout.Dir(), "err", err)
+	}
+	if len(rep.Fixed) > 0 {
+		r.w.o.log.Info("made the cache readable to every user", "cache", r.layout.Dir(), "files", len(rep.Fixed))
+	}
+	for _, f := range rep.Failed {
+		r.w.o.log.Warn("cannot make a cache file readable to other users (its owner's kiln warm can)", "file", f)
 	}
 }
 

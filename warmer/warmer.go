@@ -12,6 +12,7 @@ package warmer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -37,6 +38,7 @@ type options struct {
 	jobs     int
 	refresh  bool
 	maxAge   time.Duration
+	grace    time.Duration // prune's grace period
 	client   *manifest.Client
 	log      *slog.Logger
 	progress func(Event)
@@ -66,6 +68,22 @@ func WithRefresh(maxAge time.Duration) Option {
 			return fmt.Errorf("max age must not be negative, got %s", maxAge)
 		}
 		o.refresh, o.maxAge = true, maxAge
+		return nil
+	}
+}
+
+// WithPruneGrace makes Prune keep, for d after an entry left index.json
+// (dropped by a prune, or replaced by a warm because its tag moved), every
+// blob that entry reached. It protects builds that read the cache without
+// its lock (see Prune); set it longer than the longest build. 0, the
+// default, deletes them at once: builds that hold the lock are protected by
+// it.
+func WithPruneGrace(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 {
+			return fmt.Errorf("prune grace period must not be negative, got %s", d)
+		}
+		o.grace = d
 		return nil
 	}
 }
@@ -116,17 +134,25 @@ func New(dir string, opts ...Option) (*Warmer, error) {
 func (w *Warmer) Dir() string { return w.dir }
 
 // openShared opens the cache and takes its shared "in use" lock, which
-// keeps prune from deleting blobs until unlock is called.
-func (w *Warmer) openShared(ctx context.Context) (*manifest.Layout, func() error, error) {
-	l, err := manifest.OpenLayout(w.dir)
+// keeps prune from deleting blobs until unlock is called. writeErr is nil
+// if this process may write to the cache, else an *manifest.AccessError
+// saying why not: a warm that finds everything in the cache needs no write
+// access, and only then may it go on without the lock.
+func (w *Warmer) openShared(ctx context.Context) (l *manifest.Layout, unlock func() error, writeErr error, err error) {
+	l, err = manifest.OpenLayout(w.dir, manifest.WithLayoutClock(w.o.now), manifest.WithRetiredEntries())
 	if err != nil {
-		return nil, nil, fmt.Errorf("opening cache: %w", err)
+		return nil, nil, nil, fmt.Errorf("opening cache: %w", err)
 	}
-	unlock, err := l.LockShared(ctx)
+	writeErr = l.CheckWritable()
+	unlock, err = l.LockShared(ctx)
+	if errors.Is(err, manifest.ErrLockUnavailable) && writeErr != nil {
+		w.o.log.Warn("reading the cache without its lock", "cache", l.Dir(), "why", err.Error())
+		return l, func() error { return nil }, writeErr, nil
+	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return l, unlock, nil
+	return l, unlock, writeErr, nil
 }
 
 func (w *Warmer) emit(e Event) {

@@ -340,6 +340,7 @@ func TestVerifyFindsDamage(t *testing.T) {
 	}
 	layers, _ := img.Layers()
 	d, _ := layers[0].Digest()
+	os.Remove(l.BlobPath(d)) // read-only (0444): replaced, not written through
 	if err := os.WriteFile(l.BlobPath(d), []byte("corrupt"), 0o644); err != nil {
 		t.Fatal(err)
 	}

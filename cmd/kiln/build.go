@@ -197,9 +197,10 @@ func buildFailure(err error) error {
 	switch {
 	case runtimeFailure(err):
 		return cli.Exit(err.Error(), exitFailed)
-	case errors.Is(err, manifest.ErrIntegrity), errors.Is(err, rootfs.ErrInvalidLayer):
-		// Hostile or damaged content from a registry, the cache or a layout:
-		// not the user's input, even though it is reported at a FROM line.
+	case errors.Is(err, manifest.ErrIntegrity), errors.Is(err, rootfs.ErrInvalidLayer), errors.As(err, new(*manifest.AccessError)):
+		// Hostile or damaged content from a registry, the cache or a layout,
+		// or a cache this user cannot read: not the Dockerfile's fault, even
+		// though it is reported at a FROM line.
 		return cli.Exit(err.Error(), exitFailed)
 	case errors.As(err, new(*builder.RunError)), errors.Is(err, run.ErrSetup), errors.Is(err, run.ErrUnmappedID):
 		return cli.Exit(err.Error(), exitFailed) // a RUN step ran (or was set up) and failed

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -14,7 +15,7 @@ func warmCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "warm",
 		Usage:     "pre-pull base images for every platform into the shared cache",
-		UsageText: "kiln warm [--config build.toml] [--image REF]... [--platform P]... [--refresh] [--prune] [--verify]",
+		UsageText: "kiln warm [--config build.toml] [--image REF]... [--platform P]... [--refresh] [--prune [--prune-grace D]] [--verify [--repair]]",
 		Description: `warm fills the cache folder (an OCI image layout) with the base images of every image in
 build.toml — every FROM of every stage, ARGs resolved — plus [warm].extra and --image, for
 every platform in [warm].platforms (or --platform; default: the union of the images'
@@ -25,6 +26,22 @@ CronJob) and to kill at any moment: a blob appears whole or not at all. What a f
 interrupted run was writing is removed before it exits; what a killed one (kill -9) left
 is removed by the next run, before it downloads anything. A volume that fills up fails the
 run with exit 1 and a message that says so.
+
+Who may use the cache: what warm writes is readable by every user (blobs 0444, index.json
+0644, folders 0755), so builds may run as any user and mount the cache read-only. In a
+group-writable folder (a Kubernetes fsGroup volume: setgid, group rwx) folders are made
+0775 and setgid and files 0664, so warmers sharing that group can all write. Caches from
+older kilns (blobs 0600) are made readable in place by the next warm, without downloading.
+A user who may not write to the cache may still run warm: it succeeds if the cache holds
+everything asked for, and otherwise says whose the cache is and how to share it.
+
+What protects a running build from --prune: the build holds .kiln/use.lock shared, taken on
+a read-only descriptor (so also through a read-only mount), and prune waits for it
+(--lock-timeout). flock locks the file whatever mount reaches it: this holds on one node and,
+on NFS with working locks, across nodes. A build that cannot lock (a read-only cache with
+no lock file, a filesystem without flock) says so when it starts; then only --prune-grace
+protects it: prune keeps every blob of an entry that left index.json (pruned, or replaced
+because its tag moved) less than that long ago. Set it longer than your longest build.
 
 Examples:
    # As an init container: make sure everything the build needs is there (no network if it is)
@@ -37,13 +54,18 @@ Examples:
    # and delete what no configured image uses any more
    kiln warm --refresh --prune --report /cache/last-warm.json
 
-   # Check every blob's digest and every reference (no network); exit 1 on damage
+   # Check every blob's digest and every reference (no network); exit 1 on damage.
+   # Needs only read access: any user, any mount.
    kiln warm --verify --cache-dir /cache
+
+   # Also delete blobs whose content is damaged (the next warm fetches them again)
+   # and make every file readable to other users
+   kiln warm --verify --repair --cache-dir /cache
 
 Exit status: 0 only if every requested (image, platform) is in the cache; 1 if some
 failed; 2 for bad flags, build.toml or Dockerfile.`,
 		Flags: []cli.Flag{
-			configFlag(),
+			configFlag(), allowFSFlag(),
 			&cli.StringFlag{Name: "cache-dir", Usage: "the cache folder", DefaultText: "cache.dir of build.toml, else ~/.cache/kiln", EnvVars: envs("CACHE_DIR")},
 			&cli.StringSliceFlag{Name: "image", Usage: "also warm this image `REF` (repeatable)", EnvVars: envs("IMAGE")},
 			&cli.StringSliceFlag{Name: "platform", Usage: "warm for this platform `P`, e.g. linux/arm64 (repeatable; replaces [warm].platforms)", EnvVars: envs("PLATFORM")},
@@ -52,6 +74,8 @@ failed; 2 for bad flags, build.toml or Dockerfile.`,
 			&cli.DurationFlag{Name: "max-age", Usage: "with --refresh: how old an entry may be before it is re-checked", DefaultText: "cache.max_age of build.toml, else 24h", EnvVars: envs("MAX_AGE")},
 			&cli.BoolFlag{Name: "prune", Usage: "after warming, drop entries for images no longer configured and delete unreferenced blobs (waits for running builds)", EnvVars: envs("PRUNE")},
 			&cli.BoolFlag{Name: "verify", Usage: "only verify the cache: rehash every blob, check every reference; no network", EnvVars: envs("VERIFY")},
+			&cli.BoolFlag{Name: "repair", Usage: "with --verify: delete blobs whose content does not match their digest (the next warm fetches them again) and give every file the mode readers need", EnvVars: envs("REPAIR")},
+			&cli.DurationFlag{Name: "prune-grace", Usage: "with --prune: keep the blobs of entries that left the index less than this long ago, for builds that read the cache without its lock (see above)", EnvVars: envs("PRUNE_GRACE")},
 			&cli.StringFlag{Name: "report", Usage: "write the results as JSON to `FILE`", EnvVars: envs("REPORT")},
 			&cli.DurationFlag{Name: "stall-timeout", Value: 60 * time.Second, Usage: "cut off and resume a transfer that makes no progress for this long", EnvVars: envs("STALL_TIMEOUT")},
 			&cli.DurationFlag{Name: "lock-timeout", Value: time.Hour, Usage: "how long --prune waits for builds that use the cache", EnvVars: envs("LOCK_TIMEOUT")},
@@ -82,7 +106,10 @@ func runWarm(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
-	opts := []warmer.Option{warmer.WithJobs(plan.jobs), warmer.WithClient(client), warmer.WithLogger(out.log)}
+	if c.Bool("repair") && !c.Bool("verify") {
+		return cli.Exit("--repair goes with --verify (a plain warm repairs file modes by itself)", exitUsage)
+	}
+	opts := []warmer.Option{warmer.WithJobs(plan.jobs), warmer.WithClient(client), warmer.WithLogger(out.log), warmer.WithPruneGrace(c.Duration("prune-grace"))}
 	if c.Bool("refresh") {
 		opts = append(opts, warmer.WithRefresh(plan.maxAge))
 	}
@@ -150,16 +177,43 @@ func prune(c *cli.Context, w *warmer.Warmer, plan *warmPlan) (*warmer.PruneRepor
 }
 
 func runVerify(c *cli.Context, w *warmer.Warmer, out *output) error {
-	vr, err := w.Verify(c.Context)
+	var opts []warmer.VerifyOption
+	if c.Bool("repair") {
+		opts = append(opts, warmer.WithRepair())
+	}
+	vr, err := w.Verify(c.Context, opts...)
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("verify: %v", err), exitFailed)
 	}
 	printVerifySummary(c.App.Writer, w.Dir(), vr)
+	printRepairSummary(c.App.Writer, vr)
 	if rerr := writeReport(c.String("report"), &warmer.Report{CacheDir: w.Dir(), Verify: vr, Counts: map[warmer.Status]int{}}); rerr != nil {
 		return cli.Exit(rerr.Error(), exitFailed)
 	}
 	if !vr.OK() {
-		return cli.Exit(fmt.Sprintf("cache %s is damaged: %d problems", w.Dir(), len(vr.Problems)), exitFailed)
+		msg := fmt.Sprintf("cache %s is damaged: %d problems", w.Dir(), len(vr.Problems))
+		switch {
+		case vr.Repair != nil && vr.Repair.Removed > 0:
+			msg += fmt.Sprintf("; %d damaged blobs were removed: run kiln warm to fetch them again", vr.Repair.Removed)
+		case vr.Repair == nil:
+			msg += " (kiln warm --verify --repair removes damaged blobs, so that the next kiln warm fetches them again)"
+		}
+		return cli.Exit(msg, exitFailed)
 	}
 	return nil
+}
+
+// printRepairSummary adds what --repair changed, and blobs other users
+// cannot read, to the verify summary.
+func printRepairSummary(w io.Writer, vr *warmer.VerifyReport) {
+	if r := vr.Repair; r != nil {
+		fmt.Fprintf(w, "repaired: removed %d damaged blobs, fixed the modes of %d files\n", r.Removed, r.Modes)
+		for _, f := range r.ModeFailures {
+			fmt.Fprintf(w, "  could not make readable: %s\n", f)
+		}
+		return
+	}
+	if vr.Private > 0 {
+		fmt.Fprintf(w, "%d blobs are readable by their owner only (written by an older kiln): builds running as other users fail on them; kiln warm, or kiln warm --verify --repair, makes them readable\n", vr.Private)
+	}
 }
