@@ -128,7 +128,7 @@ func runWarm(c *cli.Context) error {
 			return cli.Exit("refusing to prune: nothing configured to keep (no base images, no [warm].extra, no --image)", exitUsage)
 		}
 		if plan.images > 0 {
-			fmt.Fprintf(c.App.Writer, "nothing to warm: the %d images in %s need no base image (FROM scratch only) and there is no [warm].extra or --image\n", plan.images, c.String("config"))
+			fmt.Fprintf(c.App.Writer, "nothing to warm: the %s in %s need no base image (FROM scratch only) and there is no [warm].extra or --image\n", count(plan.images, "image", "images"), c.String("config"))
 			return nil
 		}
 		return cli.Exit("nothing to warm: no build.toml images, no [warm].extra, no --image (see kiln warm --help)", exitUsage)
@@ -191,7 +191,7 @@ func runVerify(c *cli.Context, w *warmer.Warmer, out *output) error {
 		return cli.Exit(rerr.Error(), exitFailed)
 	}
 	if !vr.OK() {
-		msg := fmt.Sprintf("cache %s is damaged: %d problems", w.Dir(), len(vr.Problems))
+		msg := fmt.Sprintf("cache %s is damaged: %s", w.Dir(), count(len(vr.Problems), "problem", "problems"))
 		switch {
 		case vr.Repair != nil && vr.Repair.Removed > 0:
 			msg += fmt.Sprintf("; %d damaged blobs were removed: run kiln warm to fetch them again", vr.Repair.Removed)
@@ -214,6 +214,6 @@ func printRepairSummary(w io.Writer, vr *warmer.VerifyReport) {
 		return
 	}
 	if vr.Private > 0 {
-		fmt.Fprintf(w, "%d blobs are readable by their owner only (written by an older kiln): builds running as other users fail on them; kiln warm, or kiln warm --verify --repair, makes them readable\n", vr.Private)
+		fmt.Fprintf(w, "%s readable by their owner only (written by an older kiln): builds running as other users fail on them; kiln warm, or kiln warm --verify --repair, makes them readable\n", count(vr.Private, "blob is", "blobs are"))
 	}
 }
