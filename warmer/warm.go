@@ -147,7 +147,7 @@ func (r *run) warmRef(ctx context.Context, gr group) []Result {
 		r.noteFull(err)
 		out := make([]Result, len(gr.plats))
 		for i, p := range gr.plats {
-			out[i] = r.done(Result{Ref: gr.ref, Platform: platform.Format(p), Status: StatusFailed, Error: err.Error(), Duration: time.Since(start)})
+			out[i] = r.done(Result{Ref: gr.ref, Platform: platform.Format(p), Status: StatusFailed, Error: manifest.Describe(err), Duration: time.Since(start)})
 		}
 		return out
 	}
@@ -340,7 +340,7 @@ func (r *run) pullQuiet(ctx context.Context, gr group, ref name.Reference, st0 r
 	out := make([]Result, len(gr.plats))
 	fail := func(i int, err error) {
 		r.noteFull(err)
-		out[i] = Result{Ref: gr.ref, Key: manifest.CacheKey(ref), Platform: platform.Format(gr.plats[i]), Status: StatusFailed, Error: err.Error()}
+		out[i] = Result{Ref: gr.ref, Key: manifest.CacheKey(ref), Platform: platform.Format(gr.plats[i]), Status: StatusFailed, Error: manifest.Describe(err)}
 	}
 	top, src, err := r.w.o.client.Get(ctx, ref)
 	if err != nil {
