@@ -420,7 +420,7 @@ func (w *BlobWriter) Write(p []byte) (int, error) {
 func (w *BlobWriter) noSpace(err error) error {
 	what := "blob " + w.want.String()
 	if w.size >= 0 {
-		what += " (" + formatBytes(w.size) + ")"
+		what += " (" + FormatBytes(w.size) + ")"
 	}
 	return noSpace(w.l.dir, what, err)
 }

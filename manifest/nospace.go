@@ -26,7 +26,7 @@ type NoSpaceError struct {
 func (e *NoSpaceError) Error() string {
 	msg := fmt.Sprintf("no room for %s: the volume holding %s is full", e.What, e.Dir)
 	if e.Size > 0 {
-		msg += fmt.Sprintf(" (%s free of %s)", formatBytes(e.Free), formatBytes(e.Size))
+		msg += fmt.Sprintf(" (%s free of %s)", FormatBytes(e.Free), FormatBytes(e.Size))
 	}
 	// The errno alone: the temp file's name in the underlying error means
 	// nothing to whoever reads this.
@@ -60,8 +60,8 @@ func noSpace(dir, what string, err error) error {
 	return e
 }
 
-// formatBytes is n in decimal units, as kiln prints sizes everywhere.
-func formatBytes(n int64) string {
+// FormatBytes is n in decimal units (1.5 MB), as kiln prints sizes everywhere.
+func FormatBytes(n int64) string {
 	const unit = 1000
 	if n < unit {
 		return fmt.Sprintf("%d B", n)

@@ -630,7 +630,7 @@ func imageSize(res *builder.Result) int64 {
 
 func printBuildSummary(c *cli.Context, plan *buildPlan, res *builder.Result, took time.Duration) {
 	w := c.App.Writer
-	fmt.Fprintf(w, "built %s for %s: %s (%s) in %.1fs\n", plan.name, platform.Format(res.Platform), res.Digest, humanBytes(imageSize(res)), took.Seconds())
+	fmt.Fprintf(w, "built %s for %s: %s (%s) in %.1fs\n", plan.name, platform.Format(res.Platform), res.Digest, manifest.FormatBytes(imageSize(res)), took.Seconds())
 	for _, d := range plan.dests {
 		if plan.push {
 			fmt.Fprintf(w, "  pushed %s\n", d)

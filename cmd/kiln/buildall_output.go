@@ -23,7 +23,7 @@ func printBuildAllSummary(w io.Writer, rep *buildall.Report) {
 		for _, p := range im.Platforms {
 			digest, size, took, where := "-", "-", "-", "-"
 			if p.Status == buildall.StatusBuilt {
-				digest, size, where = shortDigest(p.Digest.String()), humanBytes(p.Size), p.Where
+				digest, size, where = shortDigest(p.Digest.String()), manifest.FormatBytes(p.Size), p.Where
 				if p.Emulated {
 					where += " (emulated)"
 				}

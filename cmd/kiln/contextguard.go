@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"kiln/config"
 )
 
 // excludeOutputs returns the outputs (files or folders kiln is about to
@@ -18,7 +20,7 @@ func excludeOutputs(log *slog.Logger, contextDir string, outputs ...string) []st
 	if err != nil || !fi.IsDir() {
 		return nil
 	}
-	root, err := realPath(contextDir)
+	root, err := config.RealPath(contextDir)
 	if err != nil {
 		return nil
 	}
@@ -27,7 +29,7 @@ func excludeOutputs(log *slog.Logger, contextDir string, outputs ...string) []st
 		if o == "" || o == "-" {
 			continue
 		}
-		p, err := realPath(o)
+		p, err := config.RealPath(o)
 		if err != nil {
 			continue
 		}
@@ -40,25 +42,6 @@ func excludeOutputs(log *slog.Logger, contextDir string, outputs ...string) []st
 		out = append(out, filepath.ToSlash(rel))
 	}
 	return out
-}
-
-// realPath is p made absolute with symlinks resolved, as far as it exists:
-// an output not written yet resolves through its nearest existing parent.
-func realPath(p string) (string, error) {
-	abs, err := filepath.Abs(p)
-	if err != nil {
-		return "", err
-	}
-	var rest []string
-	for cur := abs; ; cur = filepath.Dir(cur) {
-		if r, err := filepath.EvalSymlinks(cur); err == nil {
-			return filepath.Join(append([]string{r}, rest...)...), nil
-		}
-		if cur == filepath.Dir(cur) {
-			return abs, nil
-		}
-		rest = append([]string{filepath.Base(cur)}, rest...)
-	}
 }
 
 // widen climbs from rel (an output inside root) to the highest folder that

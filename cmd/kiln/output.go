@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
+	"kiln/manifest"
 	"kiln/warmer"
 )
 
@@ -170,9 +171,9 @@ func (d *liveDisplay) draw(final bool) {
 		elapsed := time.Since(r.started).Seconds()
 		rate := ""
 		if elapsed > 0.2 && r.bytes > 0 && !final {
-			rate = humanBytes(int64(float64(r.bytes)/elapsed)) + "/s"
+			rate = manifest.FormatBytes(int64(float64(r.bytes)/elapsed)) + "/s"
 		}
-		fmt.Fprintf(&b, "%s %-50s %10s / %-10s %s\n", mark, trim(ref, 50), humanBytes(r.bytes), humanBytes(r.total), rate)
+		fmt.Fprintf(&b, "%s %-50s %10s / %-10s %s\n", mark, trim(ref, 50), manifest.FormatBytes(r.bytes), manifest.FormatBytes(r.total), rate)
 		lines++
 	}
 	fmt.Fprint(d.w, b.String())
@@ -219,19 +220,6 @@ func trim(s string, n int) string {
 	return "…" + s[len(s)-n+1:]
 }
 
-func humanBytes(n int64) string {
-	const unit = 1000
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
-}
-
 func shortDigest(d string) string {
 	if i := strings.Index(d, ":"); i >= 0 && len(d) > i+13 {
 		return d[:i+13]
@@ -255,7 +243,7 @@ func printWarmSummary(w io.Writer, rep *warmer.Report) {
 		if r.Revalidated {
 			status += " (checked)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.1fs\n", r.Ref, r.Platform, shortDigest(r.Digest), status, humanBytes(r.Bytes), humanBytes(r.Size), r.Duration.Seconds())
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.1fs\n", r.Ref, r.Platform, shortDigest(r.Digest), status, manifest.FormatBytes(r.Bytes), manifest.FormatBytes(r.Size), r.Duration.Seconds())
 	}
 	tw.Flush()
 	for _, r := range res {
@@ -268,10 +256,10 @@ func printWarmSummary(w io.Writer, rep *warmer.Report) {
 	}
 	fmt.Fprintf(w, "%d pulled, %d updated, %d fresh, %d failed; %s downloaded in %.1fs into %s\n",
 		rep.Counts[warmer.StatusPulled], rep.Counts[warmer.StatusUpdated], rep.Counts[warmer.StatusFresh], rep.Counts[warmer.StatusFailed],
-		humanBytes(rep.Bytes), rep.Seconds, rep.CacheDir)
+		manifest.FormatBytes(rep.Bytes), rep.Seconds, rep.CacheDir)
 	if p := rep.Pruned; p != nil {
 		fmt.Fprintf(w, "pruned %s and %s (%s), removed %s; %s kept\n", count(len(p.Entries), "entry", "entries"), count(p.Blobs, "blob", "blobs"),
-			humanBytes(p.Bytes), count(p.Temps, "temp file", "temp files"), count(p.Kept, "blob", "blobs"))
+			manifest.FormatBytes(p.Bytes), count(p.Temps, "temp file", "temp files"), count(p.Kept, "blob", "blobs"))
 	}
 }
 
@@ -280,8 +268,8 @@ func printVerifySummary(w io.Writer, dir string, v *warmer.VerifyReport) {
 		fmt.Fprintf(w, "DAMAGED %s %s: %s\n", p.Digest, p.Ref, p.Msg)
 	}
 	fmt.Fprintf(w, "verified %s (%s) and %s in %s: %s, %s (%s), %s in progress\n",
-		count(v.Blobs, "blob", "blobs"), humanBytes(v.Bytes), count(v.Entries, "entry", "entries"), dir, count(len(v.Problems), "problem", "problems"),
-		count(v.Temps, "leftover temp file", "leftover temp files"), humanBytes(v.TempBytes), count(v.Writing, "write", "writes"))
+		count(v.Blobs, "blob", "blobs"), manifest.FormatBytes(v.Bytes), count(v.Entries, "entry", "entries"), dir, count(len(v.Problems), "problem", "problems"),
+		count(v.Temps, "leftover temp file", "leftover temp files"), manifest.FormatBytes(v.TempBytes), count(v.Writing, "write", "writes"))
 }
 
 // writeReport writes the JSON report atomically (a CronJob's reader never
