@@ -106,6 +106,17 @@ func (r *pathRule) resolve(abs string) string {
 
 func resolve(abs string) string { return followLinks("/", abs) }
 
+// RealPath is p made absolute with every symlink along it followed as far
+// as it exists, the rest as written: where writing to p would land. kiln
+// uses it to tell whether an output lies inside a build context.
+func RealPath(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	return resolve(abs), nil
+}
+
 // maxLinks is where followLinks gives up, as the kernel does (ELOOP).
 const maxLinks = 255
 
