@@ -229,7 +229,7 @@ func Select(want specs.Platform, descs []v1.Descriptor) (v1.Descriptor, error) {
 		if exact.Match(have) {
 			return d, nil
 		}
-		if only.Match(have) && have.Architecture == want.Architecture {
+		if Serves(have, want) {
 			compatible = append(compatible, i)
 		}
 	}
