@@ -194,19 +194,12 @@ func readableRegistryErrors(err error) string {
 	if te.StatusCode != 0 {
 		readable += fmt.Sprintf(" [HTTP %d]", te.StatusCode)
 	}
-	return strings.Replace(msg, te.Error(), te.Error()[:len(te.Error())-len(responseText(te))]+readable, 1)
-}
-
-// responseText is the part of te's message after "METHOD URL: ".
-func responseText(te *transport.Error) string {
-	full := te.Error()
-	if te.Request == nil {
-		return full
+	// Keep go-containerregistry's "METHOD URL: " prefix, replace the rest.
+	full, prefix := te.Error(), ""
+	if i := strings.Index(full, ": "); te.Request != nil && i >= 0 {
+		prefix = full[:i+2]
 	}
-	if i := strings.Index(full, ": "); i >= 0 {
-		return full[i+2:]
-	}
-	return full
+	return strings.Replace(msg, full, prefix+readable, 1)
 }
 func (e *redactedError) Unwrap() error { return e.err }
 
