@@ -48,15 +48,35 @@ type Result struct {
 	// PlatformMismatches lists the bases used although their platform is
 	// not the stage's (Request.AllowPlatformMismatch): "REF is P1, not P2".
 	PlatformMismatches []string
+	// CacheSteps are the layer cache's hits and misses, in build order
+	// (WithLayerCache).
+	CacheSteps []CacheStep
 
 	work string
 	lock *os.File // held on the work folder's lock until Close (keep the Result reachable: its finalizer would free the lock)
+	wait func()   // waits for layer cache entries still being stored from the work folder
 }
 
-// Close removes the build's work folder, layers included.
+// CacheHits counts the steps the layer cache served and those it did not.
+func (r *Result) CacheHits() (hits, misses int) {
+	for _, s := range r.CacheSteps {
+		if s.Hit {
+			hits++
+		} else {
+			misses++
+		}
+	}
+	return hits, misses
+}
+
+// Close waits for layer cache entries still being stored (at most a
+// minute), then removes the build's work folder, layers included.
 func (r *Result) Close() error {
 	if r == nil || r.work == "" {
 		return nil
+	}
+	if r.wait != nil {
+		r.wait()
 	}
 	err := os.RemoveAll(r.work)
 	if r.lock != nil {
@@ -88,6 +108,7 @@ func Build(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 	}
 	res, err := build(ctx, req, o, work)
 	if err != nil {
+		(&builder{o: o}).cacheWait() // entries of the steps that worked read the work folder
 		_ = os.RemoveAll(work)
 		lock.Close()
 		return nil, err
@@ -127,6 +148,8 @@ func build(ctx context.Context, req Request, o *options, work string) (*Result, 
 		return nil, err
 	}
 	res.PlatformMismatches = b.mismatches
+	res.CacheSteps = b.cacheSteps
+	res.wait = b.cacheWait
 	return res, nil
 }
 

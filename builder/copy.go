@@ -7,9 +7,11 @@ import (
 	"path"
 	"strings"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 
 	"kiln/builder/buildcontext"
+	"kiln/builder/layercache"
 	"kiln/platform"
 )
 
@@ -65,37 +67,55 @@ func isRemote(src string) bool {
 	return false
 }
 
-// copyFiles makes one layer of the copied files and applies it to the stage.
+// copyFiles makes one layer of the copied files and applies it to the
+// stage, or takes it from the layer cache.
 func (b *builder) copyFiles(ctx context.Context, s *stageState, spec copySpec) error {
-	src, err := b.copySource(ctx, s, spec.from)
+	createdBy := copyHistory(spec)
+	var key layercache.Key
+	if b.o.cache.CachesCopy() {
+		var err error
+		if key, err = b.copyKey(ctx, s, spec); err != nil {
+			return err
+		}
+		if hit, err := b.cacheLookup(ctx, s, spec.inst, key, createdBy); hit || err != nil {
+			return err
+		}
+	}
+	layer, err := b.copyLayer(ctx, s, spec)
 	if err != nil {
 		return err
+	}
+	if layer != nil {
+		if err := s.addLayer(ctx, layer); err != nil {
+			return err
+		}
+	}
+	s.history(b.created, createdBy, layer == nil)
+	if b.o.cache.CachesCopy() {
+		b.cacheStore(s, key, layer, createdBy)
+	}
+	return nil
+}
+
+// copyLayer writes the layer of a COPY or ADD; nil when it copies nothing.
+func (b *builder) copyLayer(ctx context.Context, s *stageState, spec copySpec) (v1.Layer, error) {
+	src, err := b.copySource(ctx, s, spec.from)
+	if err != nil {
+		return nil, err
 	}
 	items, err := globAll(src, spec.srcs, spec.parents)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cw, err := b.newCopyWriter(ctx, s, spec, src)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := cw.copyAll(ctx, items, spec); err != nil {
 		cw.lw.abort()
-		return err
+		return nil, err
 	}
-	layer, err := cw.lw.finish(s.layerType)
-	if err != nil {
-		return err
-	}
-	if layer == nil {
-		s.history(b.created, copyHistory(spec), true)
-		return nil
-	}
-	if err := s.addLayer(ctx, layer); err != nil {
-		return err
-	}
-	s.history(b.created, copyHistory(spec), false)
-	return nil
+	return cw.lw.finish(s.layerType)
 }
 
 // srcItem is one matched source and, with --parents, the path it keeps
@@ -146,13 +166,7 @@ func (b *builder) copySource(ctx context.Context, s *stageState, from string) (f
 	if from == "" {
 		return contextSource{b.bc}, nil
 	}
-	var st *stageState
-	var err error
-	if i := b.plan.StageIndex(from, true); i >= 0 {
-		st, err = b.stage(ctx, i)
-	} else {
-		st, err = b.imageStage(ctx, from, s)
-	}
+	st, err := b.sourceStage(ctx, s, from)
 	if err != nil {
 		return nil, err
 	}
@@ -172,6 +186,15 @@ func (b *builder) copySource(ctx context.Context, s *stageState, from string) (f
 		}
 	}
 	return rootSource{root: root, owners: st.owners}, nil
+}
+
+// sourceStage is the stage or image --from names, built (or fetched) but
+// not unpacked.
+func (b *builder) sourceStage(ctx context.Context, s *stageState, from string) (*stageState, error) {
+	if i := b.plan.StageIndex(from, true); i >= 0 {
+		return b.stage(ctx, i)
+	}
+	return b.imageStage(ctx, from, s)
 }
 
 // imageStage is an image named by --from, for the platform of the stage

@@ -12,6 +12,7 @@ import (
 // line is its Dockerfile line (the FROM line for a base image's trigger).
 func (b *builder) dispatch(ctx context.Context, s *stageState, cmd instructions.Command, line int) error {
 	b.o.log.Debug("instruction", "stage", s.name, "line", line, "instruction", cmd.Name())
+	b.line = line
 	if err := b.expand(s, cmd); err != nil {
 		return b.dispatchError(line, cmd, err)
 	}

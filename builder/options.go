@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"kiln/builder/layercache"
 	"kiln/builder/run"
 )
 
@@ -31,6 +32,7 @@ type options struct {
 	force          bool     // container isolation outside a detected container
 	keep           []string // host paths container isolation must not remove
 	security       run.Security
+	cache          *layercache.Cache // nil: no layer cache
 }
 
 func newOptions(opts []Option) *options {

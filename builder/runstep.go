@@ -22,6 +22,7 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"kiln/builder/dockerfile"
+	"kiln/builder/layercache"
 	"kiln/builder/rootfs"
 	"kiln/builder/run"
 	"kiln/builder/snapshot"
@@ -219,6 +220,20 @@ func (b *builder) runCmd(ctx context.Context, s *stageState, c *instructions.Run
 	if err := b.canExecute(s.name, s.platform); err != nil {
 		return err // a RUN from a base image's ONBUILD triggers
 	}
+	var key layercache.Key
+	if b.o.cache.CachesRun() {
+		args, script, err := runArgs(s, c)
+		if err != nil {
+			return err
+		}
+		if key, err = b.runKey(ctx, s, c, args, script); err != nil {
+			return err
+		}
+		createdBy := "RUN " + runHistory(args, s.buildArgs, s.vars) + " # buildkit"
+		if hit, err := b.cacheLookup(ctx, s, "RUN", key, createdBy); hit || err != nil {
+			return err
+		}
+	}
 	env, err := b.runEnv()
 	if err != nil {
 		return err
@@ -289,6 +304,9 @@ func (b *builder) runCmd(ctx context.Context, s *stageState, c *instructions.Run
 	if stats.Files+stats.Dirs+stats.Symlinks+stats.Hardlinks+stats.Devices+stats.Whiteouts+stats.Opaque == 0 {
 		_ = os.Remove(layerPath)
 		s.history(b.created, createdBy, true)
+		if b.o.cache.CachesRun() {
+			b.cacheStore(s, key, nil, createdBy)
+		}
 		return nil
 	}
 	p := layerPath
@@ -298,6 +316,9 @@ func (b *builder) runCmd(ctx context.Context, s *stageState, c *instructions.Run
 	}
 	s.layers = append(s.layers, l) // the root holds the change already
 	s.history(b.created, createdBy, false)
+	if b.o.cache.CachesRun() {
+		b.cacheStore(s, key, l, createdBy)
+	}
 	return nil
 }
 

@@ -59,6 +59,9 @@ type builder struct {
 	// (Request.AllowPlatformMismatch).
 	mismatches []string
 	layers     int
+
+	line       int         // the Dockerfile line being dispatched
+	cacheSteps []CacheStep // layer cache outcomes, in order
 }
 
 func newBuilder(req Request, o *options, plan *dockerfile.Plan, bc *buildcontext.Context, work string) *builder {
@@ -154,6 +157,7 @@ func (b *builder) from(ctx context.Context, ps dockerfile.Stage) (*stageState, e
 			return nil, err
 		}
 		// A stage built on a stage keeps the ARGs in scope there (BuildKit).
+		s.key = parent.key
 		s.vars = parent.vars.clone()
 		s.buildArgs = slices.Clone(parent.buildArgs)
 		// It also takes over the parent's unpacked filesystem, which holds
@@ -171,13 +175,21 @@ func (b *builder) from(ctx context.Context, ps dockerfile.Stage) (*stageState, e
 		}
 		return s, nil
 	case strings.EqualFold(ps.Base, "scratch"):
-		return b.newStage(stageLabel(ps), ps.Platform, scratchImage(ps.Platform))
+		s, err := b.newStage(stageLabel(ps), ps.Platform, scratchImage(ps.Platform))
+		if err == nil {
+			s.key, err = stateKey(s.base, s, true)
+		}
+		return s, err
 	}
 	img, err := b.pull(ctx, ps.Base, ps.Platform)
 	if err != nil {
 		return nil, b.plan.Errorf(ps.Line, "FROM", err)
 	}
-	return b.newStage(stageLabel(ps), ps.Platform, img)
+	s, err := b.newStage(stageLabel(ps), ps.Platform, img)
+	if err == nil {
+		s.key, err = stateKey(img, s, false)
+	}
+	return s, err
 }
 
 // pull gets an external image from the BaseImages.

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"kiln/builder/layercache"
 	"kiln/builder/rootfs"
 )
 
@@ -29,6 +30,8 @@ type stageState struct {
 	vars      *vars    // ENV and ARGs, for expansion
 	buildArgs []string // the ARGs declared in scope, in order, for RUN's history
 	cmdSet    bool     // this stage set CMD (ENTRYPOINT keeps it)
+	// key is the layer cache's key of the files so far (layercache doc).
+	key layercache.Key
 
 	root   *rootfs.Root            // nil until an instruction needs the files
 	index  *rootfs.Index           // the files as the layers' headers tell, while there is no root

@@ -67,6 +67,14 @@ type Cache struct {
 	Dir    string        // absolute, or "" if not set
 	MaxAge time.Duration // entries older than this are re-checked; DefaultMaxAge if not set
 	Jobs   int           // parallel downloads, 1..256; DefaultJobs if not set
+	// Layers turns the layer cache on for every build (kiln build --cache).
+	Layers bool
+	// LayersRepo is the registry repository of the layer cache
+	// (--cache-repo); "" keeps entries in Dir.
+	LayersRepo string
+	// LayersTTL is how long layer cache entries serve; 0 if not set (the
+	// default, two weeks).
+	LayersTTL time.Duration
 }
 
 // Registry holds per-registry settings.

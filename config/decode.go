@@ -34,9 +34,12 @@ type rawFile struct {
 }
 
 type rawCache struct {
-	Dir    value `toml:"dir"`
-	MaxAge value `toml:"max_age"`
-	Jobs   value `toml:"jobs"`
+	Dir        value `toml:"dir"`
+	MaxAge     value `toml:"max_age"`
+	Jobs       value `toml:"jobs"`
+	Layers     value `toml:"layers"`
+	LayersRepo value `toml:"layers_repo"`
+	LayersTTL  value `toml:"layers_ttl"`
 }
 
 type rawRegistry struct {

@@ -29,6 +29,17 @@ func (v *validator) cache(raw rawCache) Cache {
 			c.Jobs = int(n)
 		}
 	}
+	c.Layers = v.boolean(p.child("layers"), raw.Layers)
+	if s, ok := v.nonEmpty(p.child("layers_repo"), raw.LayersRepo); ok {
+		if _, err := name.NewRepository(s); err != nil {
+			v.addf(p.child("layers_repo"), "invalid repository %q: %v", s, err)
+		} else {
+			c.LayersRepo = s
+		}
+	}
+	if s, ok := v.str(p.child("layers_ttl"), raw.LayersTTL); ok {
+		c.LayersTTL = v.duration(p.child("layers_ttl"), s)
+	}
 	return c
 }
 

@@ -26,6 +26,12 @@ const (
 	AnnotationSourceDigest = "io.kiln.cache.source-digest"
 	// AnnotationChecked is when the registry last confirmed that digest (RFC 3339).
 	AnnotationChecked = "io.kiln.cache.checked"
+	// AnnotationLayerCacheKey marks an entry of the layer cache
+	// (builder/layercache) and holds its key; AnnotationLayerCacheCreated
+	// is when it was stored (RFC 3339). kiln warm --prune drops such
+	// entries once they are older than the layer cache's TTL.
+	AnnotationLayerCacheKey     = "io.kiln.layercache.key"
+	AnnotationLayerCacheCreated = "io.kiln.layercache.created"
 )
 
 // ErrNotCached is returned when the cache has no entry for an image/platform.
@@ -180,4 +186,13 @@ func (l *Layout) imageUnder(idx, h v1.Hash) (v1.Image, error) {
 		return nil, err
 	}
 	return child.Image(h)
+}
+
+// ImageByDigest opens the image whose manifest is blob h, reading its
+// layers lazily. Callers hold the shared lock while they use it.
+func (l *Layout) ImageByDigest(h v1.Hash) (v1.Image, error) {
+	if err := checkHash(h); err != nil {
+		return nil, err
+	}
+	return layout.Path(l.dir).Image(h)
 }

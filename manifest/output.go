@@ -257,3 +257,10 @@ func (c *Client) PushIndex(ctx context.Context, idx v1.ImageIndex, refs []name.R
 	}
 	return h, nil
 }
+
+// PutImage stores img's layers, config and manifest without filing it in
+// index.json: the caller files it (the layer cache does, under its own
+// annotations).
+func (l *Layout) PutImage(ctx context.Context, img v1.Image) (v1.Descriptor, error) {
+	return l.putImage(ctx, img)
+}

@@ -98,7 +98,7 @@ or a push failed; 2 for bad flags, build.toml or Dockerfile.`,
 			&cli.StringFlag{Name: "binfmt-dir", Value: runner.DefaultBinfmtDir, Hidden: true, EnvVars: envs("BINFMT_DIR")},
 			progressFlag(),
 			logFormatFlag(),
-		}, append(runFlags(), retryFlags()...)...),
+		}, append(append(runFlags(), layerCacheFlags()...), retryFlags()...)...),
 		Action:       runBuild,
 		OnUsageError: usageError,
 	}
@@ -114,6 +114,7 @@ type buildPlan struct {
 	tarPath    string
 	cacheDir   string
 	registries map[string]manifest.RegistryConfig
+	layerCache layerCachePlan
 }
 
 func runBuild(c *cli.Context) error {
@@ -174,6 +175,10 @@ func runBuild(c *cli.Context) error {
 		runOpts = append(runOpts, builder.WithAllowEmulation(true))
 	}
 	opts := append([]builder.Option{builder.WithBaseImages(bases), builder.WithLogger(out.log), builder.WithWorkDir(c.String("work-dir"))}, runOpts...)
+	if lc := plan.layerCache.open(client, plan.cacheDir, out.log); lc != nil {
+		defer closeCache(lc)
+		opts = append(opts, builder.WithLayerCache(lc))
+	}
 	for _, p := range []string{plan.ociDir, plan.tarPath, c.String("digest-file"), c.String("metadata-file")} {
 		if p != "" {
 			opts = append(opts, builder.WithKeep(p)) // written after the build: --isolation container must not remove them
@@ -269,6 +274,7 @@ func planBuild(c *cli.Context) (*buildPlan, error) {
 // plan: what every build on this machine shares, whatever it builds.
 func applyMachineConfig(cfg *config.Config, plan *buildPlan) {
 	plan.cacheDir = cfg.Cache.Dir
+	plan.layerCache.fromConfig(cfg.Cache)
 	for host, r := range cfg.Registries {
 		plan.registries[host] = manifest.RegistryConfig{Insecure: r.Insecure, Mirrors: r.Mirrors}
 	}
@@ -352,6 +358,9 @@ func applyBuildFlags(c *cli.Context, plan *buildPlan) error {
 	}
 	r.Offline = c.Bool("offline")
 	r.AllowPlatformMismatch = c.Bool("allow-platform-mismatch")
+	if err := plan.layerCache.applyFlags(c, plan.dests, plan.push); err != nil {
+		return err
+	}
 	applyInsecure(c, plan.registries)
 	return applyReproducible(c, r)
 }
@@ -588,6 +597,8 @@ type buildMetadata struct {
 	// PlatformMismatches: bases built on although their platform is not
 	// the image's (--allow-platform-mismatch).
 	PlatformMismatches []string `json:"platform_mismatches,omitempty"`
+	// LayerCache counts the layer cache's hits and misses (--cache).
+	LayerCache *layerCacheSummary `json:"layer_cache,omitempty"`
 }
 
 func writeBuildFiles(c *cli.Context, plan *buildPlan, res *builder.Result) error {
@@ -602,7 +613,7 @@ func writeBuildFiles(c *cli.Context, plan *buildPlan, res *builder.Result) error
 	}
 	md := buildMetadata{Image: plan.name, Digest: res.Digest.String(), ConfigDigest: res.ConfigDigest.String(),
 		Platform: platform.Format(res.Platform), Tags: []string{}, OCILayout: plan.ociDir, Tarball: plan.tarPath, Size: imageSize(res), Pushed: plan.push,
-		PlatformMismatches: res.PlatformMismatches}
+		PlatformMismatches: res.PlatformMismatches, LayerCache: cacheSummary(res)}
 	for _, d := range plan.dests {
 		md.Tags = append(md.Tags, d.String())
 	}
@@ -644,6 +655,10 @@ func printBuildSummary(c *cli.Context, plan *buildPlan, res *builder.Result, too
 	}
 	for _, m := range res.PlatformMismatches {
 		fmt.Fprintf(w, "  WARNING: built on a base of another platform (--allow-platform-mismatch): %s\n", m)
+	}
+	if len(res.CacheSteps) > 0 {
+		h, m := res.CacheHits()
+		fmt.Fprintf(w, "  layer cache: %s, %s\n", count(h, "hit", "hits"), count(m, "miss", "misses"))
 	}
 }
 
