@@ -26,6 +26,10 @@ type PruneReport struct {
 	// Grace counts the blobs kept only because an entry that reached them
 	// left index.json within the grace period (WithPruneGrace).
 	Grace int `json:"grace,omitempty"`
+	// LayerCache counts the layer cache entries kept (younger than the
+	// TTL) and LayerCacheDropped those dropped (older).
+	LayerCache        int `json:"layer_cache"`
+	LayerCacheDropped int `json:"layer_cache_dropped"`
 }
 
 // Prune drops every cache entry whose reference is not in keep, then deletes
@@ -71,6 +75,15 @@ func (w *Warmer) Prune(ctx context.Context, keep []string) (*PruneReport, error)
 	err = l.UpdateIndex(ctx, func(idx *v1.IndexManifest) (bool, error) {
 		kept := idx.Manifests[:0]
 		for _, d := range idx.Manifests {
+			if fresh, isLayer := w.layerCacheEntry(d); isLayer {
+				if !fresh {
+					rep.LayerCacheDropped++
+					continue
+				}
+				rep.LayerCache++
+				kept = append(kept, d)
+				continue
+			}
 			if !keepSet.keeps(d) {
 				rep.Entries = append(rep.Entries, d.Annotations[manifest.AnnotationRefName])
 				continue
@@ -78,7 +91,7 @@ func (w *Warmer) Prune(ctx context.Context, keep []string) (*PruneReport, error)
 			kept = append(kept, d)
 		}
 		idx.Manifests = kept
-		return len(rep.Entries) > 0, nil
+		return len(rep.Entries) > 0 || rep.LayerCacheDropped > 0, nil
 	})
 	if err != nil {
 		return nil, err
@@ -100,8 +113,20 @@ func (w *Warmer) Prune(ctx context.Context, keep []string) (*PruneReport, error)
 	for _, e := range rep.Entries {
 		w.o.log.Info("pruned entry", "ref", e)
 	}
-	w.o.log.Info("prune done", "entries", len(rep.Entries), "blobs", rep.Blobs, "bytes", rep.Bytes, "temps", rep.Temps, "kept", rep.Kept)
+	w.o.log.Info("prune done", "entries", len(rep.Entries), "blobs", rep.Blobs, "bytes", rep.Bytes, "temps", rep.Temps, "kept", rep.Kept,
+		"layer_cache", rep.LayerCache, "layer_cache_dropped", rep.LayerCacheDropped, "layer_cache_ttl", w.o.layerTTL.String())
 	return rep, nil
+}
+
+// layerCacheEntry says whether d is a layer cache entry (kiln build
+// --cache), and if so whether it is younger than the TTL. An entry whose
+// time cannot be read is stale.
+func (w *Warmer) layerCacheEntry(d v1.Descriptor) (fresh, isLayer bool) {
+	if d.Annotations[manifest.AnnotationLayerCacheKey] == "" {
+		return false, false
+	}
+	t, err := time.Parse(time.RFC3339, d.Annotations[manifest.AnnotationLayerCacheCreated])
+	return err == nil && w.o.now().Sub(t) <= w.o.layerTTL, true
 }
 
 // keepSet is what prune must not drop: entries filed under a configured

@@ -31,6 +31,9 @@ type VerifyReport struct {
 	Blobs   int   `json:"blobs"`
 	Bytes   int64 `json:"bytes"`
 	Entries int   `json:"entries"`
+	// LayerCache counts the entries that are layer cache entries (kiln
+	// build --cache), checked like every other.
+	LayerCache int `json:"layer_cache"`
 	// Temps are the leftovers of killed writes, TempBytes their size: no
 	// damage, but they take room until the next warm or prune removes them.
 	Temps     int   `json:"temps"`
@@ -121,7 +124,7 @@ func (w *Warmer) Verify(ctx context.Context, opts ...VerifyOption) (*VerifyRepor
 	for _, p := range rep.Problems {
 		w.o.log.Error("cache damage", "digest", p.Digest, "ref", p.Ref, "problem", p.Msg)
 	}
-	w.o.log.Info("verify done", "blobs", rep.Blobs, "bytes", rep.Bytes, "entries", rep.Entries, "problems", len(rep.Problems), "temps", rep.Temps, "temp_bytes", rep.TempBytes, "writing", rep.Writing)
+	w.o.log.Info("verify done", "blobs", rep.Blobs, "bytes", rep.Bytes, "entries", rep.Entries, "layer_cache", rep.LayerCache, "problems", len(rep.Problems), "temps", rep.Temps, "temp_bytes", rep.TempBytes, "writing", rep.Writing)
 	return rep, nil
 }
 
@@ -284,6 +287,9 @@ func checkReferences(l *manifest.Layout, rep *VerifyReport) error {
 	}
 	for _, d := range idx.Manifests {
 		rep.Entries++
+		if d.Annotations[manifest.AnnotationLayerCacheKey] != "" {
+			rep.LayerCache++
+		}
 		walk(d.Annotations[manifest.AnnotationRefName], d)
 	}
 	return nil

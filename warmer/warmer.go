@@ -39,6 +39,7 @@ type options struct {
 	refresh  bool
 	maxAge   time.Duration
 	grace    time.Duration // prune's grace period
+	layerTTL time.Duration // layer cache entries older than this are pruned
 	client   *manifest.Client
 	log      *slog.Logger
 	progress func(Event)
@@ -88,6 +89,23 @@ func WithPruneGrace(d time.Duration) Option {
 	}
 }
 
+// DefaultLayerCacheTTL is how long Prune keeps layer cache entries by
+// default: two weeks, as the layer cache serves them (kaniko's --cache-ttl).
+const DefaultLayerCacheTTL = 14 * 24 * time.Hour
+
+// WithLayerCacheTTL makes Prune drop layer cache entries (kiln build
+// --cache with the local store) stored more than d ago, and keep the
+// younger ones whatever the configuration says.
+func WithLayerCacheTTL(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("layer cache TTL must be positive, got %s", d)
+		}
+		o.layerTTL = d
+		return nil
+	}
+}
+
 // WithClient sets the registry client (default: manifest.NewClient()).
 func WithClient(c *manifest.Client) Option {
 	return func(o *options) error { o.client = c; return nil }
@@ -114,7 +132,7 @@ func New(dir string, opts ...Option) (*Warmer, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("cache dir: not set")
 	}
-	o := options{jobs: 8, log: slog.New(slog.DiscardHandler), now: time.Now}
+	o := options{jobs: 8, log: slog.New(slog.DiscardHandler), now: time.Now, layerTTL: DefaultLayerCacheTTL}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err

@@ -260,6 +260,9 @@ func printWarmSummary(w io.Writer, rep *warmer.Report) {
 	if p := rep.Pruned; p != nil {
 		fmt.Fprintf(w, "pruned %s and %s (%s), removed %s; %s kept\n", count(len(p.Entries), "entry", "entries"), count(p.Blobs, "blob", "blobs"),
 			manifest.FormatBytes(p.Bytes), count(p.Temps, "temp file", "temp files"), count(p.Kept, "blob", "blobs"))
+		if p.LayerCache+p.LayerCacheDropped > 0 {
+			fmt.Fprintf(w, "layer cache: %s kept, %s past the TTL dropped\n", count(p.LayerCache, "entry", "entries"), count(p.LayerCacheDropped, "entry", "entries"))
+		}
 	}
 }
 
@@ -270,6 +273,9 @@ func printVerifySummary(w io.Writer, dir string, v *warmer.VerifyReport) {
 	fmt.Fprintf(w, "verified %s (%s) and %s in %s: %s, %s (%s), %s in progress\n",
 		count(v.Blobs, "blob", "blobs"), manifest.FormatBytes(v.Bytes), count(v.Entries, "entry", "entries"), dir, count(len(v.Problems), "problem", "problems"),
 		count(v.Temps, "leftover temp file", "leftover temp files"), manifest.FormatBytes(v.TempBytes), count(v.Writing, "write", "writes"))
+	if v.LayerCache > 0 {
+		fmt.Fprintf(w, "  layer cache (kiln build --cache): %s of those\n", count(v.LayerCache, "entry", "entries"))
+	}
 }
 
 // writeReport writes the JSON report atomically (a CronJob's reader never

@@ -29,6 +29,7 @@ type warmPlan struct {
 	cacheDir   string
 	jobs       int
 	maxAge     time.Duration
+	layerTTL   time.Duration // cache.layers_ttl; 0 if not set
 	registries map[string]manifest.RegistryConfig
 	platforms  []specs.Platform
 	items      []warmer.Item
@@ -59,6 +60,7 @@ func planWarm(c *cli.Context) (*warmPlan, error) {
 	plan := &warmPlan{jobs: config.DefaultJobs, maxAge: config.DefaultMaxAge, registries: map[string]manifest.RegistryConfig{}}
 	if cfg != nil {
 		plan.cacheDir, plan.jobs, plan.maxAge = cfg.Cache.Dir, cfg.Cache.Jobs, cfg.Cache.MaxAge
+		plan.layerTTL = cfg.Cache.LayersTTL
 		for host, r := range cfg.Registries {
 			plan.registries[host] = manifest.RegistryConfig{Insecure: r.Insecure, Mirrors: r.Mirrors}
 		}

@@ -75,6 +75,7 @@ failed; 2 for bad flags, build.toml or Dockerfile.`,
 			&cli.BoolFlag{Name: "prune", Usage: "after warming, drop entries for images no longer configured and delete unreferenced blobs (waits for running builds)", EnvVars: envs("PRUNE")},
 			&cli.BoolFlag{Name: "verify", Usage: "only verify the cache: rehash every blob, check every reference; no network", EnvVars: envs("VERIFY")},
 			&cli.BoolFlag{Name: "repair", Usage: "with --verify: delete blobs whose content does not match their digest (the next warm fetches them again) and give every file the mode readers need", EnvVars: envs("REPAIR")},
+			&cli.DurationFlag{Name: "cache-ttl", Value: warmer.DefaultLayerCacheTTL, Usage: "with --prune: drop layer cache entries (kiln build --cache) stored longer ago than this; younger ones are kept", DefaultText: "cache.layers_ttl of build.toml, else 336h", EnvVars: envs("CACHE_TTL")},
 			&cli.DurationFlag{Name: "prune-grace", Usage: "with --prune: keep the blobs of entries that left the index less than this long ago, for builds that read the cache without its lock (see above)", EnvVars: envs("PRUNE_GRACE")},
 			&cli.StringFlag{Name: "report", Usage: "write the results as JSON to `FILE`", EnvVars: envs("REPORT")},
 			&cli.DurationFlag{Name: "stall-timeout", Value: 60 * time.Second, Usage: "cut off and resume a transfer that makes no progress for this long", EnvVars: envs("STALL_TIMEOUT")},
@@ -109,7 +110,12 @@ func runWarm(c *cli.Context) error {
 	if c.Bool("repair") && !c.Bool("verify") {
 		return cli.Exit("--repair goes with --verify (a plain warm repairs file modes by itself)", exitUsage)
 	}
-	opts := []warmer.Option{warmer.WithJobs(plan.jobs), warmer.WithClient(client), warmer.WithLogger(out.log), warmer.WithPruneGrace(c.Duration("prune-grace"))}
+	ttl := c.Duration("cache-ttl")
+	if !c.IsSet("cache-ttl") && plan.layerTTL > 0 {
+		ttl = plan.layerTTL
+	}
+	opts := []warmer.Option{warmer.WithJobs(plan.jobs), warmer.WithClient(client), warmer.WithLogger(out.log), warmer.WithPruneGrace(c.Duration("prune-grace")),
+		warmer.WithLayerCacheTTL(ttl)}
 	if c.Bool("refresh") {
 		opts = append(opts, warmer.WithRefresh(plan.maxAge))
 	}
