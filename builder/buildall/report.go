@@ -61,5 +61,7 @@ type PlatformResult struct {
 	Where    string      // the runner's answer: "local", a node
 	Mode     runner.Mode // as planned
 	Emulated bool
-	Err      error
+	// CacheHits and CacheMisses: the layer cache's steps served and not.
+	CacheHits, CacheMisses int
+	Err                    error
 }

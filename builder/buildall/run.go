@@ -135,6 +135,7 @@ func (c *Coordinator) finish(ctx context.Context, pr *PlatformResult, t Target, 
 		pr.Status, pr.Err = StatusDropped, fmt.Errorf("%s: %w", label, err)
 	default:
 		pr.Status, pr.Digest, pr.Size, pr.Where, pr.Emulated = StatusBuilt, out.Digest, out.Size, out.Where, out.Emulated
+		pr.CacheHits, pr.CacheMisses = out.CacheHits, out.CacheMisses
 	}
 	c.o.log.Debug("platform done", "image", label, "status", string(pr.Status), "duration", pr.Duration)
 	if pw == nil {

@@ -168,8 +168,10 @@ func (l *Local) run(ctx context.Context, job Job, req builder.Request, work stri
 	}
 	size := imageSize(res.Image)
 	log.Debug("built", "digest", res.Digest.String(), "size", size)
+	hits, misses := res.CacheHits()
 	return &Outcome{
 		Digest: res.Digest, Image: res.Image, Where: l.Name(), Size: size, Emulated: ex.Mode == Emulated,
+		CacheHits: hits, CacheMisses: misses,
 		Release: func() error {
 			res.Close() // the build's folder, and its lock, go last: the layers are read until now
 			return os.RemoveAll(work)

@@ -33,6 +33,9 @@ type Outcome struct {
 	Size   int64    // config and layers, compressed
 	// Emulated is true when some RUN ran under a binfmt_misc emulator.
 	Emulated bool
+	// CacheHits and CacheMisses count the steps the layer cache served
+	// and those it did not (both 0 without a layer cache).
+	CacheHits, CacheMisses int
 	// Release frees what Image holds (Local: the layer files in the job's
 	// work folder). Call it once the image has been pushed or written; nil
 	// when there is nothing to free.

@@ -24,6 +24,7 @@ import (
 	"kiln/builder/rootfs"
 	"kiln/builder/run"
 	"kiln/builder/runner"
+	"kiln/builder/runner/kube"
 	"kiln/config"
 	"kiln/manifest"
 	"kiln/platform"
@@ -620,6 +621,14 @@ func writeBuildFiles(c *cli.Context, plan *buildPlan, res *builder.Result) error
 	data, err := json.MarshalIndent(md, "", "  ")
 	if err != nil {
 		return err
+	}
+	if f == kube.TerminationPath && len(data) > 4000 && md.LayerCache != nil {
+		// A pod's termination message holds 4 KiB: the counts fit, the
+		// list of steps may not (the pod's log has every step).
+		md.LayerCache.Steps = nil
+		if data, err = json.Marshal(md); err != nil {
+			return err
+		}
 	}
 	if err := writeFileAtomic(f, append(data, '\n')); err != nil {
 		return fmt.Errorf("--metadata-file: %w", err)

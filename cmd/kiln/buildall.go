@@ -14,6 +14,7 @@ import (
 
 	"kiln/builder"
 	"kiln/builder/buildall"
+	"kiln/builder/layercache"
 	"kiln/builder/runner"
 	"kiln/config"
 	"kiln/manifest"
@@ -85,7 +86,7 @@ unknown NAME or a bad build.toml.`,
 			&cli.StringFlag{Name: "work-dir", Usage: "scratch space for stage filesystems and layers", DefaultText: "$TMPDIR", EnvVars: envs("WORK_DIR")},
 			progressFlag(),
 			logFormatFlag(),
-		}, append(runFlags(), retryFlags()...)...),
+		}, append(append(runFlags(), layerCacheFlags()...), retryFlags()...)...),
 		Action:       runBuildAll,
 		OnUsageError: usageError,
 	}
@@ -100,6 +101,10 @@ type buildAllSetup struct {
 	images   []buildall.Image
 	cacheDir string
 	format   manifest.IndexFormat
+	// layerCache: the local runner's stores are the cache folder unless a
+	// repository is given; the Kubernetes runner's pods use a registry
+	// (the repository given, else each image's + "/cache").
+	layerCache layerCachePlan
 }
 
 func runBuildAll(c *cli.Context) error {
@@ -128,6 +133,13 @@ func runBuildAll(c *cli.Context) error {
 	}
 	bases := builder.CacheThenRemote(layout, s.client, c.Bool("offline"))
 	defer bases.Close()
+	var lc *layercache.Cache
+	if s.kind != "kubernetes" {
+		if lc = s.layerCache.open(s.client, s.cacheDir, out.log); lc != nil {
+			defer closeCache(lc)
+			runOpts = append(runOpts, builder.WithLayerCache(lc))
+		}
+	}
 	r := newLocalRunner(c, out, bases, runOpts)
 	if s.kind == "kubernetes" {
 		kr, err := newKubeRunner(c, out, s, workDir)
@@ -155,6 +167,7 @@ func runBuildAll(c *cli.Context) error {
 	}
 	if c.Bool("plan") {
 		fmt.Fprint(c.App.Writer, plan)
+		fmt.Fprintf(c.App.Writer, "layer cache: %s\n", s.layerCache.describe(s.kind, lc))
 		if plan.Failed() {
 			return cli.Exit("some images would fail before any work (see above)", exitFailed)
 		}
@@ -263,6 +276,10 @@ func setupBuildAll(c *cli.Context, out *output) (*buildAllSetup, error) {
 	setString(c, "cache-dir", &s.cacheDir)
 	if s.cacheDir == "" {
 		s.cacheDir = defaultCacheDir()
+	}
+	s.layerCache.fromConfig(cfg.Cache)
+	if err := s.layerCache.applyFlags(c, nil, false); err != nil {
+		return nil, err
 	}
 	for _, n := range s.names {
 		im, err := buildAllImage(c, out, s, n)

@@ -18,7 +18,17 @@ import (
 // where each image's index went.
 func printBuildAllSummary(w io.Writer, rep *buildall.Report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "IMAGE\tPLATFORM\tDIGEST\tSIZE\tTIME\tWHERE\tSTATUS")
+	cached := false // a CACHE column when some build used the layer cache
+	for _, im := range rep.Images {
+		for _, p := range im.Platforms {
+			cached = cached || p.CacheHits+p.CacheMisses > 0
+		}
+	}
+	head := "IMAGE\tPLATFORM\tDIGEST\tSIZE\tTIME\tWHERE\tSTATUS"
+	if cached {
+		head += "\tCACHE"
+	}
+	fmt.Fprintln(tw, head)
 	for _, im := range rep.Images {
 		for _, p := range im.Platforms {
 			digest, size, took, where := "-", "-", "-", "-"
@@ -35,7 +45,14 @@ func printBuildAllSummary(w io.Writer, rep *buildall.Report) {
 			if !p.Required {
 				status += " (optional)"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", im.Name, platform.Format(p.Platform), digest, size, took, where, status)
+			row := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", im.Name, platform.Format(p.Platform), digest, size, took, where, status)
+			if cached {
+				row += "\t-"
+				if n := p.CacheHits + p.CacheMisses; n > 0 {
+					row = fmt.Sprintf("%s\t%d/%d hits", row[:len(row)-2], p.CacheHits, n)
+				}
+			}
+			fmt.Fprintln(tw, row)
 		}
 	}
 	tw.Flush()
@@ -125,6 +142,13 @@ type buildAllPlatformMetadata struct {
 	Mode     string  `json:"mode"`
 	Emulated bool    `json:"emulated"`
 	Error    string  `json:"error,omitempty"`
+	// LayerCache counts the layer cache's hits and misses (--cache).
+	LayerCache *cacheCounts `json:"layer_cache,omitempty"`
+}
+
+type cacheCounts struct {
+	Hits   int `json:"hits"`
+	Misses int `json:"misses"`
 }
 
 func writeBuildAllMetadata(path string, rep *buildall.Report, allowMismatch bool) error {
@@ -146,6 +170,9 @@ func writeBuildAllMetadata(path string, rep *buildall.Report, allowMismatch bool
 				Size: p.Size, Seconds: p.Duration.Seconds(), Where: p.Where, Mode: p.Mode.String(), Emulated: p.Emulated, Error: errString(p.Err)}
 			if p.Digest.Hex != "" {
 				pm.Digest = p.Digest.String()
+			}
+			if p.CacheHits+p.CacheMisses > 0 {
+				pm.LayerCache = &cacheCounts{Hits: p.CacheHits, Misses: p.CacheMisses}
 			}
 			m.Platforms = append(m.Platforms, pm)
 		}

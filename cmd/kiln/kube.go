@@ -27,6 +27,7 @@ func kubeOptions(cfg *config.Config) kube.Options {
 		CacheClaim: k.CacheClaim, CacheSize: k.CacheSize, StorageClass: k.StorageClass,
 		ActiveDeadline: k.ActiveDeadline, TTLAfterFinished: k.TTLAfterFinished, WarmSchedule: k.WarmSchedule,
 		HostNetwork: k.HostNetwork,
+		LayerCache:  kube.LayerCache{On: cfg.Cache.Layers, Repo: cfg.Cache.LayersRepo, TTL: cfg.Cache.LayersTTL},
 	}
 	for _, t := range k.Tolerations {
 		o.Tolerations = append(o.Tolerations, kube.Toleration{Key: t.Key, Operator: t.Operator, Value: t.Value, Effect: t.Effect, Seconds: t.Seconds})
@@ -83,6 +84,7 @@ func newKubeRunner(c *cli.Context, out *output, s *buildAllSetup, workDir string
 		return nil, err
 	}
 	o := kubeOptions(s.cfg)
+	o.LayerCache = s.layerCache.kube()
 	if o.Namespace == "" {
 		o.Namespace = conn.Namespace()
 	}

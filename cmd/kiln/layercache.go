@@ -11,6 +11,7 @@ import (
 
 	"kiln/builder"
 	"kiln/builder/layercache"
+	"kiln/builder/runner/kube"
 	"kiln/config"
 	"kiln/manifest"
 )
@@ -76,20 +77,25 @@ func (p *layerCachePlan) applyFlags(c *cli.Context, dests []name.Reference, push
 	return nil
 }
 
-// args are the flags that give a build in another process (a Kubernetes
-// Job) the same layer cache, in its registry store.
-func (p *layerCachePlan) args() []string {
-	if !p.on || p.repo == "" {
-		return nil
+// kube is the layer cache of the Kubernetes runner's pods: always a
+// registry (the repository given, else each image's + "/cache").
+func (p *layerCachePlan) kube() kube.LayerCache {
+	return kube.LayerCache{On: p.on, Repo: p.repo, TTL: p.ttl, NoCopyLayers: p.noCopy, NoRunLayers: p.noRun}
+}
+
+// describe is the plan's line: which stores, for which runner.
+func (p *layerCachePlan) describe(runnerKind string, lc *layercache.Cache) string {
+	switch {
+	case !p.on:
+		return "off (--cache or cache.layers = true turns it on)"
+	case runnerKind == "kubernetes" && p.repo == "":
+		return fmt.Sprintf("registry REPOSITORY/cache of each image's first tag, in every Job (ttl %s)", p.ttl)
+	case runnerKind == "kubernetes":
+		return fmt.Sprintf("registry %s, in every Job (ttl %s)", p.repo, p.ttl)
+	case lc == nil:
+		return "on, but no store could be opened (see the log)"
 	}
-	out := []string{"--cache", "--cache-repo", p.repo, "--cache-ttl", p.ttl.String()}
-	if p.noCopy {
-		out = append(out, "--cache-copy-layers=false")
-	}
-	if p.noRun {
-		out = append(out, "--cache-run-layers=false")
-	}
-	return out
+	return lc.Describe()
 }
 
 // open makes the cache: nil when it is off. A local store that cannot be

@@ -146,6 +146,7 @@ func buildArgs(spec BuildSpec, o Options) []string {
 	if spec.AllowPlatformMismatch {
 		args = append(args, "--allow-platform-mismatch")
 	}
+	args = append(args, o.LayerCache.args(spec.Repository)...)
 	return append(args, insecureArgs(o)...)
 }
 

@@ -48,6 +48,41 @@ type Options struct {
 	// HostNetwork puts the pods on their node's network: for clusters
 	// whose pod network cannot reach the registry (a test cluster).
 	HostNetwork bool
+	// LayerCache is the build pods' layer cache (kiln build --cache), in a
+	// registry repository: pods share no disk.
+	LayerCache LayerCache
+}
+
+// LayerCache is kiln build's --cache flags for the build pods.
+type LayerCache struct {
+	On   bool
+	Repo string // "" is the image's repository + "/cache", as kaniko infers it
+	TTL  time.Duration
+	// NoCopyLayers and NoRunLayers: --cache-copy-layers=false,
+	// --cache-run-layers=false.
+	NoCopyLayers, NoRunLayers bool
+}
+
+// args are the flags for a build pushing to repository.
+func (c LayerCache) args(repository string) []string {
+	if !c.On {
+		return nil
+	}
+	repo := c.Repo
+	if repo == "" {
+		repo = repository + "/cache"
+	}
+	out := []string{"--cache", "--cache-repo", repo}
+	if c.TTL > 0 {
+		out = append(out, "--cache-ttl", c.TTL.String())
+	}
+	if c.NoCopyLayers {
+		out = append(out, "--cache-copy-layers=false")
+	}
+	if c.NoRunLayers {
+		out = append(out, "--cache-run-layers=false")
+	}
+	return out
 }
 
 // Toleration is one toleration of the build pods.

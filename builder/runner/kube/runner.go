@@ -75,9 +75,13 @@ func (r *Runner) Name() string { return "kubernetes" }
 // Result is what a build pod reports in its termination message: kiln
 // build's metadata file.
 type Result struct {
-	Digest   string `json:"digest"`
-	Platform string `json:"platform"`
-	Size     int64  `json:"size"`
+	Digest     string `json:"digest"`
+	Platform   string `json:"platform"`
+	Size       int64  `json:"size"`
+	LayerCache *struct {
+		Hits   int `json:"hits"`
+		Misses int `json:"misses"`
+	} `json:"layer_cache"`
 }
 
 // Run builds job in a Job and waits for it; the image stays in the
@@ -114,7 +118,11 @@ func (r *Runner) Run(ctx context.Context, job runner.Job) (*runner.Outcome, erro
 	if res.Platform != "" && res.Platform != platform.Format(spec.Platform) {
 		return nil, fmt.Errorf("Job %s built %s, not %s", created.Name, res.Platform, platform.Format(spec.Platform))
 	}
-	return &runner.Outcome{Digest: d, Where: node, Size: res.Size}, nil
+	out := &runner.Outcome{Digest: d, Where: node, Size: res.Size}
+	if lc := res.LayerCache; lc != nil {
+		out.CacheHits, out.CacheMisses = lc.Hits, lc.Misses
+	}
+	return out, nil
 }
 
 // spec packs and pushes job's context (once per context) and assembles the
