@@ -261,6 +261,37 @@ COPY --from=build /out /out
 	if t.Failed() {
 		t.Logf("kiln:\n%s", r)
 	}
+
+	t.Run("layer cache in the registry, from every Job", func(t *testing.T) {
+		cold := runKilnOpts(t, runOpts{timeout: 8 * time.Minute, dir: dir}, "build-all", "--config", toml, "--progress", "plain", "--cache")
+		mustExit(t, cold, 0)
+		warm := runKilnOpts(t, runOpts{timeout: 8 * time.Minute, dir: dir}, "build-all", "--config", toml, "--progress", "plain", "--cache")
+		mustExit(t, warm, 0)
+		rows := 0
+		for _, l := range strings.Split(warm.stdout, "\n") {
+			f := strings.Fields(l)
+			if len(f) < 3 || (f[0] != "a" && f[0] != "b") {
+				continue
+			}
+			rows++
+			if got := strings.Join(f[len(f)-2:], " "); !strings.HasSuffix(got, "hits") || !strings.HasPrefix(got, strings.Split(f[len(f)-2], "/")[1]+"/") {
+				t.Errorf("a rebuild with nothing changed must hit every step in every Job: %q", l)
+			}
+		}
+		if rows != 4 {
+			t.Errorf("%d summary rows, want 4:\n%s", rows, warm.stdout)
+		}
+		for _, n := range []string{"a", "b"} {
+			repo, _ := name.NewRepository(e.reg.Addr + "/acme/" + n + "/cache")
+			tags, err := remote.List(repo)
+			if err != nil || len(tags) == 0 {
+				t.Errorf("%s: no layer cache entries (%v)", repo, err)
+			}
+		}
+		if t.Failed() {
+			t.Logf("cold:\n%s\nwarm:\n%s", cold, warm)
+		}
+	})
 }
 
 // TestBuildAllKubernetesFailures: what fails, fails clearly and early, and

@@ -57,6 +57,11 @@ Examples:
    # In a pod without extra privileges, from kiln's own image: the stage becomes the container's /
    kiln build --context /workspace --isolation container --destination registry.example.com/acme/app:1.0
 
+   # Layer cache (kaniko's flags): unchanged steps come from registry.example.com/acme/app/cache
+   kiln build --context . --destination registry.example.com/acme/app:1.0 --cache
+   # ... or from the warm cache folder, with no registry
+   kiln build --context . --cache --cache-dir /cache
+
    # Reproducible: the same inputs give the same digest
    SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) kiln build --context . --reproducible --digest-file digest.txt
 
