@@ -34,6 +34,10 @@
 #   KANIKO_JAILS     where jail roots are made (default: $WORK/kaniko-jails)
 #   KANIKO_JAIL_FS   tmpfs (default) or disk
 #   KANIKO_JAIL_SIZE size of the tmpfs (default 8g; memory is used only as filled)
+#   KANIKO_KEEP_ROOTS  set: kaniko_run leaves the jail's root folder (nothing
+#                    is mounted there once it returns) for kaniko_clean to
+#                    remove, so a timed kaniko_run does not include deleting
+#                    the unpacked filesystem (KANIKO_JAIL_FS=disk)
 #   KANIKO_OUT       a host folder bound read-write at /kaniko/out, for files
 #                    kaniko should leave behind (--digest-file,
 #                    --oci-layout-path, --tar-path); unset: none
@@ -44,7 +48,8 @@
 #   kaniko_run CONTEXT ARGS...        one executor run in a fresh jail
 #   kaniko_run_step MODE BASE CMD ARGS...
 #                                     FROM BASE + RUN CMD (the unpack benchmark)
-#   kaniko_host_state                 what a kaniko that escaped would change
+#   kaniko_clean                      remove the jail roots kaniko_run left
+#   kaniko_host_state PATH...         what a kaniko that escaped would change
 
 KANIKO_EXECUTOR=${KANIKO_EXECUTOR:-$BENCH/.bin/kaniko-executor}
 KANIKO_JAILS=${KANIKO_JAILS:-$WORK/kaniko-jails}
@@ -129,8 +134,8 @@ exec /kaniko/.jail/busybox sh -euc "
 # kaniko_run CONTEXT ARGS...: run the executor on the build context folder
 # CONTEXT (seen as /workspace) in a fresh jail, with --context
 # dir:///workspace --force and ARGS (--dockerfile defaults to
-# /workspace/Dockerfile). The jail's root is removed afterwards. Returns the
-# executor's exit status.
+# /workspace/Dockerfile). The jail's root is removed afterwards, unless
+# KANIKO_KEEP_ROOTS is set. Returns the executor's exit status.
 kaniko_run() {
 	local ctx=$1 root rc=0 why
 	shift
@@ -142,8 +147,15 @@ kaniko_run() {
 		bash -c "$_KANIKO_JAIL_SCRIPT" kaniko-jail "$root" "$KANIKO_JAIL_FS" "$KANIKO_JAIL_SIZE" \
 		"$KANIKO_EXECUTOR" "$KANIKO_BUSYBOX" "$ctx" "${KANIKO_OUT:-}" \
 		--context dir:///workspace --force "$@" || rc=$?
-	wipe "$root" # the mounts were the namespace's: nothing is mounted here on the host
+	# The mounts were the namespace's: nothing is mounted at $root on the host.
+	[ -n "${KANIKO_KEEP_ROOTS:-}" ] || wipe "$root"
 	return "$rc"
+}
+
+# kaniko_clean: remove the jail roots that kaniko_run left (KANIKO_KEEP_ROOTS).
+kaniko_clean() {
+	local r
+	for r in "$KANIKO_JAILS"/root.*; do wipe "$r"; done
 }
 
 # kaniko_run_step MODE BASE CMD ARGS...: kaniko builds "FROM BASE" + "RUN
