@@ -1,5 +1,6 @@
 # Helpers shared by kiln's benchmark scripts (run.sh, build.sh, buildall.sh,
-# runstep.sh), which source it after setting BENCH. Bash 5, set -euo pipefail.
+# runstep.sh, layercache.sh), which source it after setting BENCH. Bash 5,
+# set -euo pipefail.
 
 log() { echo "bench: $*" >&2; }
 die() { log "$*"; exit 1; }
