@@ -1,5 +1,6 @@
 # Helpers shared by kiln's benchmark scripts (run.sh, build.sh, buildall.sh,
-# runstep.sh), which source it after setting BENCH. Bash 5, set -euo pipefail.
+# runstep.sh, layercache.sh), which source it after setting BENCH. Bash 5,
+# set -euo pipefail.
 
 log() { echo "bench: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -137,4 +138,33 @@ wipe() {
 		die "something is mounted under $1: not removing it"
 	fi
 	rm -rf "$1"
+}
+
+# ---------------------------------------------------------------- base images
+# minbase_tar KEEP SUITE MIRROR: a debootstrap --variant=minbase tree of
+# SUITE as one tar, KEEP/minbase.tar, built once and kept (rm -rf KEEP to
+# rebuild). Needs root and debootstrap; when it cannot be made,
+# SKIP[minbase] says why (the caller declares SKIP; BENCH_SKIP=minbase
+# leaves it out).
+minbase_tar() {
+	local keep=$1 suite=$2 mirror=$3
+	[ -z "${SKIP[minbase]:-}" ] || return 0
+	[ -f "$keep/minbase.tar" ] && return 0
+	[ "$(id -u)" = 0 ] || { SKIP[minbase]="debootstrap needs root"; return 0; }
+	mkdir -p "$keep"
+	local tree=$keep/minbase.tmp
+	if [ ! -x "$tree/usr/bin/dpkg" ] || [ -d "$tree/debootstrap" ]; then
+		rm -rf "$tree"
+		log "debootstrap --variant=minbase $suite into $tree (once; kept in $keep)"
+		if ! /usr/sbin/debootstrap --variant=minbase "$suite" "$tree" "$mirror" >"$keep/debootstrap.log" 2>&1; then
+			tail -n 5 "$keep/debootstrap.log" >&2
+			SKIP[minbase]="debootstrap failed (see $keep/debootstrap.log)"
+			rm -rf "$tree"
+			return 0
+		fi
+	fi
+	log "tarring the minbase tree into $keep/minbase.tar"
+	tar -C "$tree" --sort=name --numeric-owner --xattrs -cf "$keep/minbase.tar.tmp" .
+	mv "$keep/minbase.tar.tmp" "$keep/minbase.tar"
+	rm -rf "$tree"
 }

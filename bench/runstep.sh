@@ -89,28 +89,6 @@ install_tools() {
 	EOF
 }
 
-# minbase: the debootstrap tree as one tar, built once into $KEEP.
-minbase() {
-	[ -z "${SKIP[minbase]:-}" ] || return 0
-	[ -f "$KEEP/minbase.tar" ] && return 0
-	[ "$(id -u)" = 0 ] || { SKIP[minbase]="debootstrap needs root"; return 0; }
-	mkdir -p "$KEEP"
-	local tree=$KEEP/minbase.tmp
-	if [ ! -x "$tree/usr/bin/dpkg" ] || [ -d "$tree/debootstrap" ]; then
-		rm -rf "$tree"
-		log "debootstrap --variant=minbase $SUITE into $tree (once; kept in bench/.work/runstep-cache/)"
-		if ! /usr/sbin/debootstrap --variant=minbase "$SUITE" "$tree" "$MIRROR" >"$KEEP/debootstrap.log" 2>&1; then
-			tail -n 5 "$KEEP/debootstrap.log" >&2
-			SKIP[minbase]="debootstrap failed (see bench/.work/runstep-cache/debootstrap.log)"
-			rm -rf "$tree"
-			return 0
-		fi
-	fi
-	log "tarring the minbase tree into $KEEP/minbase.tar"
-	tar -C "$tree" --sort=name --numeric-owner --xattrs -cf "$KEEP/minbase.tar.tmp" .
-	mv "$KEEP/minbase.tar.tmp" "$KEEP/minbase.tar"
-	rm -rf "$tree"
-}
 
 # ---------------------------------------------------------------- helpers
 
@@ -167,7 +145,7 @@ buildah_push() { # STORAGE TAG OUT: sets CMD
 wipe "$WORK"
 mkdir -p "$WORK/logs" "$WORK/out" "$WORK/tmp" "$RESULTS"
 install_tools
-minbase
+minbase_tar "$KEEP" "$SUITE" "$MIRROR"
 export TMPDIR=$WORK/tmp
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
