@@ -113,8 +113,8 @@ declare -A LABEL=(
 declare -A HITS_RE=(
 	[kaniko]='Using caching version of cmd'
 	[buildah]='^--> Using cache'
-	[kiln_reg]='cache hit|from the cache|cached layer'
-	[kiln_local]='cache hit|from the cache|cached layer'
+	[kiln_reg]='layer cache hit'
+	[kiln_local]='layer cache hit'
 )
 
 tool_of() { case $1 in kiln_*) echo kiln ;; buildah*) echo buildah ;; *) echo "$1" ;; esac; }
