@@ -8,6 +8,17 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
 )
 
+// dispatchStep dispatches cmd as step t, which it ends. A step may build
+// another stage (COPY --from) whose steps run inside it.
+func (b *builder) dispatchStep(ctx context.Context, s *stageState, cmd instructions.Command, line int, t *stepTracker) error {
+	outer := b.step
+	b.step = t
+	err := b.dispatch(ctx, s, cmd, line)
+	b.step = outer
+	t.end(err)
+	return err
+}
+
 // dispatch expands one instruction's variables and applies it to the stage.
 // line is its Dockerfile line (the FROM line for a base image's trigger).
 func (b *builder) dispatch(ctx context.Context, s *stageState, cmd instructions.Command, line int) error {

@@ -33,6 +33,7 @@ type options struct {
 	keep           []string // host paths container isolation must not remove
 	security       run.Security
 	cache          *layercache.Cache // nil: no layer cache
+	progress       func(StepEvent)   // nil: the log only
 }
 
 func newOptions(opts []Option) *options {

@@ -260,7 +260,7 @@ func (b *builder) runCmd(ctx context.Context, s *stageState, c *instructions.Run
 	if s.root != root || (env.isolation == run.Container && b.onSlash != s) {
 		return fmt.Errorf("internal error: stage %s lost its filesystem while its RUN was prepared", s.name)
 	}
-	out := &lineLogger{log: b.o.log, stage: s.name}
+	out := &lineLogger{log: b.o.log, stage: s.name, step: b.step}
 	spec.Stdout, spec.Stderr = out, out
 	if b.o.runOutput != nil {
 		spec.Stdout, spec.Stderr = b.o.runOutput, b.o.runOutput
@@ -625,6 +625,7 @@ func (b *builder) runMounts(ctx context.Context, s *stageState, c *instructions.
 type lineLogger struct {
 	log   interface{ Info(string, ...any) }
 	stage string
+	step  *stepTracker // the display's step, if any
 	mu    sync.Mutex
 	buf   []byte
 }
@@ -649,7 +650,9 @@ func (l *lineLogger) Write(p []byte) (int, error) {
 }
 
 func (l *lineLogger) emit(line string) {
-	l.log.Info("RUN output", "stage", l.stage, "out", strings.TrimRight(line, "\r"))
+	line = strings.TrimRight(line, "\r")
+	l.log.Info("RUN output", "stage", l.stage, "out", line)
+	l.step.output(line)
 }
 
 // flush logs a last line without a newline.

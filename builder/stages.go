@@ -60,7 +60,8 @@ type builder struct {
 	mismatches []string
 	layers     int
 
-	line       int         // the Dockerfile line being dispatched
+	line       int          // the Dockerfile line being dispatched
+	step       *stepTracker // the step running, for RUN output
 	cacheSteps []CacheStep // layer cache outcomes, in order
 }
 
@@ -104,7 +105,9 @@ func (b *builder) stage(ctx context.Context, i int) (*stageState, error) {
 		return nil, err
 	}
 	b.o.log.Info("building stage", "stage", stageLabel(ps), "from", ps.Base, "platform", platform.Format(ps.Platform))
+	from := b.beginStep(ps, 1, ps.Line, "FROM "+ps.Base)
 	s, err := b.from(ctx, ps)
+	from.end(err)
 	if err != nil {
 		return nil, err
 	}
@@ -125,15 +128,18 @@ func (b *builder) dispatchAll(ctx context.Context, s *stageState, ps dockerfile.
 		if err != nil {
 			return b.plan.Errorf(ps.Line, "ONBUILD", fmt.Errorf("trigger %q of %s: %w", expr, ps.Base, err))
 		}
-		if err := b.dispatch(ctx, s, cmd, ps.Line); err != nil {
+		t := b.beginStep(ps, 1, ps.Line, "ONBUILD "+expr)
+		err = b.dispatchStep(ctx, s, cmd, ps.Line, t)
+		if err != nil {
 			return err
 		}
 	}
-	for _, cmd := range ps.Commands {
+	for i, cmd := range ps.Commands {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := b.dispatch(ctx, s, cmd, dockerfile.Line(cmd)); err != nil {
+		t := b.beginStep(ps, i+2, dockerfile.Line(cmd), stepText(cmd))
+		if err := b.dispatchStep(ctx, s, cmd, dockerfile.Line(cmd), t); err != nil {
 			return err
 		}
 	}

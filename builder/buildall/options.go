@@ -31,6 +31,7 @@ type options struct {
 	jobs          int
 	log           *slog.Logger
 	logw          io.Writer
+	progress      func(image string, p specs.Platform) func(builder.StepEvent)
 	client        *manifest.Client
 	format        manifest.IndexFormat
 	tempDir       string
@@ -101,6 +102,12 @@ func WithLogger(l *slog.Logger) Option {
 // "[name platform] " (default: none; the runner logs as it would alone).
 func WithLogWriter(w io.Writer) Option {
 	return func(o *options) { o.logw = w }
+}
+
+// WithProgress gives each job a function its steps are sent to as they
+// run (a display), made by fn for the job's image and platform.
+func WithProgress(fn func(image string, p specs.Platform) func(builder.StepEvent)) Option {
+	return func(o *options) { o.progress = fn }
 }
 
 // WithClient sets the registry client indexes are pushed with; without

@@ -96,6 +96,9 @@ func (c *Coordinator) build(ctx context.Context, cancel context.CancelCauseFunc,
 		return nil
 	}
 	job := runner.Job{Image: im.Name, Platform: t.Platform, Request: c.request(im, t.Platform), Tags: im.Tags}
+	if c.o.progress != nil {
+		job.Progress = c.o.progress(im.Name, t.Platform)
+	}
 	if !im.Push {
 		job.Tags = nil // a runner that pushes must not push what is not to be pushed
 	}

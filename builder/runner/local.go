@@ -148,6 +148,9 @@ func (l *Local) run(ctx context.Context, job Job, req builder.Request, work stri
 	}
 	bases := newRecordingBases(l.o.bases)
 	opts := append(append([]builder.Option(nil), l.o.build...), builder.WithLogger(log), builder.WithWorkDir(work))
+	if job.Progress != nil {
+		opts = append(opts, builder.WithProgress(job.Progress))
+	}
 	if bases != nil {
 		opts = append(opts, builder.WithBaseImages(bases))
 	}

@@ -23,6 +23,9 @@ type Job struct {
 	// Log receives the build's log lines; the coordinator prefixes them with
 	// "[name platform] ". nil: the runner's own logger.
 	Log io.Writer
+	// Progress receives the build's steps as they run, where the runner
+	// can tell them (the local runner); nil: none.
+	Progress func(builder.StepEvent)
 }
 
 // Outcome is a built platform image.

@@ -185,12 +185,16 @@ func runBuild(c *cli.Context) error {
 		defer closeCache(lc)
 		opts = append(opts, builder.WithLayerCache(lc))
 	}
+	if view := out.stepView(""); view != nil {
+		opts = append(opts, builder.WithProgress(view))
+	}
 	for _, p := range []string{plan.ociDir, plan.tarPath, c.String("digest-file"), c.String("metadata-file")} {
 		if p != "" {
 			opts = append(opts, builder.WithKeep(p)) // written after the build: --isolation container must not remove them
 		}
 	}
 	res, err := builder.Build(c.Context, plan.req, opts...)
+	out.stopSteps()
 	if err != nil {
 		return buildFailure(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	specs "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/urfave/cli/v2"
 
 	"kiln/builder"
@@ -18,6 +19,7 @@ import (
 	"kiln/builder/runner"
 	"kiln/config"
 	"kiln/manifest"
+	"kiln/platform"
 )
 
 func buildAllCommand() *cli.Command {
@@ -149,7 +151,13 @@ func runBuildAll(c *cli.Context) error {
 		defer kr.Cleanup() // every Job it made, also on Ctrl-C or SIGTERM
 		r = kr
 	}
-	coord := buildall.New(r, append(coordinatorOptions(c, out, s), buildall.WithBaseImages(bases, c.Bool("allow-platform-mismatch")))...)
+	copts := append(coordinatorOptions(c, out, s), buildall.WithBaseImages(bases, c.Bool("allow-platform-mismatch")))
+	if out.live != nil && !c.Bool("plan") {
+		copts = append(copts, buildall.WithProgress(func(image string, p specs.Platform) func(builder.StepEvent) {
+			return out.stepView(fmt.Sprintf("[%s %s] ", image, platform.Format(p)))
+		}))
+	}
+	coord := buildall.New(r, copts...)
 	plan, err := coord.Plan(c.Context, s.images)
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
@@ -174,6 +182,7 @@ func runBuildAll(c *cli.Context) error {
 		return nil
 	}
 	rep, err := coord.Run(c.Context, plan)
+	out.stopSteps()
 	if err != nil {
 		return cli.Exit(err.Error(), exitFailed)
 	}
@@ -208,9 +217,11 @@ func coordinatorOptions(c *cli.Context, out *output, s *buildAllSetup) []buildal
 		buildall.WithLogger(out.log),
 		buildall.WithTempDir(c.String("work-dir")),
 	}
-	if c.String("log-format") == "text" {
+	if c.String("log-format") == "text" && (out.live == nil || s.kind == "kubernetes") {
 		// Job lines, each behind "[name platform] "; JSON logs carry the
-		// image and platform as attributes instead.
+		// image and platform as attributes instead. On a terminal the
+		// local runner's builds show their steps in the live display
+		// (the pods of the Kubernetes runner only have their logs).
 		opts = append(opts, buildall.WithLogWriter(errWriter(c)))
 	}
 	return opts

@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
+	"kiln/builder"
 	"kiln/manifest"
 	"kiln/warmer"
 )
@@ -24,7 +25,11 @@ import (
 // live display when stderr is a terminal; the summary goes to stdout.
 type output struct {
 	log  *slog.Logger
-	live *liveDisplay
+	live *liveDisplay // warm's, on a terminal
+	errw io.Writer
+
+	mu    sync.Mutex
+	steps *stepDisplay // build's, once started (stepView)
 }
 
 func newOutput(c *cli.Context) (*output, error) {
@@ -45,7 +50,7 @@ func newOutput(c *cli.Context) (*output, error) {
 	if f := c.String("log-format"); f != "text" && f != "json" {
 		return nil, fmt.Errorf("--log-format: want text or json, got %q", f)
 	}
-	o := &output{}
+	o := &output{errw: errw}
 	level := slog.LevelInfo
 	if tty {
 		level = slog.LevelWarn // the display shows progress; logs only for trouble
@@ -58,9 +63,49 @@ func newOutput(c *cli.Context) (*output, error) {
 		o.log = slog.New(slog.NewTextHandler(errw, hopts))
 	}
 	if o.live != nil {
-		o.log = slog.New(&pausingHandler{inner: o.log.Handler(), live: o.live})
+		o.log = slog.New(&pausingHandler{inner: o.log.Handler(), out: o})
 	}
 	return o, nil
+}
+
+// stepView starts the build display on a terminal and returns its event
+// function; nil when not on a terminal (the log tells the steps).
+func (o *output) stepView(prefix string) func(builder.StepEvent) {
+	if o.live == nil {
+		return nil
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.steps == nil {
+		o.steps = newStepDisplay(o.errw)
+		o.steps.start()
+	}
+	return o.steps.eventFor(prefix)
+}
+
+// stopSteps ends the build display, leaving the finished steps on screen.
+func (o *output) stopSteps() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.steps != nil {
+		o.steps.stop()
+		o.steps = nil
+	}
+}
+
+// clearDisplays wipes whatever live display is drawn, before a log line.
+func (o *output) clearDisplays() {
+	o.live.mu.Lock()
+	o.live.clearLocked()
+	o.live.mu.Unlock()
+	o.mu.Lock()
+	steps := o.steps
+	o.mu.Unlock()
+	if steps != nil {
+		steps.mu.Lock()
+		steps.clearLocked()
+		steps.mu.Unlock()
+	}
 }
 
 func isTerminal(w io.Writer) bool {
@@ -194,23 +239,21 @@ func (d *liveDisplay) clearLocked() {
 // not interleave.
 type pausingHandler struct {
 	inner slog.Handler
-	live  *liveDisplay
+	out   *output
 }
 
 func (h *pausingHandler) Enabled(ctx context.Context, l slog.Level) bool {
 	return h.inner.Enabled(ctx, l)
 }
 func (h *pausingHandler) Handle(ctx context.Context, r slog.Record) error {
-	h.live.mu.Lock()
-	h.live.clearLocked()
-	h.live.mu.Unlock()
+	h.out.clearDisplays()
 	return h.inner.Handle(ctx, r)
 }
 func (h *pausingHandler) WithAttrs(a []slog.Attr) slog.Handler {
-	return &pausingHandler{inner: h.inner.WithAttrs(a), live: h.live}
+	return &pausingHandler{inner: h.inner.WithAttrs(a), out: h.out}
 }
 func (h *pausingHandler) WithGroup(n string) slog.Handler {
-	return &pausingHandler{inner: h.inner.WithGroup(n), live: h.live}
+	return &pausingHandler{inner: h.inner.WithGroup(n), out: h.out}
 }
 
 func trim(s string, n int) string {
