@@ -62,7 +62,7 @@ type builder struct {
 
 	line       int          // the Dockerfile line being dispatched
 	step       *stepTracker // the step running, for RUN output
-	cacheSteps []CacheStep // layer cache outcomes, in order
+	cacheSteps []CacheStep  // layer cache outcomes, in order
 }
 
 func newBuilder(req Request, o *options, plan *dockerfile.Plan, bc *buildcontext.Context, work string) *builder {

@@ -189,4 +189,3 @@ output = "oci:out/tick"
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
-
