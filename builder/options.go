@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"kiln/builder/layercache"
+	"kiln/builder/layerstore"
 	"kiln/builder/run"
 )
 
@@ -34,6 +35,7 @@ type options struct {
 	security       run.Security
 	cache          *layercache.Cache // nil: no layer cache
 	progress       func(StepEvent)   // nil: the log only
+	layers         *layerstore.Store // nil: stages are unpacked
 }
 
 func newOptions(opts []Option) *options {

@@ -21,6 +21,7 @@ import (
 
 	"kiln/builder/buildcontext"
 	"kiln/builder/dockerfile"
+	"kiln/builder/layerstore"
 	"kiln/builder/rootfs"
 	"kiln/manifest"
 	"kiln/platform"
@@ -53,6 +54,7 @@ type builder struct {
 
 	stages   []*stageState
 	building []bool
+	mounts   []string // stage filesystems mounted from the layer store
 	images   map[string]*stageState // COPY --from=<image>, unpacked once
 	roots    []string
 	// mismatches: bases used for another platform than theirs
@@ -86,6 +88,11 @@ func newBuilder(req Request, o *options, plan *dockerfile.Plan, bc *buildcontext
 
 // cleanup removes the stage filesystems; layer files stay for the result.
 func (b *builder) cleanup() {
+	for _, m := range b.mounts {
+		if err := layerstore.Unmount(m); err != nil {
+			b.o.log.Warn("unmounting a stage filesystem", "err", err)
+		}
+	}
 	for _, dir := range b.roots {
 		_ = os.RemoveAll(dir)
 	}
@@ -359,6 +366,20 @@ func (b *builder) ensureRoot(ctx context.Context, s *stageState) (*rootfs.Root, 
 		return nil, err
 	}
 	start := time.Now()
+	if b.o.layers != nil {
+		ok, err := b.mountStored(ctx, s, img, dir)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			if root, err = rootfs.Open(dir); err != nil { // the mount, not the folder under it
+				return nil, err
+			}
+			s.root = root
+			s.index = nil
+			return root, nil
+		}
+	}
 	stats, err := root.Unpack(ctx, img)
 	if err != nil {
 		return nil, fmt.Errorf("unpacking the filesystem of stage %s: %w", s.name, err)

@@ -1,15 +1,18 @@
 package manifest
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -188,11 +191,53 @@ func (l *Layout) imageUnder(idx, h v1.Hash) (v1.Image, error) {
 	return child.Image(h)
 }
 
-// ImageByDigest opens the image whose manifest is blob h, reading its
+// ImageByDigest opens the image whose manifest is blob h, wherever it is
+// filed (at the top of index.json or under an entry's index), reading its
 // layers lazily. Callers hold the shared lock while they use it.
 func (l *Layout) ImageByDigest(h v1.Hash) (v1.Image, error) {
-	if err := checkHash(h); err != nil {
+	raw, err := l.ReadBlob(h)
+	if err != nil {
 		return nil, err
 	}
-	return layout.Path(l.dir).Image(h)
+	m, err := v1.ParseManifest(bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", h, err)
+	}
+	mt := m.MediaType
+	if mt == "" {
+		mt = types.OCIManifestSchema1
+	}
+	return partial.CompressedToImage(&blobImage{l: l, raw: raw, m: m, mt: mt})
 }
+
+// blobImage is an image read from the layout's blobs by digest.
+type blobImage struct {
+	l   *Layout
+	raw []byte
+	m   *v1.Manifest
+	mt  types.MediaType
+}
+
+func (b *blobImage) RawManifest() ([]byte, error)        { return b.raw, nil }
+func (b *blobImage) MediaType() (types.MediaType, error) { return b.mt, nil }
+func (b *blobImage) RawConfigFile() ([]byte, error)      { return b.l.ReadBlob(b.m.Config.Digest) }
+
+func (b *blobImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
+	for _, d := range b.m.Layers {
+		if d.Digest == h {
+			return &blobLayer{l: b.l, desc: d}, nil
+		}
+	}
+	return nil, fmt.Errorf("layer %s is not in manifest", h)
+}
+
+// blobLayer is a layer blob of the layout.
+type blobLayer struct {
+	l    *Layout
+	desc v1.Descriptor
+}
+
+func (b *blobLayer) Digest() (v1.Hash, error)            { return b.desc.Digest, nil }
+func (b *blobLayer) Size() (int64, error)                { return b.desc.Size, nil }
+func (b *blobLayer) MediaType() (types.MediaType, error) { return b.desc.MediaType, nil }
+func (b *blobLayer) Compressed() (io.ReadCloser, error)  { return b.l.OpenBlob(b.desc.Digest) }

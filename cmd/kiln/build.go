@@ -104,7 +104,7 @@ or a push failed; 2 for bad flags, build.toml or Dockerfile.`,
 			&cli.StringFlag{Name: "binfmt-dir", Value: runner.DefaultBinfmtDir, Hidden: true, EnvVars: envs("BINFMT_DIR")},
 			progressFlag(),
 			logFormatFlag(),
-		}, append(append(runFlags(), layerCacheFlags()...), retryFlags()...)...),
+		}, append(append(append(runFlags(), layerStoreFlag()), layerCacheFlags()...), retryFlags()...)...),
 		Action:       runBuild,
 		OnUsageError: usageError,
 	}
@@ -184,6 +184,10 @@ func runBuild(c *cli.Context) error {
 	if lc := plan.layerCache.open(client, plan.cacheDir, out.log); lc != nil {
 		defer closeCache(lc)
 		opts = append(opts, builder.WithLayerCache(lc))
+	}
+	if st := openLayerStore(c, plan.cacheDir, out.log); st != nil {
+		defer st.Close()
+		opts = append(opts, builder.WithLayerStore(st))
 	}
 	if view := out.stepView(""); view != nil {
 		opts = append(opts, builder.WithProgress(view))

@@ -88,7 +88,7 @@ unknown NAME or a bad build.toml.`,
 			&cli.StringFlag{Name: "work-dir", Usage: "scratch space for stage filesystems and layers", DefaultText: "$TMPDIR", EnvVars: envs("WORK_DIR")},
 			progressFlag(),
 			logFormatFlag(),
-		}, append(append(runFlags(), layerCacheFlags()...), retryFlags()...)...),
+		}, append(append(append(runFlags(), layerStoreFlag()), layerCacheFlags()...), retryFlags()...)...),
 		Action:       runBuildAll,
 		OnUsageError: usageError,
 	}
@@ -137,6 +137,10 @@ func runBuildAll(c *cli.Context) error {
 	defer bases.Close()
 	var lc *layercache.Cache
 	if s.kind != "kubernetes" {
+		if st := openLayerStore(c, s.cacheDir, out.log); st != nil {
+			defer st.Close()
+			runOpts = append(runOpts, builder.WithLayerStore(st))
+		}
 		if lc = s.layerCache.open(s.client, s.cacheDir, out.log); lc != nil {
 			defer closeCache(lc)
 			runOpts = append(runOpts, builder.WithLayerCache(lc))

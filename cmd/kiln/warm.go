@@ -75,6 +75,8 @@ failed; 2 for bad flags, build.toml or Dockerfile.`,
 			&cli.BoolFlag{Name: "prune", Usage: "after warming, drop entries for images no longer configured and delete unreferenced blobs (waits for running builds)", EnvVars: envs("PRUNE")},
 			&cli.BoolFlag{Name: "verify", Usage: "only verify the cache: rehash every blob, check every reference; no network", EnvVars: envs("VERIFY")},
 			&cli.BoolFlag{Name: "repair", Usage: "with --verify: delete blobs whose content does not match their digest (the next warm fetches them again) and give every file the mode readers need", EnvVars: envs("REPAIR")},
+			&cli.BoolFlag{Name: "unpack", Usage: "also keep every warmed image unpacked in the layer store (.kiln/unpacked; root, where overlay mounts), so the first build of the day mounts its bases at once", EnvVars: envs("UNPACK")},
+			layerStoreFlag(),
 			&cli.DurationFlag{Name: "cache-ttl", Value: warmer.DefaultLayerCacheTTL, Usage: "with --prune: drop layer cache entries (kiln build --cache) stored longer ago than this; younger ones are kept", DefaultText: "cache.layers_ttl of build.toml, else 336h", EnvVars: envs("CACHE_TTL")},
 			&cli.DurationFlag{Name: "prune-grace", Usage: "with --prune: keep the blobs of entries that left the index less than this long ago, for builds that read the cache without its lock (see above)", EnvVars: envs("PRUNE_GRACE")},
 			&cli.StringFlag{Name: "report", Usage: "write the results as JSON to `FILE`", EnvVars: envs("REPORT")},
@@ -151,7 +153,25 @@ func runWarm(c *cli.Context) error {
 			err = fmt.Errorf("prune: %w", err)
 		}
 	}
+	var storeLine string
+	if c.Bool("prune") && err == nil {
+		n, bytes, perr := pruneLayerStore(c.Context, plan.cacheDir, out.log)
+		if perr != nil {
+			err = fmt.Errorf("prune of the layer store: %w", perr)
+		} else if n > 0 {
+			storeLine = fmt.Sprintf("layer store: dropped %s no cached image uses (%s)\n", count(n, "unpacked layer", "unpacked layers"), manifest.FormatBytes(bytes))
+		}
+	}
+	if c.Bool("unpack") && err == nil && rep.OK() {
+		n, unpacked, uerr := unpackWarmed(c, plan.cacheDir, plan.items, out.log)
+		if uerr != nil {
+			err = uerr
+		} else {
+			storeLine += fmt.Sprintf("layer store: %s unpacked now, %s of %s already were\n", count(unpacked, "layer", "layers"), count(n-unpacked, "layer", "layers"), count(n, "warmed layer", "warmed layers"))
+		}
+	}
 	printWarmSummary(c.App.Writer, rep)
+	fmt.Fprint(c.App.Writer, storeLine)
 	if rerr := writeReport(c.String("report"), rep); rerr != nil && err == nil {
 		err = rerr
 	}
@@ -192,6 +212,7 @@ func runVerify(c *cli.Context, w *warmer.Warmer, out *output) error {
 		return cli.Exit(fmt.Sprintf("verify: %v", err), exitFailed)
 	}
 	printVerifySummary(c.App.Writer, w.Dir(), vr)
+	printLayerStore(c.App.Writer, w.Dir())
 	printRepairSummary(c.App.Writer, vr)
 	if rerr := writeReport(c.String("report"), &warmer.Report{CacheDir: w.Dir(), Verify: vr, Counts: map[warmer.Status]int{}}); rerr != nil {
 		return cli.Exit(rerr.Error(), exitFailed)

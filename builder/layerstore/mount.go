@@ -1,0 +1,66 @@
+package layerstore
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrCannotMount says a stack of stored layers cannot be mounted here (too
+// many layers for one mount's options, a path overlay cannot carry, no
+// privilege): the caller unpacks the stage instead.
+var ErrCannotMount = errors.New("cannot mount stored layers here")
+
+// maxMountData is what one mount(2) carries in its data page, with room
+// to spare for the other options.
+const maxMountData = 3800
+
+// Mount mounts on target an overlay of the stored layer folders lowers
+// (the top layer first) with the stage's writable upper and work folders:
+// the stage's filesystem, with what its steps add going to upper. The
+// mount is nodev, like every filesystem a RUN step sees. The upper is
+// volatile: it lives only as long as the build, which discards it if it
+// dies.
+func Mount(lowers []string, upper, work, target string) error {
+	return mountLayers(lowers, upper, work, target, true)
+}
+
+// mountLayers mounts the overlay; a volatile one skips the syncs a
+// durable upper needs.
+func mountLayers(lowers []string, upper, work, target string, volatile bool) error {
+	for _, p := range append([]string{upper, work}, lowers...) {
+		if strings.ContainsAny(p, ",:") {
+			return fmt.Errorf("%w: path %q holds ',' or ':'", ErrCannotMount, p)
+		}
+	}
+	base := "lowerdir=" + strings.Join(lowers, ":") + ",upperdir=" + upper + ",workdir=" + work
+	if len(base) > maxMountData {
+		return fmt.Errorf("%w: %d layers make %d bytes of mount options", ErrCannotMount, len(lowers), len(base))
+	}
+	plain := ",metacopy=off,redirect_dir=off,index=off"
+	var err error
+	extras := []string{plain, ""}
+	if volatile {
+		extras = []string{plain + ",volatile", ",volatile", plain, ""}
+	}
+	for _, extra := range extras {
+		err = unix.Mount("overlay", target, "overlay", unix.MS_NODEV, base+extra)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EINVAL) {
+			break
+		}
+	}
+	return fmt.Errorf("%w: mounting %d stored layers on %s: %v", ErrCannotMount, len(lowers), target, err)
+}
+
+// Unmount detaches a stack Mount made.
+func Unmount(target string) error {
+	if err := unix.Unmount(target, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("unmounting %s: %w", target, err)
+	}
+	return nil
+}

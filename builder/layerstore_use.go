@@ -1,0 +1,76 @@
+package builder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"kiln/builder/layerstore"
+	"kiln/builder/rootfs"
+)
+
+// WithLayerStore makes stage filesystems overlay mounts of layers kept
+// unpacked in s (see builder/layerstore) instead of fresh unpacks: a base
+// unpacked once on this machine is never unpacked again. Where the mount is
+// refused, the stage is unpacked as without it.
+func WithLayerStore(s *layerstore.Store) Option { return func(o *options) { o.layers = s } }
+
+// StoreUnpacker is the layer store's Unpacker: the layer applied as a
+// container runtime would, its streams checked against its digests.
+func StoreUnpacker(ctx context.Context, dir string, l v1.Layer) error {
+	root, err := rootfs.Open(dir)
+	if err != nil {
+		return err
+	}
+	rc, err := l.Uncompressed()
+	if err != nil {
+		return err
+	}
+	_, err = root.ApplyLayer(ctx, rc)
+	if cerr := rc.Close(); err == nil {
+		err = cerr // the diff_id is checked when the stream is closed
+	}
+	return err
+}
+
+// mountStored mounts img's layers from the store on dir, unpacking into
+// the store those it lacks. false: the mount was refused here, and dir is
+// still empty for an unpack.
+func (b *builder) mountStored(ctx context.Context, s *stageState, img v1.Image, dir string) (bool, error) {
+	layers, err := img.Layers()
+	if err != nil || len(layers) == 0 {
+		return false, err
+	}
+	start := time.Now()
+	lowers, unpacked, err := b.o.layers.Ensure(ctx, layers)
+	if err != nil {
+		return false, fmt.Errorf("stage %s: %w", s.name, err)
+	}
+	for i, j := 0, len(lowers)-1; i < j; i, j = i+1, j-1 {
+		lowers[i], lowers[j] = lowers[j], lowers[i] // the top layer first
+	}
+	upper, err := os.MkdirTemp(b.work, "stage-upper-")
+	if err != nil {
+		return false, err
+	}
+	work, err := os.MkdirTemp(b.work, "stage-work-")
+	if err != nil {
+		return false, err
+	}
+	b.roots = append(b.roots, upper, work)
+	if err := layerstore.Mount(lowers, upper, work, dir); err != nil {
+		if errors.Is(err, layerstore.ErrCannotMount) {
+			b.o.log.Warn("stage filesystem not mounted from the layer store; unpacking it", "stage", s.name, "err", err)
+			return false, nil
+		}
+		return false, err
+	}
+	b.mounts = append(b.mounts, dir)
+	b.o.log.Info("mounted the stage's filesystem from the layer store", "stage", s.name, "layers", len(layers),
+		"unpacked_now", unpacked, "seconds", roundSeconds(time.Since(start)))
+	return true, nil
+}

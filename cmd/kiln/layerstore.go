@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/urfave/cli/v2"
+
+	"kiln/builder"
+	"kiln/builder/layerstore"
+	"kiln/builder/snapshot"
+	"kiln/manifest"
+	"kiln/warmer"
+)
+
+func layerStoreFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "layer-store", Value: true, Usage: "keep layers unpacked in the cache folder (.kiln/unpacked) and mount stage filesystems from them, so no base is unpacked twice on this machine (as root, where overlay mounts; else stages are unpacked)", EnvVars: envs("LAYER_STORE")}
+}
+
+// openLayerStore opens the layer store of the cache folder when it can
+// serve: root, overlay mounts permitted, a writable cache folder. nil
+// otherwise (stages are unpacked, as without it); why is logged.
+func openLayerStore(c *cli.Context, cacheDir string, log *slog.Logger) *layerstore.Store {
+	if !c.Bool("layer-store") || cacheDir == "" {
+		return nil
+	}
+	if os.Geteuid() != 0 {
+		log.Debug("no layer store: not root (stages are unpacked)")
+		return nil
+	}
+	if ok, why := snapshot.Supported(); !ok {
+		log.Debug("no layer store: overlay cannot be mounted here (stages are unpacked)", "why", why)
+		return nil
+	}
+	l, err := manifest.OpenLayout(cacheDir)
+	if err == nil {
+		err = l.CheckWritable()
+	}
+	if err != nil {
+		log.Info("no layer store: the cache folder cannot be written (stages are unpacked)", "cache", cacheDir, "err", err)
+		return nil
+	}
+	s, err := layerstore.Open(l, builder.StoreUnpacker, log)
+	if err != nil {
+		log.Info("no layer store (stages are unpacked)", "err", err)
+		return nil
+	}
+	return s
+}
+
+// unpackWarmed fills the layer store with every warmed (image, platform),
+// so the first build of the day mounts its bases at once (kiln warm
+// --unpack).
+func unpackWarmed(c *cli.Context, cacheDir string, items []warmer.Item, log *slog.Logger) (layers, unpacked int, err error) {
+	s := openLayerStore(c, cacheDir, log)
+	if s == nil {
+		return 0, 0, fmt.Errorf("--unpack: the layer store needs root, overlay mounts and a writable cache folder (%s)", cacheDir)
+	}
+	defer s.Close()
+	l, err := manifest.OpenExistingLayout(cacheDir)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, it := range items {
+		ref, err := name.ParseReference(it.Ref)
+		if err != nil {
+			return layers, unpacked, err
+		}
+		img, _, err := l.Image(ref, it.Platform)
+		if err != nil {
+			return layers, unpacked, fmt.Errorf("--unpack %s: %w", it.Ref, err)
+		}
+		img, err = manifest.VerifiedImage(img, it.Ref)
+		if err != nil {
+			return layers, unpacked, err
+		}
+		ls, err := img.Layers()
+		if err != nil {
+			return layers, unpacked, err
+		}
+		_, n, err := s.Ensure(c.Context, ls)
+		if err != nil {
+			return layers, unpacked, fmt.Errorf("--unpack %s: %w", it.Ref, err)
+		}
+		layers += len(ls)
+		unpacked += n
+	}
+	return layers, unpacked, nil
+}
+
+// keptChains are the chain IDs of every image the cache holds (under each
+// entry, every platform's image), which prune keeps in the layer store.
+func keptChains(cacheDir string) (map[v1.Hash]bool, error) {
+	l, err := manifest.OpenExistingLayout(cacheDir)
+	if err != nil {
+		return nil, err
+	}
+	idx, err := l.ReadIndex()
+	if err != nil {
+		return nil, err
+	}
+	keep := map[v1.Hash]bool{}
+	var walk func(d v1.Descriptor)
+	walk = func(d v1.Descriptor) {
+		switch {
+		case d.MediaType.IsIndex():
+			sub, err := l.ReadIndexBlob(d.Digest)
+			if err != nil {
+				return
+			}
+			for _, m := range sub.Manifests {
+				walk(m)
+			}
+		case d.MediaType.IsImage():
+			img, err := l.ImageByDigest(d.Digest)
+			if err != nil {
+				return
+			}
+			cf, err := img.ConfigFile()
+			if err != nil {
+				return
+			}
+			for _, ch := range layerstore.ChainIDs(cf.RootFS.DiffIDs) {
+				keep[ch] = true
+			}
+		}
+	}
+	for _, d := range idx.Manifests {
+		walk(d)
+	}
+	return keep, nil
+}
+
+// pruneLayerStore drops the stored layers no cached image uses. The
+// caller (warm --prune) runs it while no build uses the cache.
+func pruneLayerStore(ctx context.Context, cacheDir string, log *slog.Logger) (int, int64, error) {
+	unlock, err := lockCacheExclusive(ctx, cacheDir, log)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer unlock()
+	keep, err := keptChains(cacheDir)
+	if err != nil {
+		return 0, 0, err
+	}
+	return layerstore.Prune(cacheDir, keep)
+}
+
+func lockCacheExclusive(ctx context.Context, cacheDir string, log *slog.Logger) (func() error, error) {
+	l, err := manifest.OpenExistingLayout(cacheDir)
+	if err != nil {
+		return nil, err
+	}
+	return l.LockExclusive(ctx, func() {
+		log.Info("waiting for builds using the layer store to finish", "cache", cacheDir)
+	})
+}
+
+// printLayerStore reports the store's disk use (warm --verify).
+func printLayerStore(w io.Writer, cacheDir string) {
+	layers, err := layerstore.List(cacheDir)
+	if err != nil || len(layers) == 0 {
+		return
+	}
+	var n int64
+	for _, l := range layers {
+		n += l.Bytes
+	}
+	fmt.Fprintf(w, "layer store: %s unpacked (%s on disk) in %s\n", count(len(layers), "layer", "layers"), manifest.FormatBytes(n), layerstore.Dir(cacheDir))
+}
