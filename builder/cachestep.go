@@ -101,6 +101,22 @@ func (b *builder) cacheStore(s *stageState, key layercache.Key, layer v1.Layer, 
 	b.o.cache.Put(key, &layercache.Entry{Layer: layer, Step: createdBy, Created: b.o.now()})
 }
 
+// advanceKey moves s past a step the cache does not keep
+// (--cache-copy-layers=false, --cache-run-layers=false): the next key must
+// still change with what the step made, so it hashes the layer it made.
+func (b *builder) advanceKey(s *stageState, layer v1.Layer) error {
+	made := "no change"
+	if layer != nil {
+		d, err := layer.DiffID()
+		if err != nil {
+			return err
+		}
+		made = d.String()
+	}
+	s.key = layercache.NewBuilder("uncached").AddKey("state", s.key).Add("made", made).Sum()
+	return nil
+}
+
 // copyKey is the key of a COPY or ADD: its flags, sources and destination
 // as written (after expansion) and the digest of the files it selects.
 func (b *builder) copyKey(ctx context.Context, s *stageState, spec copySpec) (layercache.Key, error) {

@@ -91,8 +91,11 @@ func (b *builder) copyFiles(ctx context.Context, s *stageState, spec copySpec) e
 		}
 	}
 	s.history(b.created, createdBy, layer == nil)
-	if b.o.cache.CachesCopy() {
+	switch {
+	case b.o.cache.CachesCopy():
 		b.cacheStore(s, key, layer, createdBy)
+	case b.o.cache != nil:
+		return b.advanceKey(s, layer)
 	}
 	return nil
 }

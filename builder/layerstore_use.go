@@ -11,6 +11,7 @@ import (
 
 	"kiln/builder/layerstore"
 	"kiln/builder/rootfs"
+	"kiln/builder/run"
 )
 
 // WithLayerStore makes stage filesystems overlay mounts of layers kept
@@ -35,6 +36,22 @@ func StoreUnpacker(ctx context.Context, dir string, l v1.Layer) error {
 		err = cerr // the diff_id is checked when the stream is closed
 	}
 	return err
+}
+
+// useLayerStore says whether stages mount from the layer store: in chroot
+// isolation with overlay snapshots, where every RUN step writes to an
+// overlay of its own. A step writing straight onto a stored stack (walk
+// snapshots, container isolation) would meet overlay's copy-up, which
+// splits a hardlinked file's names, where an unpacked tree keeps them one.
+func (b *builder) useLayerStore() bool {
+	if b.o.layers == nil || b.o.snapshot == SnapshotWalk {
+		return false
+	}
+	iso := b.o.isolation
+	if iso == "" {
+		iso, _ = run.Detect()
+	}
+	return iso == run.Chroot
 }
 
 // mountStored mounts img's layers from the store on dir, unpacking into
@@ -62,6 +79,9 @@ func (b *builder) mountStored(ctx context.Context, s *stageState, img v1.Image, 
 		return false, err
 	}
 	b.roots = append(b.roots, upper, work)
+	if err := layerstore.CopyRootAttrs(lowers[0], upper); err != nil {
+		return false, err
+	}
 	if err := layerstore.Mount(lowers, upper, work, dir); err != nil {
 		if errors.Is(err, layerstore.ErrCannotMount) {
 			b.o.log.Warn("stage filesystem not mounted from the layer store; unpacking it", "stage", s.name, "err", err)

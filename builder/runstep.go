@@ -304,8 +304,11 @@ func (b *builder) runCmd(ctx context.Context, s *stageState, c *instructions.Run
 	if stats.Files+stats.Dirs+stats.Symlinks+stats.Hardlinks+stats.Devices+stats.Whiteouts+stats.Opaque == 0 {
 		_ = os.Remove(layerPath)
 		s.history(b.created, createdBy, true)
-		if b.o.cache.CachesRun() {
+		switch {
+		case b.o.cache.CachesRun():
 			b.cacheStore(s, key, nil, createdBy)
+		case b.o.cache != nil:
+			return b.advanceKey(s, nil)
 		}
 		return nil
 	}
@@ -316,8 +319,11 @@ func (b *builder) runCmd(ctx context.Context, s *stageState, c *instructions.Run
 	}
 	s.layers = append(s.layers, l) // the root holds the change already
 	s.history(b.created, createdBy, false)
-	if b.o.cache.CachesRun() {
+	switch {
+	case b.o.cache.CachesRun():
 		b.cacheStore(s, key, l, createdBy)
+	case b.o.cache != nil:
+		return b.advanceKey(s, l)
 	}
 	return nil
 }

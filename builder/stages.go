@@ -108,6 +108,9 @@ func (b *builder) stage(ctx context.Context, i int) (*stageState, error) {
 		return nil, b.plan.Errorf(ps.Line, "FROM", fmt.Errorf("%w (through ONBUILD triggers)", errStageCycle))
 	}
 	b.building[i] = true
+	// A stage built inside another's step (COPY --from, RUN --mount=from)
+	// must leave that step's line and display as they were.
+	defer func(line int, step *stepTracker) { b.line, b.step = line, step }(b.line, b.step)
 	if err := b.canRun(ps); err != nil {
 		return nil, err
 	}
@@ -366,7 +369,7 @@ func (b *builder) ensureRoot(ctx context.Context, s *stageState) (*rootfs.Root, 
 		return nil, err
 	}
 	start := time.Now()
-	if b.o.layers != nil {
+	if b.useLayerStore() {
 		ok, err := b.mountStored(ctx, s, img, dir)
 		if err != nil {
 			return nil, err

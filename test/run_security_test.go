@@ -96,7 +96,7 @@ func TestRunConfinement(t *testing.T) {
 			t.Errorf("opening the device node %s the step made: %v, want EACCES or EPERM", node, m)
 		}
 	}
-	if m := regexp.MustCompile(`devmount:\S+`).FindAllString(log, -1); len(m) > 0 {
+	if m := regexp.MustCompile(`msg="RUN output" .*devmount:\S+`).FindAllString(log, -1); len(m) > 0 {
 		t.Errorf("mounts without nodev in the step: %v", m)
 	}
 	if t.Failed() {

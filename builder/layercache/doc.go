@@ -15,8 +15,9 @@
 //   - FROM scratch: "scratch" and the platform.
 //   - FROM another stage: that stage's state key.
 //
-// Each step that writes files (RUN, COPY, ADD, and WORKDIR when it makes
-// its folder) has a step key, which becomes the stage's state key after
+// Each step that may write files (RUN, COPY, ADD, and WORKDIR: whether its
+// folder exists already is known only from the stage's files, so it has an
+// entry either way, empty when the folder was there) has a step key, which becomes the stage's state key after
 // it. A step key hashes:
 //
 //   - the state key it starts from, so a change to any earlier step, or a
@@ -46,8 +47,13 @@
 //   - ADD <url>: the downloaded content (the URL is fetched on every
 //     build; with --checksum the content must match it).
 //
-// Metadata-only instructions (ENV, ARG, USER, WORKDIR without a new
-// folder, LABEL, CMD, EXPOSE, ...) have no entry. They change later keys
+// A step the cache is told not to keep (--cache-run-layers=false,
+// --cache-copy-layers=false) runs every time, and the state key after it
+// hashes the diff_id of the layer it made, so later steps hit only if it
+// made the same files.
+//
+// Metadata-only instructions (ENV, ARG, USER, LABEL, CMD, EXPOSE, ...)
+// have no entry. They change later keys
 // exactly through what later steps see: ENV and ARG values through
 // expansion and RUN's environment, USER, WORKDIR and SHELL through the
 // fields above. A LABEL or CMD changes the image's config, never a later

@@ -165,7 +165,10 @@ func (s *Local) rehash(l v1.Layer) error {
 		return err
 	}
 	if n != size || hex.EncodeToString(sum.Sum(nil)) != h.Hex {
-		return fmt.Errorf("layer blob %s: %w", h, manifest.ErrDigestMismatch)
+		// Removed, so that storing the step again writes it anew (a blob
+		// of the right size is otherwise taken as present).
+		_ = s.layout.RemoveBlob(h)
+		return fmt.Errorf("layer blob %s: %w (removed)", h, manifest.ErrDigestMismatch)
 	}
 	s.verified[h] = true
 	return nil

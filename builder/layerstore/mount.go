@@ -57,6 +57,23 @@ func mountLayers(lowers []string, upper, work, target string, volatile bool) err
 	return fmt.Errorf("%w: mounting %d stored layers on %s: %v", ErrCannotMount, len(lowers), target, err)
 }
 
+// CopyRootAttrs gives dir the owner, mode and times of the folder from:
+// an overlay's merged root shows its upper folder's attributes, which must
+// be those of the image's root, not of a folder kiln made.
+func CopyRootAttrs(from, dir string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(from, &st); err != nil {
+		return err
+	}
+	if err := unix.Chown(dir, int(st.Uid), int(st.Gid)); err != nil {
+		return err
+	}
+	if err := unix.Chmod(dir, st.Mode&07777); err != nil {
+		return err
+	}
+	return unix.UtimesNano(dir, []unix.Timespec{st.Atim, st.Mtim})
+}
+
 // Unmount detaches a stack Mount made.
 func Unmount(target string) error {
 	if err := unix.Unmount(target, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {

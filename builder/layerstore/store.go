@@ -195,6 +195,9 @@ func (s *Store) onOverlay(ctx context.Context, tmp, upper string, l v1.Layer, be
 	for i, d := range below {
 		lowers[len(below)-1-i] = d
 	}
+	if err := CopyRootAttrs(lowers[0], upper); err != nil {
+		return err
+	}
 	if err := mountLayers(lowers, upper, work, merged, false); err != nil {
 		return err
 	}
