@@ -54,7 +54,7 @@ type builder struct {
 
 	stages   []*stageState
 	building []bool
-	mounts   []string // stage filesystems mounted from the layer store
+	mounts   []string               // stage filesystems mounted from the layer store
 	images   map[string]*stageState // COPY --from=<image>, unpacked once
 	roots    []string
 	// mismatches: bases used for another platform than theirs
