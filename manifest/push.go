@@ -223,6 +223,7 @@ func RedactError(err error) error {
 func (c *Client) CheckPush(ctx context.Context, refs []name.Reference) error {
 	seen := map[string]bool{}
 	for _, ref := range refs {
+		ref = c.withAccess(ref, Push)
 		repo := ref.Context()
 		if seen[repo.Name()] {
 			continue
@@ -234,7 +235,7 @@ func (c *Client) CheckPush(ctx context.Context, refs []name.Reference) error {
 			if err = ctx.Err(); err != nil {
 				return err
 			}
-			err = remote.CheckPushPermission(ref, c.o.keychain, c.transportFor(repo.Registry))
+			err = remote.CheckPushPermission(ref, c.o.keychain, c.transportFor(repo.Registry, Push))
 			if err == nil || attempt+1 >= c.o.pushAttempts || !pr.retry(err) {
 				break
 			}
