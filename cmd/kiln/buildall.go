@@ -86,7 +86,7 @@ unknown NAME or a bad build.toml.`,
 			&cli.StringFlag{Name: "work-dir", Usage: "scratch space for stage filesystems and layers", DefaultText: "$TMPDIR", EnvVars: envs("WORK_DIR")},
 			progressFlag(),
 			logFormatFlag(),
-		}, append(append(runFlags(), layerCacheFlags()...), retryFlags()...)...),
+		}, slices.Concat(runFlags(), layerCacheFlags(), retryFlags(), registryFlags(manifest.Pull|manifest.Push))...),
 		Action:       runBuildAll,
 		OnUsageError: usageError,
 	}
@@ -262,15 +262,12 @@ func setupBuildAll(c *cli.Context, out *output) (*buildAllSetup, error) {
 	if s.names, err = selectImages(c, cfg); err != nil {
 		return nil, err
 	}
-	registries := map[string]manifest.RegistryConfig{}
-	for host, r := range cfg.Registries {
-		registries[host] = manifest.RegistryConfig{Insecure: r.Insecure, Mirrors: r.Mirrors}
+	if s.kind == "kubernetes" {
+		if err := checkKubeRegistryFlags(c, cfg); err != nil {
+			return nil, err
+		}
 	}
-	retry, err := retryOptions(c)
-	if err != nil {
-		return nil, err
-	}
-	if s.client, err = manifest.NewClient(append(retry, manifest.WithRegistries(registries), manifest.WithClientLogger(out.log), manifest.WithUserAgent("kiln/"+version))...); err != nil {
+	if s.client, err = newClient(c, cfg, out.log); err != nil {
 		return nil, err
 	}
 	setString(c, "cache-dir", &s.cacheDir)
