@@ -178,6 +178,10 @@ func TestRegistryTLS(t *testing.T) {
 			if !errors.As(err, &te) || !strings.Contains(err.Error(), tt.wantHint) || !strings.Contains(err.Error(), tt.reg.host) {
 				t.Fatalf("err = %v, want a TLSError for %s saying %q", err, tt.reg.host, tt.wantHint)
 			}
+			// The plain-HTTP ping's failure only repeats the TLS one.
+			if d := Describe(err); strings.Count(d, tt.wantHint) != 1 || strings.Contains(d, "HTTPS server") || strings.Contains(d, "HTTP 400") {
+				t.Errorf("Describe(err) = %s, want the TLS failure once", d)
+			}
 			if Retryable(err) || RetryableWrite(err) {
 				t.Errorf("a TLS failure is retryable: %v", err)
 			}
