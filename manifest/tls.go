@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -47,7 +48,7 @@ func WithoutMirrorFallback() ClientOption { return func(o *clientOptions) { o.no
 // certificate) to trust for a registry, checking that every PEM block in it
 // is a certificate and that there is at least one.
 func ReadCA(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
+	data, err := readPEMFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -60,16 +61,43 @@ func ReadCA(path string) ([]byte, error) {
 // ReadClientCert reads the PEM certificate (or chain) and private key kiln
 // presents to a registry that asks for one (mutual TLS).
 func ReadClientCert(certFile, keyFile string) (*tls.Certificate, error) {
-	for _, f := range []string{certFile, keyFile} {
-		if _, err := os.Stat(f); err != nil {
-			return nil, err
-		}
+	certPEM, err := readPEMFile(certFile)
+	if err != nil {
+		return nil, err
 	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	keyPEM, err := readPEMFile(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("%s and %s: %w", certFile, keyFile, err)
 	}
 	return &cert, nil
+}
+
+// maxPEMFile bounds what is read of a CA bundle, certificate or key: a
+// build file may name /dev/zero.
+const maxPEMFile = 4 << 20
+
+// readPEMFile reads a regular file of at most maxPEMFile bytes.
+func readPEMFile(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	if fi.Size() > maxPEMFile {
+		return nil, fmt.Errorf("%s: %d bytes, more than a PEM file of certificates holds (%d at most)", path, fi.Size(), maxPEMFile)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, maxPEMFile))
 }
 
 // certPool is the system's roots plus the certificates of pemData.

@@ -253,6 +253,8 @@ func TestReadCA(t *testing.T) {
 		{name: "not PEM", path: write("der", []byte("hello")), wantErr: "no PEM certificate"},
 		{name: "a key", path: write("key.pem", p.clientKeyPEM), wantErr: `"EC PRIVATE KEY" PEM block`},
 		{name: "broken certificate", path: write("broken.pem", pemBlock("CERTIFICATE", []byte("junk"))), wantErr: "certificate 1"},
+		{name: "a device", path: "/dev/zero", wantErr: "not a regular file"},
+		{name: "a folder", path: dir, wantErr: "not a regular file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -293,7 +293,7 @@ func TestRegistryFlagsBadValues(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"build: CA missing", []string{"build", "--context", dir, "--no-push", "--registry-certificate", "r.example.com=" + missing}, "--registry-certificate r.example.com=" + missing + ": open " + missing + ": no such file"},
+		{"build: CA missing", []string{"build", "--context", dir, "--no-push", "--registry-certificate", "r.example.com=" + missing}, "--registry-certificate r.example.com=" + missing + ": stat " + missing + ": no such file"},
 		{"build: CA is a key", []string{"build", "--context", dir, "--no-push", "--registry-certificate", "r.example.com=" + pki.ClientKey}, `"PRIVATE KEY" PEM block where a CERTIFICATE belongs`},
 		{"build: client cert without key", []string{"build", "--context", dir, "--no-push", "--registry-client-cert", "r.example.com=" + pki.ClientCert}, "--registry-client-cert r.example.com=" + pki.ClientCert + ": want HOST[:PORT]=CERT,KEY"},
 		{"build-all: registry with a scheme", []string{"build-all", "--config", filepath.Join(dir, "build.toml"), "--skip-tls-verify-registry", "https://r.example.com"}, `--skip-tls-verify-registry "https://r.example.com": want HOST[:PORT] without a scheme`},
@@ -301,7 +301,7 @@ func TestRegistryFlagsBadValues(t *testing.T) {
 		{"warm: mirror with a scheme", []string{"warm", "--image", "busybox:1", "--registry-mirror", "https://mirror.gcr.io"}, `--registry-mirror "https://mirror.gcr.io": want HOST[:PORT][/PATH] without a scheme`},
 		{"index create: map without =", []string{"index", "create", "--tag", "r.example.com/a:1", "--registry-map", "docker.io", "r.example.com/a:0"}, `--registry-map "docker.io"`},
 		{"push: certificate without a file", []string{"push", "--from", layoutDir, "--registry-certificate", "r.example.com", "r.example.com/a:1"}, "--registry-certificate r.example.com: want HOST[:PORT]=FILE"},
-		{"build.toml: ca missing", []string{"warm", "--config", filepath.Join(dir, "bad-ca.toml"), "--image", "r.example.com/a:1"}, `bad-ca.toml: registries."r.example.com".ca: open ` + missing},
+		{"build.toml: ca missing", []string{"warm", "--config", filepath.Join(dir, "bad-ca.toml"), "--image", "r.example.com/a:1"}, `bad-ca.toml: registries."r.example.com".ca: stat ` + missing + ": no such file"},
 		{"build.toml: client_cert alone", []string{"warm", "--config", filepath.Join(dir, "half-client.toml"), "--image", "r.example.com/a:1"}, `half-client.toml:2:15: registries."r.example.com".client_cert: client_cert without client_key`},
 		{"build.toml: pair swapped", []string{"warm", "--config", filepath.Join(dir, "swapped-pair.toml"), "--image", "r.example.com/a:1"}, `swapped-pair.toml: registries."r.example.com".client_cert:`},
 		{"build-all, Kubernetes runner: a CA its pods would not get", []string{"build-all", "--config", filepath.Join(dir, "kube.toml"), "--registry-certificate", "r.example.com=" + pki.CA}, "--registry-certificate: the Kubernetes runner's pods would not get it"},

@@ -135,14 +135,14 @@ func TestRegistryFlags(t *testing.T) {
 				return reflect.DeepEqual(m["index.docker.io"].Mirrors, []string{"m1.io", "m2.io/hub", "m3.io", "toml-mirror.io"}) &&
 					reflect.DeepEqual(m["quay.io"].Mirrors, []string{"q.io"}) && len(m) == 3
 			}},
-		{name: "missing CA", args: []string{"--registry-certificate", "d.io=" + filepath.Join(dir, "nope.pem")}, wantErr: "--registry-certificate d.io=" + filepath.Join(dir, "nope.pem") + ": open"},
+		{name: "missing CA", args: []string{"--registry-certificate", "d.io=" + filepath.Join(dir, "nope.pem")}, wantErr: "--registry-certificate d.io=" + filepath.Join(dir, "nope.pem") + ": stat " + filepath.Join(dir, "nope.pem") + ": no such file"},
 		{name: "CA that is a key", args: []string{"--registry-certificate", "d.io=" + keyFile}, wantErr: `--registry-certificate d.io=` + keyFile + `: ` + keyFile + `: a "EC PRIVATE KEY" PEM block`},
 		{name: "key and cert swapped", args: []string{"--registry-client-cert", "d.io=" + keyFile + "," + certFile}, wantErr: "--registry-client-cert d.io="},
 		{name: "bad mirror", args: []string{"--registry-mirror", "https://m.io"}, wantErr: `--registry-mirror "https://m.io": want HOST[:PORT][/PATH] without a scheme`},
 		{name: "bad insecure registry", args: []string{"--insecure-registry", "r.io/x"}, wantErr: `--insecure-registry "r.io/x": want HOST[:PORT] without a path`},
 		{name: "bad map", args: []string{"--registry-map", "docker.io"}, wantErr: `--registry-map "docker.io": "docker.io": want ORIGINAL=MIRROR`},
 		{name: "build.toml CA missing", cfg: &config.Config{File: "/x/build.toml", Registries: map[string]config.Registry{"r.io": {CA: filepath.Join(dir, "gone.pem")}}},
-			wantErr: `/x/build.toml: registries."r.io".ca: open`},
+			wantErr: `/x/build.toml: registries."r.io".ca: stat`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
