@@ -336,6 +336,7 @@ func IsNotFound(err error) bool {
 // authTransport returns a transport authenticated for pulls from repo,
 // made once per repository: one ping and one token for a whole run.
 func (c *Client) authTransport(ctx context.Context, repo name.Repository) (http.RoundTripper, error) {
+	repo = c.repoFor(repo, Pull) // the ping tries plain HTTP too where pulls may use it
 	key := repo.Name()
 	v, err, _ := c.handshakes.Do(key, func() (any, error) {
 		c.mu.Lock()

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"math/big"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // testPKI is a CA and what it signed: a server certificate for 127.0.0.1
@@ -276,5 +278,45 @@ func TestReadCA(t *testing.T) {
 	}
 	if _, err := NewClient(WithRegistries(map[string]RegistryConfig{"r.example.com": {CA: []byte("junk")}})); err == nil {
 		t.Error("NewClient took a CA bundle without certificates")
+	}
+}
+
+// TestInsecurePull: WithInsecure(Pull) reaches a plain-HTTP registry under
+// a name go-containerregistry would only try https for, through every pull
+// path (RemoteOptions included), and not for pushes.
+func TestInsecurePull(t *testing.T) {
+	reg := newTestRegistry(t)
+	img := reg.push(t, "plain/app:1")
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A name that is not loopback: resolve it to the test registry.
+	_, port, _ := net.SplitHostPort(reg.host)
+	host := "registry.test:" + port
+	base := &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, reg.host)
+	}}
+	ref, err := name.ParseReference(host + "/plain/app:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if _, _, err := newTestClient(t, nil, WithBaseTransport(base)).Get(ctx, ref); err == nil {
+		t.Fatal("a plain-HTTP registry was reached without WithInsecure")
+	}
+	c := newTestClient(t, nil, WithBaseTransport(base), WithInsecure(Pull))
+	opts, err := c.RemoteOptions(ctx, ref.Context()) // first: no handshake cached by Get
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := remote.Get(ref.Context().Digest(d.String()), opts...); err != nil {
+		t.Errorf("remote.Get with RemoteOptions: %v", err)
+	}
+	if _, _, err := c.Get(ctx, ref); err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	if err := c.CheckPush(ctx, []name.Reference{ref}); err == nil {
+		t.Error("a push went over plain HTTP with WithInsecure(Pull) only")
 	}
 }
