@@ -22,8 +22,9 @@
 //     exist). A build file reads and writes its own repository, not the
 //     machine. images.*.dockerfile is relative to the context and stays inside
 //     it. AllowPathsUnder (kiln's --allow fs=DIR) admits other folders.
-//   - Machine paths, cache.dir and runner.kubernetes.kubeconfig, name places on
-//     the machine (a shared cache volume, credentials) and may be anywhere; a
+//   - Machine paths, cache.dir, runner.kubernetes.kubeconfig and the ca,
+//     client_cert and client_key of registries.*, name places on the machine
+//     (a shared cache volume, credentials) and may be anywhere; a
 //     CI that builds untrusted files sets its own (kiln's --cache-dir wins over
 //     cache.dir).
 //   - The file holds at most MaxFileSize bytes, nests at most MaxDepth levels,
@@ -77,10 +78,15 @@ type Cache struct {
 	LayersTTL time.Duration
 }
 
-// Registry holds per-registry settings.
+// Registry holds per-registry settings. CA, ClientCert and ClientKey are
+// machine paths (see the package doc), absolute, "" if not set.
 type Registry struct {
-	Insecure bool     // plain HTTP or unverified TLS
-	Mirrors  []string // host[:port][/path] each, tried in order
+	Insecure      bool     // plain HTTP or unverified TLS
+	SkipTLSVerify bool     // TLS without checking the registry's certificate
+	CA            string   // PEM certificates to trust for this registry besides the system's
+	ClientCert    string   // PEM certificate presented to the registry (mutual TLS), with ClientKey
+	ClientKey     string   // its PEM private key
+	Mirrors       []string // host[:port][/path] each, tried in order
 }
 
 // Warm says what `kiln warm` fetches besides every image's FROM lines.

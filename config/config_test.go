@@ -44,6 +44,9 @@ func TestLoadFull(t *testing.T) {
 		Registries: map[string]Registry{
 			"127.0.0.1:5000": {Insecure: true},
 			"docker.io":      {Mirrors: []string{"mirror.gcr.io"}},
+			"registry.internal:8443": {CA: filepath.Join(dir, "certs/ca.pem"),
+				ClientCert: "/etc/kiln/client.pem", ClientKey: "/etc/kiln/client-key.pem"},
+			"staging.example.com": {SkipTLSVerify: true},
 		},
 		Warm: Warm{Platforms: plats("linux/amd64", "linux/arm64"), Extra: []string{"busybox:1.36"}},
 		Images: map[string]Image{"api": {

@@ -43,8 +43,12 @@ type rawCache struct {
 }
 
 type rawRegistry struct {
-	Insecure value `toml:"insecure"`
-	Mirrors  value `toml:"mirrors"`
+	Insecure      value `toml:"insecure"`
+	SkipTLSVerify value `toml:"skip_tls_verify"`
+	CA            value `toml:"ca"`
+	ClientCert    value `toml:"client_cert"`
+	ClientKey     value `toml:"client_key"`
+	Mirrors       value `toml:"mirrors"`
 }
 
 type rawWarm struct {

@@ -78,6 +78,12 @@ func TestParseErrors(t *testing.T) {
 		{"mirror with scheme", "[registries.'docker.io']\nmirrors = ['https://mirror.gcr.io']\n" + okImage, `build.toml:2:12: registries."docker.io".mirrors[0]: invalid mirror "https://mirror.gcr.io"`},
 		{"mirror with empty path", "[registries.'docker.io']\nmirrors = ['m.io', 'm2.io/']\n" + okImage, `build.toml:2:20: registries."docker.io".mirrors[1]: invalid mirror "m2.io/"`},
 		{"mirror upper-case path", "[registries.'docker.io']\nmirrors = ['m.io/Proxy']\n" + okImage, `registries."docker.io".mirrors[0]: invalid mirror "m.io/Proxy"`},
+		{"skip_tls_verify as string", "[registries.'r.io']\nskip_tls_verify = 'yes'\n" + okImage, `build.toml:2:19: registries."r.io".skip_tls_verify: want a boolean, got string`},
+		{"empty ca", "[registries.'r.io']\nca = ''\n" + okImage, `build.toml:2:6: registries."r.io".ca: must not be empty`},
+		{"ca as array", "[registries.'r.io']\nca = ['a.pem']\n" + okImage, `build.toml:2:6: registries."r.io".ca: want a string, got array`},
+		{"client_cert without key", "[registries.'r.io']\nclient_cert = 'c.pem'\n" + okImage, `build.toml:2:15: registries."r.io".client_cert: client_cert without client_key`},
+		{"client_key without cert", "[registries.'r.io']\nclient_key = 'k.pem'\n" + okImage, `build.toml:2:14: registries."r.io".client_key: client_key without client_cert`},
+		{"unknown TLS key", "[registries.'r.io']\ncacert = 'a.pem'\n" + okImage, `build.toml:2:10: registries."r.io".cacert: unknown key`},
 		{"duplicate mirror", "[registries.'docker.io']\nmirrors = ['m.io', 'm.io']\n" + okImage, `build.toml:2:20: registries."docker.io".mirrors[1]: duplicate mirror "m.io"`},
 
 		// [warm]

@@ -23,12 +23,32 @@ func (v *validator) registries(raw map[string]rawRegistry) map[string]Registry {
 		if err := checkHost(host); err != nil {
 			v.addf(p, "invalid registry %q: %v", host, err)
 		}
+		r := raw[host]
 		out[host] = Registry{
-			Insecure: v.boolean(p.child("insecure"), raw[host].Insecure),
-			Mirrors:  v.mirrors(p.child("mirrors"), raw[host].Mirrors),
+			Insecure:      v.boolean(p.child("insecure"), r.Insecure),
+			SkipTLSVerify: v.boolean(p.child("skip_tls_verify"), r.SkipTLSVerify),
+			CA:            v.machinePath(p.child("ca"), r.CA),
+			ClientCert:    v.machinePath(p.child("client_cert"), r.ClientCert),
+			ClientKey:     v.machinePath(p.child("client_key"), r.ClientKey),
+			Mirrors:       v.mirrors(p.child("mirrors"), r.Mirrors),
+		}
+		if cert, key := out[host].ClientCert, out[host].ClientKey; (cert == "") != (key == "") {
+			if cert == "" { // said where the one that is set stands
+				v.addf(p.child("client_key"), "client_key without client_cert: set both or neither")
+			} else {
+				v.addf(p.child("client_cert"), "client_cert without client_key: set both or neither")
+			}
 		}
 	}
 	return out
+}
+
+// machinePath is a path on this machine, made absolute; "" if unset.
+func (v *validator) machinePath(p path, x value) string {
+	if s, ok := v.nonEmpty(p, x); ok {
+		return v.abs(s)
+	}
+	return ""
 }
 
 func (v *validator) mirrors(p path, x value) []string {

@@ -20,6 +20,7 @@ import (
 // returns its digest and size. It is how build-all hands a build context to
 // a pod: by digest, nothing in the Job but the reference.
 func (c *Client) PushBlob(ctx context.Context, repo name.Repository, path string) (v1.Hash, int64, error) {
+	repo = c.repoFor(repo, Push)
 	l, err := tarball.LayerFromFile(path, tarball.WithMediaType(types.OCILayer))
 	if err != nil {
 		return v1.Hash{}, 0, fmt.Errorf("blob %s: %w", path, err)
@@ -46,6 +47,7 @@ func (c *Client) DownloadBlob(ctx context.Context, ref name.Digest, w io.Writer)
 	if err != nil || want.Algorithm != "sha256" {
 		return 0, fmt.Errorf("blob %s: want a sha256 digest", ref)
 	}
+	ref = c.withAccess(ref, Pull).(name.Digest)
 	opts, err := c.RemoteOptions(ctx, ref.Context())
 	if err != nil {
 		return 0, err

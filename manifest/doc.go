@@ -14,7 +14,8 @@
 //	img, err := l.Image("busybox:1.36", platform.MustParse("linux/arm64"))
 //
 // Registry access goes through a Client, which knows each registry's
-// settings (insecure, mirrors), the Docker credential chain, and retries what
+// settings (insecure, TLS: CA, client certificate, unverified; mirrors), the
+// Docker credential chain, and retries what
 // is worth retrying (5xx, 429 with Retry-After, resets, stalls) and nothing
 // else (401, 403, 404):
 //

@@ -204,7 +204,7 @@ func (c *Client) pushOptions(ctx context.Context, repo name.Repository) ([]remot
 	return append([]remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuthFromKeychain(c.o.keychain),
-		remote.WithTransport(c.transportFor(repo.Registry)),
+		remote.WithTransport(c.transportFor(repo.Registry, Push)),
 		remote.WithUserAgent(c.o.userAgent),
 		remote.WithJobs(4),
 	}, pr.options()...), pr
@@ -223,6 +223,7 @@ func (c *Client) Push(ctx context.Context, img v1.Image, refs []name.Reference) 
 	pushed := map[string]bool{}
 	var done []string
 	for _, ref := range refs {
+		ref = c.withAccess(ref, Push)
 		repo := ref.Context()
 		opts, pr := c.pushOptions(ctx, repo)
 		if _, isTag := ref.(name.Tag); isTag && pushed[repo.Name()] {
@@ -249,6 +250,7 @@ func (c *Client) PushIndex(ctx context.Context, idx v1.ImageIndex, refs []name.R
 	}
 	var done []string
 	for _, ref := range refs {
+		ref = c.withAccess(ref, Push)
 		opts, pr := c.pushOptions(ctx, ref.Context())
 		if err := remote.WriteIndex(ref, idx, opts...); err != nil {
 			return h, pr.failed("pushing "+ref.String(), done, err)

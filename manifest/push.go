@@ -94,8 +94,9 @@ func (p *pushRetry) failed(what string, done []string, err error) error {
 	p.mu.Unlock()
 	var notes []string
 	var te *transport.Error
-	if errors.As(err, &te) && te.StatusCode != 0 {
-		notes = append(notes, fmt.Sprintf("HTTP %d", te.StatusCode))
+	var tlsErr *TLSError
+	if errors.As(err, &te) && te.StatusCode != 0 && !errors.As(err, &tlsErr) {
+		notes = append(notes, fmt.Sprintf("HTTP %d", te.StatusCode)) // with a TLS failure, a plain-HTTP try's answer
 	}
 	if n > 0 {
 		notes = append(notes, fmt.Sprintf("gave up after %d retries in %s", n, time.Since(p.start).Round(100*time.Millisecond)))
@@ -175,7 +176,7 @@ func (e *redactedError) Error() string { return Redact(readableRegistryErrors(e.
 // with %v, which shows Go maps ("map[Tag:1]"); here it is JSON, and the
 // HTTP status is named.
 func readableRegistryErrors(err error) string {
-	msg := err.Error()
+	msg := tlsFirst(err)
 	var te *transport.Error
 	if !errors.As(err, &te) || len(te.Errors) == 0 {
 		return msg
@@ -203,6 +204,24 @@ func readableRegistryErrors(err error) string {
 }
 func (e *redactedError) Unwrap() error { return e.err }
 
+// tlsFirst is err's message, ending after a TLS failure that another
+// failure follows: go-containerregistry pings a loopback or private
+// registry over https and plain HTTP and reports both, and what the plain
+// try got ("HTTP request to an HTTPS server", or the same TLS refusal) only
+// repeats the TLS failure, which says how to fix it.
+func tlsFirst(err error) string {
+	msg := err.Error()
+	var tlsErr *TLSError
+	if !errors.As(err, &tlsErr) {
+		return msg
+	}
+	text := tlsErr.Error()
+	if i := strings.Index(msg, text); i >= 0 && strings.HasPrefix(msg[i+len(text):], "; ") {
+		return msg[:i+len(text)]
+	}
+	return msg
+}
+
 // Describe is err's message for people: registry error documents made
 // readable, and no session token or signature.
 func Describe(err error) string { return Redact(readableRegistryErrors(err)) }
@@ -223,6 +242,7 @@ func RedactError(err error) error {
 func (c *Client) CheckPush(ctx context.Context, refs []name.Reference) error {
 	seen := map[string]bool{}
 	for _, ref := range refs {
+		ref = c.withAccess(ref, Push)
 		repo := ref.Context()
 		if seen[repo.Name()] {
 			continue
@@ -234,7 +254,7 @@ func (c *Client) CheckPush(ctx context.Context, refs []name.Reference) error {
 			if err = ctx.Err(); err != nil {
 				return err
 			}
-			err = remote.CheckPushPermission(ref, c.o.keychain, c.transportFor(repo.Registry))
+			err = remote.CheckPushPermission(ref, c.o.keychain, c.transportFor(repo.Registry, Push))
 			if err == nil || attempt+1 >= c.o.pushAttempts || !pr.retry(err) {
 				break
 			}

@@ -25,6 +25,14 @@ import (
 type RegistryConfig struct {
 	// Insecure allows plain HTTP and unverified TLS.
 	Insecure bool
+	// SkipTLSVerify speaks TLS without checking the registry's certificate.
+	SkipTLSVerify bool
+	// CA is PEM certificates trusted for this registry besides the system's
+	// roots (ReadCA reads and checks a file of them).
+	CA []byte
+	// ClientCert is presented when the registry asks for one: mutual TLS
+	// (ReadClientCert loads one).
+	ClientCert *tls.Certificate
 	// Mirrors are tried in order before the registry itself, for pulls only.
 	// Each is host[:port] optionally followed by a path prefix.
 	Mirrors []string
@@ -36,9 +44,11 @@ type Client struct {
 	o          clientOptions
 	registries map[string]RegistryConfig // keyed by canonical registry name
 
+	tlsConfigs map[string]*tls.Config // by registry: its CA and client certificate
+
 	mu       sync.Mutex
 	authd    map[string]http.RoundTripper // authenticated transports by registry+repo
-	insecure http.RoundTripper            // base transport for insecure registries
+	tlsBases map[string]http.RoundTripper // base transports with TLS settings (see baseFor)
 
 	handshakes singleflight.Group // one ping+token per repository at a time
 }
@@ -53,6 +63,9 @@ type clientOptions struct {
 	pushAttempts int
 	userAgent    string
 	log          *slog.Logger
+	insecure     Access // plain HTTP allowed to every registry for these
+	skipVerify   Access // TLS unverified with every registry for these
+	noFallback   bool   // pulls ask a registry's mirrors only
 }
 
 // ClientOption configures a Client.
@@ -107,21 +120,29 @@ func NewClient(opts ...ClientOption) (*Client, error) {
 	if o.backoff.Attempts < 1 {
 		return nil, fmt.Errorf("backoff: attempts must be at least 1, got %d", o.backoff.Attempts)
 	}
-	c := &Client{o: o, registries: map[string]RegistryConfig{}, authd: map[string]http.RoundTripper{}}
+	c := &Client{o: o, registries: map[string]RegistryConfig{}, authd: map[string]http.RoundTripper{},
+		tlsConfigs: map[string]*tls.Config{}, tlsBases: map[string]http.RoundTripper{}}
 	for host, rc := range o.registries {
 		reg, err := name.NewRegistry(host)
 		if err != nil {
 			return nil, fmt.Errorf("registry %q: %w", host, err)
 		}
 		c.registries[reg.Name()] = rc
+		cfg, err := newTLSConfig(rc)
+		if err != nil {
+			return nil, fmt.Errorf("registry %q: %w", host, err)
+		}
+		if cfg != nil {
+			c.tlsConfigs[reg.Name()] = cfg
+		}
 	}
 	if c.o.base == nil {
-		c.o.base = newBaseTransport(false)
+		c.o.base = newBaseTransport()
 	}
 	return c, nil
 }
 
-func newBaseTransport(insecureTLS bool) *http.Transport {
+func newBaseTransport() *http.Transport {
 	return &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -131,33 +152,13 @@ func newBaseTransport(insecureTLS bool) *http.Transport {
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   15 * time.Second,
 		ExpectContinueTimeout: time.Second,
-		TLSClientConfig:       &tls.Config{InsecureSkipVerify: insecureTLS}, //nolint:gosec // only for registries marked insecure
+		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
 	}
 }
 
-// transportFor is the retrying transport for a registry. Registries marked
-// insecure share one transport that skips TLS verification, made once so
-// that its connections are pooled.
-func (c *Client) transportFor(reg name.Registry) http.RoundTripper {
-	base := c.o.base
-	if c.registryConfig(reg).Insecure {
-		base = c.insecureBase()
-	}
-	return &retryTransport{inner: base, backoff: c.o.backoff, stall: c.o.stall, onRetry: c.logRetry}
-}
-
-func (c *Client) insecureBase() http.RoundTripper {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.insecure == nil {
-		c.insecure = c.o.base
-		if t, ok := c.o.base.(*http.Transport); ok {
-			t = t.Clone()
-			t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the user marked it insecure
-			c.insecure = t
-		}
-	}
-	return c.insecure
+// transportFor is the retrying transport for a registry's traffic a.
+func (c *Client) transportFor(reg name.Registry, a Access) http.RoundTripper {
+	return &retryTransport{inner: c.baseFor(reg, a), backoff: c.o.backoff, stall: c.o.stall, onRetry: c.logRetry}
 }
 
 func (c *Client) logRetry(req *http.Request, attempt int, reason string, wait time.Duration) {
@@ -169,7 +170,7 @@ func (c *Client) registryConfig(reg name.Registry) RegistryConfig {
 }
 
 // ParseReference parses an image reference, applying the registry's insecure
-// setting.
+// setting (pulls and pushes apply WithInsecure's as they go).
 func (c *Client) ParseReference(s string) (name.Reference, error) {
 	ref, err := name.ParseReference(s)
 	if err != nil {
@@ -188,14 +189,15 @@ type Source struct {
 	Mirror bool
 }
 
-// candidates lists the repositories to try for ref, mirrors first.
+// candidates lists the repositories to try for ref, mirrors first, the
+// registry itself last unless WithoutMirrorFallback leaves it out.
 func (c *Client) candidates(ref name.Reference) []Source {
-	repo := ref.Context()
+	repo := c.withAccess(ref, Pull).Context()
 	var out []Source
 	for _, m := range c.registryConfig(repo.Registry).Mirrors {
 		host, prefix, _ := strings.Cut(m, "/")
 		opts := []name.Option{}
-		if c.registryConfig(mustRegistry(host)).Insecure || isLoopback(host) {
+		if c.insecure(mustRegistry(host), Pull) || isLoopback(host) {
 			opts = append(opts, name.Insecure)
 		}
 		path := repo.RepositoryStr()
@@ -207,6 +209,9 @@ func (c *Client) candidates(ref name.Reference) []Source {
 			continue
 		}
 		out = append(out, Source{Repo: mr, Mirror: true})
+	}
+	if len(out) > 0 && c.o.noFallback {
+		return out
 	}
 	return append(out, Source{Repo: repo})
 }
@@ -258,7 +263,7 @@ func (c *Client) Head(ctx context.Context, ref name.Reference) (*v1.Descriptor, 
 			break
 		}
 	}
-	return nil, Source{}, fmt.Errorf("resolving %s: %w", ref, firstErr)
+	return nil, Source{}, fmt.Errorf("resolving %s%s: %w", ref, c.fallbackNote(ref), firstErr)
 }
 
 // Get fetches ref's manifest or index (mirrors first).
@@ -274,10 +279,20 @@ func (c *Client) Get(ctx context.Context, ref name.Reference) (*remote.Descripto
 			break
 		}
 	}
-	return nil, Source{}, fmt.Errorf("fetching %s: %w", ref, lastErr)
+	return nil, Source{}, fmt.Errorf("fetching %s%s: %w", ref, c.fallbackNote(ref), lastErr)
+}
+
+// fallbackNote says, for an error, that ref's registry was not asked.
+func (c *Client) fallbackNote(ref name.Reference) string {
+	mirrors := c.registryConfig(ref.Context().Registry).Mirrors
+	if !c.o.noFallback || len(mirrors) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" on its mirrors (%s; %s itself is not asked: no fallback)", strings.Join(mirrors, ", "), ref.Context().RegistryStr())
 }
 
 func (c *Client) head(ctx context.Context, ref name.Reference) (*v1.Descriptor, error) {
+	ref = c.withAccess(ref, Pull)
 	opts, err := c.RemoteOptions(ctx, ref.Context())
 	if err != nil {
 		return nil, err
@@ -286,6 +301,7 @@ func (c *Client) head(ctx context.Context, ref name.Reference) (*v1.Descriptor, 
 }
 
 func (c *Client) get(ctx context.Context, ref name.Reference) (*remote.Descriptor, error) {
+	ref = c.withAccess(ref, Pull)
 	opts, err := c.RemoteOptions(ctx, ref.Context())
 	if err != nil {
 		return nil, err
@@ -320,6 +336,7 @@ func IsNotFound(err error) bool {
 // authTransport returns a transport authenticated for pulls from repo,
 // made once per repository: one ping and one token for a whole run.
 func (c *Client) authTransport(ctx context.Context, repo name.Repository) (http.RoundTripper, error) {
+	repo = c.repoFor(repo, Pull) // the ping tries plain HTTP too where pulls may use it
 	key := repo.Name()
 	v, err, _ := c.handshakes.Do(key, func() (any, error) {
 		c.mu.Lock()
@@ -332,7 +349,7 @@ func (c *Client) authTransport(ctx context.Context, repo name.Repository) (http.
 		if err != nil {
 			return nil, fmt.Errorf("credentials for %s: %w", repo.RegistryStr(), err)
 		}
-		inner := transport.NewUserAgent(c.transportFor(repo.Registry), c.o.userAgent)
+		inner := transport.NewUserAgent(c.transportFor(repo.Registry, Pull), c.o.userAgent)
 		rt, err = transport.NewWithContext(ctx, repo.Registry, auth, inner, []string{repo.Scope(transport.PullScope)})
 		if err != nil {
 			return nil, fmt.Errorf("authenticating to %s: %w", repo.RegistryStr(), err)

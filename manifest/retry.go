@@ -132,6 +132,9 @@ func Retryable(err error) bool {
 	if isStall(err) {
 		return true
 	}
+	if isTLSFailure(err) {
+		return false // an untrusted certificate or a refused handshake: said at once
+	}
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
 		return false // no such host: a typo, not a flake

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -91,7 +92,6 @@ or a push failed; 2 for bad flags, build.toml or Dockerfile.`,
 			&cli.StringFlag{Name: "tar-path", Usage: "also write a docker-load tarball to `FILE`", EnvVars: envs("TAR_PATH")},
 			&cli.BoolFlag{Name: "no-push", Usage: "build (and write --output/--tar-path) but push nothing", EnvVars: envs("NO_PUSH")},
 			&cli.BoolFlag{Name: "push-by-digest", Usage: "push to each --destination's repository by digest only, no tag (what build-all's Kubernetes Jobs do)", EnvVars: envs("PUSH_BY_DIGEST")},
-			insecureRegistryFlag(),
 			&cli.StringFlag{Name: "cache-dir", Usage: "the warm cache to take base images from", DefaultText: "cache.dir of build.toml, else ~/.cache/kiln", EnvVars: envs("CACHE_DIR")},
 			&cli.BoolFlag{Name: "offline", Usage: "a base image missing from the cache is an error, not a pull", EnvVars: envs("OFFLINE")},
 			allowPlatformMismatchFlag(),
@@ -104,7 +104,7 @@ or a push failed; 2 for bad flags, build.toml or Dockerfile.`,
 			&cli.StringFlag{Name: "binfmt-dir", Value: runner.DefaultBinfmtDir, Hidden: true, EnvVars: envs("BINFMT_DIR")},
 			progressFlag(),
 			logFormatFlag(),
-		}, append(append(append(runFlags(), layerStoreFlag()), layerCacheFlags()...), retryFlags()...)...),
+		}, slices.Concat(runFlags(), []cli.Flag{layerStoreFlag()}, layerCacheFlags(), retryFlags(), registryFlags(manifest.Pull|manifest.Push))...),
 		Action:       runBuild,
 		OnUsageError: usageError,
 	}
@@ -119,7 +119,7 @@ type buildPlan struct {
 	ociDir     string
 	tarPath    string
 	cacheDir   string
-	registries map[string]manifest.RegistryConfig
+	cfg        *config.Config // build.toml, nil if none: its [registries]
 	layerCache layerCachePlan
 }
 
@@ -134,11 +134,7 @@ func runBuild(c *cli.Context) error {
 	}
 	plan.req.Exclude = append(plan.req.Exclude, excludeOutputs(out.log, plan.req.Context,
 		plan.ociDir, plan.tarPath, c.String("digest-file"), c.String("metadata-file"))...)
-	retry, err := retryOptions(c)
-	if err != nil {
-		return cli.Exit(err.Error(), exitUsage)
-	}
-	client, err := manifest.NewClient(append(retry, manifest.WithRegistries(plan.registries), manifest.WithClientLogger(out.log), manifest.WithUserAgent("kiln/"+version))...)
+	client, err := newClient(c, plan.cfg, out.log)
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
@@ -257,7 +253,7 @@ func runtimeFailure(err error) bool {
 }
 
 func planBuild(c *cli.Context) (*buildPlan, error) {
-	plan := &buildPlan{registries: map[string]manifest.RegistryConfig{}}
+	plan := &buildPlan{}
 	if c.NArg() > 1 {
 		if extra := c.Args().Get(1); strings.HasPrefix(extra, "-") {
 			return nil, fmt.Errorf("%s after NAME %q: flags go before NAME (kiln build [flags] NAME)", extra, c.Args().First())
@@ -289,9 +285,7 @@ func planBuild(c *cli.Context) (*buildPlan, error) {
 func applyMachineConfig(cfg *config.Config, plan *buildPlan) {
 	plan.cacheDir = cfg.Cache.Dir
 	plan.layerCache.fromConfig(cfg.Cache)
-	for host, r := range cfg.Registries {
-		plan.registries[host] = manifest.RegistryConfig{Insecure: r.Insecure, Mirrors: r.Mirrors}
-	}
+	plan.cfg = cfg
 }
 
 // planFromConfig fills the plan from build.toml's [images.NAME].
@@ -375,7 +369,6 @@ func applyBuildFlags(c *cli.Context, plan *buildPlan) error {
 	if err := plan.layerCache.applyFlags(c, plan.dests, plan.push); err != nil {
 		return err
 	}
-	applyInsecure(c, plan.registries)
 	return applyReproducible(c, r)
 }
 
@@ -543,19 +536,6 @@ func skipPushCheckFlag() cli.Flag {
 
 func allowPlatformMismatchFlag() cli.Flag {
 	return &cli.BoolFlag{Name: "allow-platform-mismatch", Usage: "build on a base image whose config names another platform than the one built (refused otherwise; recorded in the summary and the metadata file)", EnvVars: envs("ALLOW_PLATFORM_MISMATCH")}
-}
-
-func insecureRegistryFlag() cli.Flag {
-	return &cli.StringSliceFlag{Name: "insecure-registry", Usage: "reach this registry `HOST[:PORT]` over plain HTTP or unverified TLS (repeatable; as insecure = true in build.toml)", EnvVars: envs("INSECURE_REGISTRY")}
-}
-
-// applyInsecure marks the --insecure-registry hosts insecure.
-func applyInsecure(c *cli.Context, regs map[string]manifest.RegistryConfig) {
-	for _, h := range splitCommas(c.StringSlice("insecure-registry")) {
-		reg := regs[h]
-		reg.Insecure = true
-		regs[h] = reg
-	}
 }
 
 // byDigest turns the destinations into their repositories at the image's

@@ -88,7 +88,7 @@ unknown NAME or a bad build.toml.`,
 			&cli.StringFlag{Name: "work-dir", Usage: "scratch space for stage filesystems and layers", DefaultText: "$TMPDIR", EnvVars: envs("WORK_DIR")},
 			progressFlag(),
 			logFormatFlag(),
-		}, append(append(append(runFlags(), layerStoreFlag()), layerCacheFlags()...), retryFlags()...)...),
+		}, slices.Concat(runFlags(), []cli.Flag{layerStoreFlag()}, layerCacheFlags(), retryFlags(), registryFlags(manifest.Pull|manifest.Push))...),
 		Action:       runBuildAll,
 		OnUsageError: usageError,
 	}
@@ -277,15 +277,12 @@ func setupBuildAll(c *cli.Context, out *output) (*buildAllSetup, error) {
 	if s.names, err = selectImages(c, cfg); err != nil {
 		return nil, err
 	}
-	registries := map[string]manifest.RegistryConfig{}
-	for host, r := range cfg.Registries {
-		registries[host] = manifest.RegistryConfig{Insecure: r.Insecure, Mirrors: r.Mirrors}
+	if s.kind == "kubernetes" {
+		if err := checkKubeRegistryFlags(c, cfg); err != nil {
+			return nil, err
+		}
 	}
-	retry, err := retryOptions(c)
-	if err != nil {
-		return nil, err
-	}
-	if s.client, err = manifest.NewClient(append(retry, manifest.WithRegistries(registries), manifest.WithClientLogger(out.log), manifest.WithUserAgent("kiln/"+version))...); err != nil {
+	if s.client, err = newClient(c, cfg, out.log); err != nil {
 		return nil, err
 	}
 	setString(c, "cache-dir", &s.cacheDir)

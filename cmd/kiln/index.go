@@ -14,6 +14,7 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/urfave/cli/v2"
 
+	"kiln/config"
 	"kiln/manifest"
 	"kiln/platform"
 )
@@ -91,7 +92,7 @@ media type for the format) or a push failed; 2 for bad flags.`,
 			&cli.StringFlag{Name: "digest-file", Usage: "write the index digest to `FILE`", EnvVars: envs("DIGEST_FILE")},
 			configFlag(), allowFSFlag(),
 			logFormatFlag(),
-		}, retryFlags()...),
+		}, append(retryFlags(), registryFlags(manifest.Pull|manifest.Push)...)...),
 		Action: func(c *cli.Context) error {
 			return runIndexCreate(c, annotations.list, descAnnotations.list)
 		},
@@ -126,7 +127,7 @@ type indexRequest struct {
 	platforms   []specs.Platform
 	ociDir      string
 	digestFile  string
-	registries  map[string]manifest.RegistryConfig
+	cfg         *config.Config // build.toml, nil if none: its [registries]
 }
 
 // indexDescAnnotation is one --descriptor-annotation.
@@ -146,11 +147,7 @@ func runIndexCreate(c *cli.Context, annotations, descAnnotations []string) error
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
-	retry, err := retryOptions(c)
-	if err != nil {
-		return cli.Exit(err.Error(), exitUsage)
-	}
-	client, err := manifest.NewClient(append(retry, manifest.WithRegistries(req.registries), manifest.WithClientLogger(log), manifest.WithUserAgent("kiln/"+version))...)
+	client, err := newClient(c, req.cfg, log)
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
@@ -197,7 +194,7 @@ func indexLogger(c *cli.Context) (*slog.Logger, error) {
 // indexFlags checks the flags; references are parsed later, with the
 // client that knows which registries are insecure.
 func indexFlags(c *cli.Context, annotations, descAnnotations []string) (*indexRequest, error) {
-	req := &indexRequest{sources: c.Args().Slice(), digestFile: c.String("digest-file"), registries: map[string]manifest.RegistryConfig{}}
+	req := &indexRequest{sources: c.Args().Slice(), digestFile: c.String("digest-file")}
 	if len(req.sources) == 0 {
 		return nil, fmt.Errorf("no SOURCE: name the images to put in the index (see kiln index create --help)")
 	}
@@ -232,14 +229,8 @@ func indexFlags(c *cli.Context, annotations, descAnnotations []string) (*indexRe
 	if len(req.rawTags) == 0 && req.ociDir == "" {
 		return nil, fmt.Errorf("nowhere to put the index: give --tag REF or --output oci:DIR")
 	}
-	cfg, err := loadConfig(c)
-	if err != nil {
+	if req.cfg, err = loadConfig(c); err != nil {
 		return nil, err
-	}
-	if cfg != nil {
-		for host, r := range cfg.Registries {
-			req.registries[host] = manifest.RegistryConfig{Insecure: r.Insecure, Mirrors: r.Mirrors}
-		}
 	}
 	return req, nil
 }

@@ -36,6 +36,9 @@ func kubeOptions(cfg *config.Config) kube.Options {
 		if cfg.Registries[host].Insecure {
 			o.Insecure = append(o.Insecure, host)
 		}
+		if cfg.Registries[host].SkipTLSVerify {
+			o.SkipTLSVerify = append(o.SkipTLSVerify, host)
+		}
 	}
 	return o
 }
@@ -84,6 +87,8 @@ func newKubeRunner(c *cli.Context, out *output, s *buildAllSetup, workDir string
 		return nil, err
 	}
 	o := kubeOptions(s.cfg)
+	o.Insecure = appendNew(o.Insecure, splitCommas(c.StringSlice("insecure-registry"))...)
+	o.SkipTLSVerify = appendNew(o.SkipTLSVerify, splitCommas(c.StringSlice("skip-tls-verify-registry"))...)
 	o.LayerCache = s.layerCache.kube()
 	if o.Namespace == "" {
 		o.Namespace = conn.Namespace()
@@ -102,4 +107,24 @@ func newKubeRunner(c *cli.Context, out *output, s *buildAllSetup, workDir string
 		return nil, err
 	}
 	return r, nil
+}
+
+// checkKubeRegistryFlags refuses the registry settings the Kubernetes
+// runner's pods would not get: they are told which registries are insecure
+// or unverified (--insecure-registry, --skip-tls-verify-registry), nothing
+// else, and a pod that reaches a registry otherwise than this process would
+// fail late or pull from elsewhere.
+func checkKubeRegistryFlags(c *cli.Context, cfg *config.Config) error {
+	for _, f := range []string{"insecure", "insecure-pull", "skip-tls-verify", "skip-tls-verify-pull", "registry-certificate",
+		"registry-client-cert", "registry-mirror", "registry-map", "skip-default-registry-fallback"} {
+		if c.IsSet(f) {
+			return fmt.Errorf("--%s: the Kubernetes runner's pods would not get it (they get --insecure-registry and --skip-tls-verify-registry only); build with --runner local", f)
+		}
+	}
+	for _, host := range slices.Sorted(maps.Keys(cfg.Registries)) {
+		if r := cfg.Registries[host]; r.CA != "" || r.ClientCert != "" {
+			return fmt.Errorf("%s: registries.%q: the Kubernetes runner's pods would not get its CA bundle or client certificate; build with --runner local", cfg.File, host)
+		}
+	}
+	return nil
 }

@@ -19,21 +19,20 @@ import (
 
 	"kiln/builder/dockerfile"
 	"kiln/config"
-	"kiln/manifest"
 	"kiln/platform"
 	"kiln/warmer"
 )
 
 // warmPlan is build.toml and the flags turned into what warm needs.
 type warmPlan struct {
-	cacheDir   string
-	jobs       int
-	maxAge     time.Duration
-	layerTTL   time.Duration // cache.layers_ttl; 0 if not set
-	registries map[string]manifest.RegistryConfig
-	platforms  []specs.Platform
-	items      []warmer.Item
-	images     int // images in build.toml
+	cacheDir  string
+	jobs      int
+	maxAge    time.Duration
+	layerTTL  time.Duration  // cache.layers_ttl; 0 if not set
+	cfg       *config.Config // build.toml, nil if none: its [registries]
+	platforms []specs.Platform
+	items     []warmer.Item
+	images    int // images in build.toml
 }
 
 func (p *warmPlan) refs() []string {
@@ -57,18 +56,14 @@ func planWarm(c *cli.Context) (*warmPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	plan := &warmPlan{jobs: config.DefaultJobs, maxAge: config.DefaultMaxAge, registries: map[string]manifest.RegistryConfig{}}
+	plan := &warmPlan{jobs: config.DefaultJobs, maxAge: config.DefaultMaxAge, cfg: cfg}
 	if cfg != nil {
 		plan.cacheDir, plan.jobs, plan.maxAge = cfg.Cache.Dir, cfg.Cache.Jobs, cfg.Cache.MaxAge
 		plan.layerTTL = cfg.Cache.LayersTTL
-		for host, r := range cfg.Registries {
-			plan.registries[host] = manifest.RegistryConfig{Insecure: r.Insecure, Mirrors: r.Mirrors}
-		}
 	}
 	if err := applyWarmFlags(c, plan); err != nil {
 		return nil, err
 	}
-	applyInsecure(c, plan.registries)
 	if plan.platforms, err = warmPlatforms(c, cfg); err != nil {
 		return nil, err
 	}

@@ -38,9 +38,8 @@ bad flags.`,
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "from", Usage: "the OCI layout to push from: oci:`DIR`", Required: true, EnvVars: envs("FROM")},
 			&cli.StringFlag{Name: "ref", Usage: "the layout entry to push, by its ref name (default: the only one)", EnvVars: envs("REF")},
-			insecureRegistryFlag(),
 			logFormatFlag(),
-		}, retryFlags()...),
+		}, append(retryFlags(), registryFlags(manifest.Push)...)...),
 		Action:       runPush,
 		OnUsageError: usageError,
 	}
@@ -58,13 +57,7 @@ func runPush(c *cli.Context) error {
 	if c.NArg() == 0 {
 		return cli.Exit("give at least one DEST to push to (kiln push --from oci:DIR DEST...)", exitUsage)
 	}
-	regs := map[string]manifest.RegistryConfig{}
-	applyInsecure(c, regs)
-	retry, err := retryOptions(c)
-	if err != nil {
-		return cli.Exit(err.Error(), exitUsage)
-	}
-	client, err := manifest.NewClient(append(retry, manifest.WithRegistries(regs), manifest.WithClientLogger(log), manifest.WithUserAgent("kiln/"+version))...)
+	client, err := newClient(c, nil, log)
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}

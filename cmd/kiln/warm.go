@@ -64,7 +64,7 @@ Examples:
 
 Exit status: 0 only if every requested (image, platform) is in the cache; 1 if some
 failed; 2 for bad flags, build.toml or Dockerfile.`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			configFlag(), allowFSFlag(),
 			&cli.StringFlag{Name: "cache-dir", Usage: "the cache folder", DefaultText: "cache.dir of build.toml, else ~/.cache/kiln", EnvVars: envs("CACHE_DIR")},
 			&cli.StringSliceFlag{Name: "image", Usage: "also warm this image `REF` (repeatable)", EnvVars: envs("IMAGE")},
@@ -82,10 +82,9 @@ failed; 2 for bad flags, build.toml or Dockerfile.`,
 			&cli.StringFlag{Name: "report", Usage: "write the results as JSON to `FILE`", EnvVars: envs("REPORT")},
 			&cli.DurationFlag{Name: "stall-timeout", Value: 60 * time.Second, Usage: "cut off and resume a transfer that makes no progress for this long", EnvVars: envs("STALL_TIMEOUT")},
 			&cli.DurationFlag{Name: "lock-timeout", Value: time.Hour, Usage: "how long --prune waits for builds that use the cache", EnvVars: envs("LOCK_TIMEOUT")},
-			insecureRegistryFlag(),
 			progressFlag(),
 			logFormatFlag(),
-		},
+		}, registryFlags(manifest.Pull)...),
 		Action:       runWarm,
 		OnUsageError: usageError,
 	}
@@ -100,12 +99,7 @@ func runWarm(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
-	client, err := manifest.NewClient(
-		manifest.WithRegistries(plan.registries),
-		manifest.WithStallTimeout(c.Duration("stall-timeout")),
-		manifest.WithClientLogger(out.log),
-		manifest.WithUserAgent("kiln/"+version),
-	)
+	client, err := newClient(c, plan.cfg, out.log, manifest.WithStallTimeout(c.Duration("stall-timeout")))
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}

@@ -15,6 +15,8 @@
 //	flaky := harness.NewFaultProxy(t, reg.Addr, harness.Faults{Seed: 1, Status500: 0.3})
 //	// point the code under test at flaky.Addr instead of reg.Addr ...
 //	t.Log(flaky.Counts()) // map[requests:17 status500:5]
+//	tlsReg, pki := harness.NewTLSRegistry(t, true) // https with a new CA; true: client certificates required
+//	// pki.CA, pki.ClientCert, pki.ClientKey are PEM files for the code under test
 //
 // In a benchmark program:
 //

@@ -485,3 +485,27 @@ func tarFiles(t *testing.T, l v1.Layer) (files int, bytes int64) {
 		}
 	}
 }
+
+// TestTLSRegistry: a registry started with TLS and a client CA takes a push
+// from a client that trusts the CA and shows the client certificate, and
+// refuses one that shows none.
+func TestTLSRegistry(t *testing.T) {
+	reg, files := NewTLSRegistry(t, true)
+	if _, err := PushImageTLS(t.Context(), reg.Ref("tls/app:1"), ImageSpec{Platform: "linux/amd64", Layers: []LayerSpec{{Seed: 7, Size: 100}}}, files); err != nil {
+		t.Fatal(err)
+	}
+	conf, err := files.ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf.Certificates = nil
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: conf}}
+	resp, err := client.Get("https://" + reg.Addr + "/v2/")
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("a client without a certificate got %s", resp.Status)
+	}
+	if !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("err = %v, want a TLS refusal", err)
+	}
+}

@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -39,12 +40,13 @@ const (
 )
 
 // Registry is a running docker-registry (distribution 2.8) process serving
-// plain HTTP on 127.0.0.1 with deletes enabled.
+// plain HTTP (or TLS: StartTLSRegistry) on 127.0.0.1 with deletes enabled.
 type Registry struct {
 	Addr string    // "127.0.0.1:PORT"
 	Dir  string    // holds config.yml and the data folder
 	Cmd  *exec.Cmd // the running process
 
+	tls       *tls.Config // how to reach a TLS registry; nil for plain HTTP
 	token     string
 	out       *tailWriter
 	done      chan struct{} // closed when the process has exited
@@ -169,7 +171,7 @@ func (r *Registry) wait() {
 func (r *Registry) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
-	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, TLSClientConfig: r.tls}}
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -201,7 +203,11 @@ func (r *Registry) exited() bool {
 func (r *Registry) ping(ctx context.Context, client *http.Client) bool {
 	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.Addr+"/v2/", nil)
+	scheme := "http"
+	if r.tls != nil {
+		scheme = "https"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+r.Addr+"/v2/", nil)
 	if err != nil {
 		return false
 	}

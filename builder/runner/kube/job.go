@@ -164,6 +164,9 @@ func insecureArgs(o Options) []string {
 	for _, h := range slices.Sorted(slices.Values(o.Insecure)) {
 		args = append(args, "--insecure-registry", h)
 	}
+	for _, h := range slices.Sorted(slices.Values(o.SkipTLSVerify)) {
+		args = append(args, "--skip-tls-verify-registry", h)
+	}
 	return args
 }
 

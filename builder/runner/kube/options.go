@@ -45,6 +45,9 @@ type Options struct {
 	WarmSchedule      string
 	// Insecure lists the registries the pods reach over plain HTTP.
 	Insecure []string
+	// SkipTLSVerify lists the registries the pods reach over TLS without
+	// checking their certificates.
+	SkipTLSVerify []string
 	// HostNetwork puts the pods on their node's network: for clusters
 	// whose pod network cannot reach the registry (a test cluster).
 	HostNetwork bool

@@ -27,7 +27,7 @@ func testOptions() Options {
 		Annotations:       map[string]string{"example.com/owner": "release"},
 		CredentialsSecret: "regcred", CacheClaim: "kiln-cache", CacheSize: "50Gi",
 		ActiveDeadline: 30 * time.Minute, TTLAfterFinished: time.Hour, WarmSchedule: "0 4 * * *",
-		Insecure: []string{"registry.local:5000"},
+		Insecure: []string{"registry.local:5000"}, SkipTLSVerify: []string{"registry.staging:8443"},
 	}
 }
 
