@@ -209,6 +209,15 @@ func (c *Client) tlsTransport(key string, own *tls.Config, skip bool) http.Round
 		}
 		cfg.InsecureSkipVerify = skip //nolint:gosec // the user asked for it, for this registry or this direction
 		t.TLSClientConfig = cfg
+		if own != nil {
+			// HTTP/1.1: a server refusing the client certificate does so
+			// after a TLS 1.3 handshake seems done; over HTTP/2 its alert
+			// is lost behind "client conn could not be established", over
+			// HTTP/1.1 it is the first read's error, which says why.
+			t.ForceAttemptHTTP2 = false
+			t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+			cfg.NextProtos = nil
+		}
 		rt = t
 	}
 	c.tlsBases[key] = rt
