@@ -64,7 +64,7 @@ func TestOpenGitHTTP(t *testing.T) {
 		version string   // content of /version
 		files   []string // files that must exist
 		absent  []string // files that must not
-		wantErr string // "*" for any error
+		wantErr string   // "*" for any error
 	}{
 		{name: "docker: default branch", source: srv.URL + "/repo.git", opts: auth, version: "2"},
 		{name: "docker: annotated tag", source: srv.URL + "/repo.git#v1", opts: auth, version: "1"},
@@ -129,7 +129,7 @@ func TestOpenGitHTTP(t *testing.T) {
 }
 
 func withBranch(o GitOptions, b string) GitOptions { o.Branch = b; return o }
-func withRecurse(o GitOptions) GitOptions       { o.RecurseSubmodules = true; return o }
+func withRecurse(o GitOptions) GitOptions          { o.RecurseSubmodules = true; return o }
 
 // TestGitCredentialsStayOnTheirHost: credentials go to the context's host
 // only, never to a submodule's elsewhere.
