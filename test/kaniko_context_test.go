@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -130,8 +131,9 @@ const (
 
 // gitRepos makes, under a new folder served by a git HTTP server with Basic
 // auth, app.git (a Dockerfile copying its tree, a file, a svc folder, and a
-// submodule lib at ../lib.git) and lib.git.
-func gitRepos(t *testing.T) *harness.GitServer {
+// submodule lib at ../lib.git, then the files of extra; a file named
+// busybox is executable) and lib.git.
+func gitRepos(t *testing.T, extra map[string]string) *harness.GitServer {
 	t.Helper()
 	if _, err := exec.LookPath("git"); err != nil {
 		t.Skip("git not installed (the test's server needs it)")
@@ -149,10 +151,17 @@ func gitRepos(t *testing.T) *harness.GitServer {
 	app := t.TempDir()
 	git = gitIn(t, app)
 	git("init", "-q")
-	writeContext(t, app, map[string]string{
+	files := map[string]string{
 		"Dockerfile": "FROM scratch\nCOPY . /src/\n", "version": "1", "svc/Dockerfile": "FROM scratch\nCOPY . /svc/\n", "svc/s.txt": "s",
 		".gitmodules": "[submodule \"lib\"]\n\tpath = lib\n\turl = ../lib.git\n",
-	})
+	}
+	maps.Copy(files, extra)
+	writeContext(t, app, files)
+	if _, ok := extra["busybox"]; ok {
+		if err := os.Chmod(filepath.Join(app, "busybox"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	git("add", "-A")
 	git("update-index", "--add", "--cacheinfo", "160000,"+libCommit+",lib")
 	git("commit", "-q", "-m", "app")
@@ -181,7 +190,7 @@ func gitIn(t *testing.T, dir string) func(args ...string) string {
 // is installed (as in kiln's image), gives the image the system git gives.
 func TestBuildGitContextWithoutGit(t *testing.T) {
 	t.Parallel()
-	srv := gitRepos(t)
+	srv := gitRepos(t, nil)
 	host := strings.TrimPrefix(srv.URL, "http://")
 	noGit := t.TempDir() // an empty PATH: no git to run
 	creds := []string{"GIT_PULL_METHOD=http", "GIT_USERNAME=" + gitUser, "GIT_PASSWORD=" + gitPass}
