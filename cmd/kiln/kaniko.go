@@ -3,7 +3,6 @@ package main
 import (
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 )
 
@@ -21,26 +20,27 @@ const (
 	kanikoDockerConfig = "/kaniko/.docker"
 )
 
-// rootFlags are the flags kiln takes before a command; any other flag
-// first is kaniko's executor being run with only args (its image's
-// entrypoint) against kiln's image.
-var rootFlags = []string{"--help", "-h", "--version", "-v", "--generate-bash-completion"}
-
 // kanikoArgs turns kaniko's invocations into kiln's: the binary run as
-// "executor", or run with a build flag where kiln wants a command, is kiln
-// build with kaniko's defaults (--context /workspace/, -c for --context);
-// run as "warmer" it is kiln warm.
-func kanikoArgs(args []string) []string {
+// "executor", or run with one of kiln build's flags where kiln wants a
+// command (kaniko's args against kiln's image, whose entrypoint is
+// /kiln/kiln), is kiln build with kaniko's defaults (--context /workspace/,
+// -c for --context); run as "warmer" it is kiln warm. buildFlag tells kiln
+// build's flags ("--context", "-f").
+func kanikoArgs(args []string, buildFlag func(string) bool) []string {
 	if len(args) == 0 {
 		return args
 	}
 	rest := args[1:]
+	first := ""
+	if len(rest) > 0 {
+		first, _, _ = strings.Cut(rest[0], "=")
+	}
 	switch name := filepath.Base(args[0]); {
 	case name == kanikoWarmer:
 		return append([]string{"kiln", "warm"}, rest...)
-	case name == kanikoExecutor && len(rest) > 0 && rest[0] == "version":
+	case name == kanikoExecutor && first == "version":
 		return []string{"kiln", "version"}
-	case name == kanikoExecutor, len(rest) > 0 && strings.HasPrefix(rest[0], "-") && !slices.Contains(rootFlags, rest[0]):
+	case name == kanikoExecutor, first == "-c" || strings.HasPrefix(first, "-") && buildFlag(first):
 		out := []string{"kiln", "build", "--context", kanikoContext}
 		for i, a := range rest {
 			switch {
@@ -56,6 +56,21 @@ func kanikoArgs(args []string) []string {
 		return out
 	}
 	return args
+}
+
+// buildFlags tells kiln build's flags, as written on a command line.
+func buildFlags() func(string) bool {
+	set := map[string]bool{}
+	for _, f := range buildCommand().Flags {
+		for _, n := range f.Names() {
+			if len(n) == 1 {
+				set["-"+n] = true
+			} else {
+				set["--"+n] = true
+			}
+		}
+	}
+	return func(arg string) bool { return set[arg] }
 }
 
 // dockerConfigDir is the folder whose config.json holds registry

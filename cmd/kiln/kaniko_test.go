@@ -26,10 +26,12 @@ func TestKanikoArgs(t *testing.T) {
 		{name: "executor version", in: []string{"/kaniko/executor", "version"}, want: []string{"kiln", "version"}},
 		{name: "image entrypoint with kaniko's args", in: []string{"/kiln/kiln", "--dockerfile=Dockerfile", "--destination=reg/app"},
 			want: []string{"kiln", "build", "--context", "/workspace/", "--dockerfile=Dockerfile", "--destination=reg/app"}},
+		{name: "kiln with an unknown flag", in: []string{"kiln", "--no-such-flag"}, want: []string{"kiln", "--no-such-flag"}},
+		{name: "kiln -v", in: []string{"kiln", "-v"}, want: []string{"kiln", "-v"}},
 		{name: "warmer", in: []string{"/kaniko/warmer", "--cache-dir=/cache", "--image=alpine"}, want: []string{"kiln", "warm", "--cache-dir=/cache", "--image=alpine"}},
 	}
 	for _, tt := range tests {
-		if got := kanikoArgs(tt.in); !slices.Equal(got, tt.want) {
+		if got := kanikoArgs(tt.in, buildFlags()); !slices.Equal(got, tt.want) {
 			t.Errorf("%s: kanikoArgs(%q) = %q, want %q", tt.name, tt.in, got, tt.want)
 		}
 	}

@@ -38,7 +38,7 @@ func main() {
 	if dir := dockerConfigDir(os.Getenv, kanikoDockerConfig); dir != "" {
 		os.Setenv("DOCKER_CONFIG", dir) // kaniko's credentials, read by every registry client
 	}
-	err := newApp().RunContext(ctx, kanikoArgs(os.Args))
+	err := newApp().RunContext(ctx, kanikoArgs(os.Args, buildFlags()))
 	if err == nil {
 		return
 	}
