@@ -127,7 +127,7 @@ func Build(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 func build(ctx context.Context, req Request, o *options, work string) (*Result, error) {
 	bc, err := buildcontext.Open(ctx, req.Context, buildcontext.Options{
 		Dockerfile: req.Dockerfile, TempDir: work, Stdin: o.stdin, Exclude: req.Exclude,
-		SubPath: req.ContextSubPath, GitOptions: req.Git, Log: o.log,
+		SubPath: req.ContextSubPath, GitOptions: req.Git, Log: o.log, HTTPClient: o.http,
 	})
 	if err != nil {
 		return nil, err
