@@ -35,7 +35,9 @@ func applyContextFlags(c *cli.Context, r *builder.Request) error {
 		return err
 	}
 	r.Git = g
-	if c.IsSet("dockerfile") {
+	// build-all's pods name the Dockerfile inside their blob:// context:
+	// whatever lies in the pod's working folder must not be taken instead.
+	if c.IsSet("dockerfile") && !strings.HasPrefix(r.Context, blobScheme) {
 		if r.Dockerfile, err = resolveDockerfile(r.Dockerfile, contextRoot(*r)); err != nil {
 			return err
 		}
