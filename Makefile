@@ -5,7 +5,7 @@
 #   make bench      benchmarks: kiln warm vs crane, skopeo and the raw limit; kiln build vs buildah; layer cache vs kaniko and buildah; build-all via Kubernetes vs local (bench/)
 #   make lint       go vet + gofmt
 #   make demo       README's main command: kiln build-all of build.toml (hello, amd64+arm64) into out/hello
-#   make image      kiln's own image (the static binary on scratch, amd64+arm64) into out/kiln
+#   make image      kiln's own image (the static binary on scratch, amd64+arm64) into out/kiln, its debug variant (a busybox shell) into out/kiln-debug
 #   make demo-warm  kiln warm of sample multi-arch images from a local registry
 #   make deps       install the system packages tests need (Debian; root or sudo)
 
@@ -55,12 +55,14 @@ hello:
 demo: build hello
 	bin/kiln build-all --config build.toml --reproducible hello
 
-# kiln's own image (the binary on scratch, for pods), built by kiln: out/kiln.
+# kiln's own image (the binary on scratch, for pods), built by kiln: out/kiln, and out/kiln-debug with busybox.
 image: build
 	GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o deploy/image/bin/kiln-amd64 ./cmd/kiln
 	GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o deploy/image/bin/kiln-arm64 ./cmd/kiln
 	cp /etc/ssl/certs/ca-certificates.crt deploy/image/bin/ca-certificates.crt
-	bin/kiln build-all --config build.toml --reproducible kiln
+	sh deploy/image/busybox.sh amd64 deploy/image/bin/busybox-amd64
+	sh deploy/image/busybox.sh arm64 deploy/image/bin/busybox-arm64
+	bin/kiln build-all --config build.toml --reproducible kiln kiln-debug
 
 demo-warm: deps build
 	$(GO) run ./test/demo

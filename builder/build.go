@@ -19,8 +19,8 @@ import (
 
 // Request is what to build: plain data, filled from flags or build.toml.
 type Request struct {
-	Context         string            // source for buildcontext.Open: dir, tar, "-" or git URL
-	Dockerfile      string            // relative to the context; default "Dockerfile"
+	Context         string            // source for buildcontext.Open: dir, tar, "-", git or http(s) URL, dir:// or tar://
+	Dockerfile      string            // relative to the context, or an absolute host path (inside it or not); default "Dockerfile"
 	Platform        specs.Platform    // the platform built; zero value = platform.Host()
 	BuildPlatform   specs.Platform    // the machine building ($BUILDPLATFORM); zero value = platform.Host()
 	BuildArgs       map[string]string // --build-arg
@@ -36,6 +36,12 @@ type Request struct {
 	// Exclude lists context-relative paths left out of the context whatever
 	// .dockerignore says: the build's own outputs, when inside it.
 	Exclude []string
+	// ContextSubPath is a folder inside the context used as its root
+	// (kaniko's --context-sub-path).
+	ContextSubPath string
+	// Git says how a git context is fetched (kaniko's --git and GIT_*
+	// variables).
+	Git buildcontext.GitOptions
 }
 
 // Result is the built image. Its layers are files in the build's work folder:
@@ -121,6 +127,7 @@ func Build(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 func build(ctx context.Context, req Request, o *options, work string) (*Result, error) {
 	bc, err := buildcontext.Open(ctx, req.Context, buildcontext.Options{
 		Dockerfile: req.Dockerfile, TempDir: work, Stdin: o.stdin, Exclude: req.Exclude,
+		SubPath: req.ContextSubPath, GitOptions: req.Git, Log: o.log, HTTPClient: o.http,
 	})
 	if err != nil {
 		return nil, err

@@ -36,6 +36,7 @@ func (b *builder) checkContainerRoot() error {
 	}
 	home := filepath.Dir(exe)
 	keep = append(keep, home, b.work, b.bc.Root())
+	keep = append(keep, imageKeeps(home)...)
 	if b.o.runCache != "" {
 		keep = append(keep, b.o.runCache)
 	}
@@ -65,6 +66,30 @@ func (b *builder) checkContainerRoot() error {
 			strings.Join(foreign, ", "))
 	}
 	return nil
+}
+
+// keepFile, in kiln's own folder, lists the other paths that are kiln's in
+// its image, one absolute path a line: kaniko's /kaniko entry points, the
+// debug image's /busybox shell. Container isolation keeps those that exist
+// as it keeps kiln's folder, and no layer holds them.
+const keepFile = "keep"
+
+func imageKeeps(home string) []string {
+	b, err := os.ReadFile(filepath.Join(home, keepFile))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		p := filepath.Clean(strings.TrimSpace(line))
+		if !filepath.IsAbs(p) || p == "/" {
+			continue // comments and blank lines too
+		}
+		if _, err := os.Lstat(p); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // foreignTopLevel lists the entries of "/" that are neither kept paths,

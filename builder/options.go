@@ -79,8 +79,8 @@ func WithWorkDir(dir string) Option {
 // WithStdin sets what the context "-" reads (default os.Stdin).
 func WithStdin(r io.Reader) Option { return func(o *options) { o.stdin = r } }
 
-// WithHTTPClient sets the client ADD <url> fetches with (default
-// http.DefaultClient).
+// WithHTTPClient sets the client ADD <url> and an https:// tarball context
+// are fetched with (default http.DefaultClient).
 func WithHTTPClient(c *http.Client) Option {
 	return func(o *options) {
 		if c != nil {

@@ -66,15 +66,9 @@ func newKubeEnv(t *testing.T) *kubeEnv {
 // kiln, from the binary under test, and pushes it.
 func pushKilnImage(t *testing.T, addr string) string {
 	t.Helper()
-	dir := t.TempDir()
-	df, err := os.ReadFile("../deploy/image/Dockerfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeContext(t, dir, map[string]string{"Dockerfile": string(df), "bin/ca-certificates.crt": ""})
-	copyFile(t, kilnBin, filepath.Join(dir, "bin", "kiln-amd64"), 0o755)
+	dir := kilnImageContext(t, "amd64")
 	ref := addr + "/tools/kiln:test"
-	r := runKiln(t, "build", "--context", dir, "--platform", "linux/amd64", "--destination", ref, "--work-dir", t.TempDir())
+	r := runKiln(t, "build", "--context", dir, "--target", "kiln", "--platform", "linux/amd64", "--destination", ref, "--work-dir", t.TempDir())
 	mustExit(t, r, 0)
 	return ref
 }

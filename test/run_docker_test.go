@@ -25,15 +25,9 @@ func TestRunUnderDocker(t *testing.T) {
 	docker := startDocker(t)
 
 	// kiln's image, from the shipped Dockerfile, with this test's binary.
-	imgCtx := t.TempDir()
-	df, err := os.ReadFile(filepath.Join("..", "deploy", "image", "Dockerfile"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeContext(t, imgCtx, map[string]string{"Dockerfile": string(df), "bin/ca-certificates.crt": ""})
-	copyFile(t, kilnBin, filepath.Join(imgCtx, "bin", "kiln-"+runtime.GOARCH), 0o755)
+	imgCtx := kilnImageContext(t, runtime.GOARCH)
 	tarball := filepath.Join(t.TempDir(), "kiln.tar")
-	mustExit(t, runKiln(t, "build", "--context", imgCtx, "--tar-path", tarball, "--no-push", "--destination", "kiln-e2e:test"), 0)
+	mustExit(t, runKiln(t, "build", "--context", imgCtx, "--target", "kiln", "--tar-path", tarball, "--no-push", "--destination", "kiln-e2e:test"), 0)
 	docker("load", "-i", tarball)
 
 	ws := t.TempDir()
@@ -60,7 +54,7 @@ RUN echo made by $(id -u) > /srv/owned
 	eachLayerEntry(t, img, func(i int, hdr *tar.Header, _ io.Reader) {
 		top := strings.SplitN(strings.TrimPrefix(hdr.Name, "./"), "/", 2)[0]
 		switch top {
-		case "kiln", "workspace", "proc", "sys", "dev", ".dockerenv":
+		case "kiln", "kaniko", "workspace", "proc", "sys", "dev", ".dockerenv":
 			t.Errorf("layer %d holds %s, the container's own", i, hdr.Name)
 		}
 		if n := strings.TrimSuffix(hdr.Name, "/"); n == "etc/hosts" || n == "etc/resolv.conf" || n == "etc/hostname" {
@@ -111,6 +105,11 @@ func startDocker(t *testing.T) func(args ...string) string {
 		}
 		logFile.Close()
 		_ = exec.Command("umount", "-R", filepath.Join(dir, "data")).Run() // nothing should be left; make sure
+		// --network host leaves the engine's own network namespace mounted.
+		netns, _ := filepath.Glob(filepath.Join(dir, "exec", "netns", "*"))
+		for _, ns := range netns {
+			_ = exec.Command("umount", ns).Run()
+		}
 	})
 	ready := false
 	for deadline := time.Now().Add(45 * time.Second); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {

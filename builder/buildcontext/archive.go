@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -27,16 +28,19 @@ func fromArchiveFile(ctx context.Context, file string, opts Options) (*Context, 
 	return fromTar(ctx, r, opts)
 }
 
-// fromStdin takes a tar (maybe compressed) from opts.Stdin or, like
-// `docker build - < Dockerfile`, a lone Dockerfile.
-func fromStdin(ctx context.Context, opts Options) (*Context, error) {
-	r, err := decompress(opts.Stdin)
+// fromStream takes a tar (maybe compressed) from r (stdin, a download) or,
+// like `docker build - < Dockerfile`, a lone Dockerfile.
+func fromStream(ctx context.Context, r io.Reader, opts Options) (*Context, error) {
+	r, err := decompress(r)
 	if err != nil {
-		return nil, fmt.Errorf("stdin: %w", err)
+		return nil, err
 	}
 	br := bufio.NewReaderSize(r, tarBlock)
 	if isTar(br) {
 		return fromTar(ctx, br, opts)
+	}
+	if filepath.IsAbs(opts.Dockerfile) {
+		return nil, fmt.Errorf("a lone Dockerfile was given as the context, and another one as %s: give one", opts.Dockerfile)
 	}
 	c, err := newTemp(opts)
 	if err != nil {
@@ -44,7 +48,7 @@ func fromStdin(ctx context.Context, opts Options) (*Context, error) {
 	}
 	if err := writeDockerfile(c.root, opts.Dockerfile, br); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("stdin: %w", err)
+		return nil, err
 	}
 	return c, nil
 }

@@ -37,7 +37,6 @@ func TestOpenSources(t *testing.T) {
 		{name: "stdin lone Dockerfile", source: "-", stdin: []byte("FROM scratch\n"), want: []string{"Dockerfile"}},
 		{name: "stdin xz", source: "-", stdin: []byte{0xfd, '7', 'z', 'X', 'Z', 0, 1, 2}, wantErr: ErrUnsupportedSource},
 		{name: "missing path", source: filepath.Join(src, "nope"), wantErr: os.ErrNotExist},
-		{name: "remote tarball", source: "https://example.com/ctx.tar.gz", wantErr: ErrUnsupportedSource},
 		{name: "file that is not a tar", source: writeFile(t, src, "junk.tar", bytes.Repeat([]byte("garbage!"), 200)), wantErr: errAny},
 		{name: "truncated gzip", source: writeFile(t, src, "cut.tgz", gzipped(t, files)[:40]), wantErr: errAny},
 	}

@@ -1,11 +1,17 @@
 // Package buildcontext gives the builder a read-only, confined view of a build
 // context, whatever its source, with .dockerignore applied as Docker does.
 //
-// A context may be a directory, a tar file (plain, gzip or bzip2, detected by
-// its magic bytes), "-" for a tar on stdin (or a lone Dockerfile, as with
-// `docker build - < Dockerfile`), or a git URL with Docker's "#ref:subdir"
-// fragment. Everything but a directory is materialised under Options.TempDir
-// and removed by Close.
+// A context may be a directory ("dir://PATH" too, as kaniko writes it), a tar
+// file (plain, gzip or bzip2, detected by its magic bytes; "tar://PATH"),
+// "-" or "tar://stdin" for a tar on stdin (or a lone Dockerfile, as with
+// `docker build - < Dockerfile`), an http(s) URL of a tarball, or a git URL:
+// Docker's "repo.git#ref:subdir" or kaniko's "git://host/repo#ref#commit",
+// fetched over HTTPS (see ParseGitURL and GitOptions). Git runs as the system
+// git binary when there is one, else as go-git in process (BuiltinGit).
+// s3:// and gs:// are refused with ErrUnsupportedSource. Everything but a
+// directory is materialised under Options.TempDir and removed by Close.
+// Options.SubPath then picks a folder of it as the root, and
+// Options.Dockerfile may name a host file outside it, as `docker build -f`.
 //
 //	bc, err := buildcontext.Open(ctx, "https://github.com/acme/api.git#v1.4.2:svc", buildcontext.Options{
 //		Dockerfile: "Dockerfile",

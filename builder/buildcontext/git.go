@@ -2,23 +2,40 @@ package buildcontext
 
 import (
 	"context"
+	"encoding/base64"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
+
+	"github.com/go-git/go-git/v5/plumbing/transport"
 )
 
-// GitURL is a git context source split Docker's way:
-// "<remote>#<ref>:<subdir>", both parts of the fragment optional.
+// GitURL is a git context source. Two readings share it:
+//
+//   - Docker's: "<remote>#<ref>:<subdir>", both parts of the fragment
+//     optional, the remote being any URL git fetches (https://…/repo.git,
+//     ssh://, git@host:path, github.com/org/repo).
+//   - kaniko's: "git://<host>/<path>#<ref>#<commit>", fetched over HTTPS (or
+//     GitOptions.PullMethod), not git's own protocol, which major hosts no
+//     longer serve. Ref may be a full name (refs/heads/main, refs/pull/1/head)
+//     or a commit; Commit is checked out after Ref is fetched.
+//
+// A third "#<commit>" and a ":<subdir>" are understood in both readings.
 type GitURL struct {
-	Remote string // what git fetches from
-	Ref    string // branch, tag or commit; "" for the remote's HEAD
+	Remote string // what git fetches from, as written (git:// included)
+	Ref    string // branch, tag, full ref name or commit; "" for the remote's HEAD
+	Commit string // the commit to check out, from Ref's history; "" for Ref itself
 	Subdir string // folder inside the repository used as the context root
 }
+
+// kaniko reports whether u is kaniko's reading (a git:// URL).
+func (u GitURL) kaniko() bool { return strings.HasPrefix(u.Remote, "git://") }
 
 // ParseGitURL reports whether source names a git repository, as the docker
 // CLI decides: git://, git@host:path, ssh://, github.com/..., an http(s) URL
@@ -32,8 +49,9 @@ func ParseGitURL(source string) (GitURL, bool) {
 	if strings.HasPrefix(remote, "github.com/") {
 		remote = "https://" + remote
 	}
-	ref, subdir, _ := strings.Cut(fragment, ":")
-	return GitURL{Remote: remote, Ref: ref, Subdir: subdir}, true
+	refAndSubdir, commit, _ := strings.Cut(fragment, "#")
+	ref, subdir, _ := strings.Cut(refAndSubdir, ":")
+	return GitURL{Remote: remote, Ref: ref, Commit: commit, Subdir: subdir}, true
 }
 
 func isGitRemote(remote string, hasFragment bool) bool {
@@ -58,153 +76,205 @@ func hasPrefix(s string, prefixes ...string) bool {
 	return false
 }
 
+// BuiltinGit, as Options.Git, makes Open fetch git contexts with kiln's
+// built-in client (go-git) even where a git binary is installed.
+const BuiltinGit = "builtin"
+
+// GitOptions are kaniko's --git settings (branch=, single-branch=,
+// recurse-submodules=, insecure-skip-tls=) and its git environment
+// (GIT_PULL_METHOD, GIT_USERNAME, GIT_PASSWORD, GIT_TOKEN), as data.
+type GitOptions struct {
+	// Branch is the branch or tag to build when the URL names no ref.
+	Branch string
+	// SingleBranch is accepted for kaniko's sake: kiln fetches only the ref
+	// it builds anyway (all branches only to find a bare commit).
+	SingleBranch bool
+	// RecurseSubmodules fetches submodules of a git:// (kaniko) context,
+	// which kaniko leaves out by default. Docker's reading always fetches
+	// them, as docker build does.
+	RecurseSubmodules bool
+	// InsecureSkipTLS fetches over HTTPS without verifying the server.
+	InsecureSkipTLS bool
+	// PullMethod is the scheme a git:// URL is fetched with: "https"
+	// (default) or "http".
+	PullMethod string
+	// Username and Password are sent (HTTP Basic) to the remote's host and
+	// to no other, for http(s) remotes. Token, when set, is sent as the
+	// username with no password, as kaniko does with GIT_TOKEN.
+	Username, Password, Token string
+}
+
+// gitFetch is one checkout to make: the URL made concrete by the options.
+type gitFetch struct {
+	GitURL
+	recurse  bool
+	insecure bool
+	user     string // basic auth for host ("" for none)
+	pass     string
+	host     string // scheme://host[:port] of Remote, when it is http(s)
+}
+
+var commitish = regexp.MustCompile(`^[0-9a-fA-F]{4,64}$`)
+
+// plan checks repo against the options and makes it concrete: a git://
+// remote becomes its https:// (or http://) URL.
+func (o GitOptions) plan(repo GitURL) (gitFetch, error) {
+	f := gitFetch{GitURL: repo, recurse: !repo.kaniko() || o.RecurseSubmodules, insecure: o.InsecureSkipTLS}
+	if rest, ok := strings.CutPrefix(repo.Remote, "git://"); ok {
+		method := o.PullMethod
+		switch method {
+		case "":
+			method = "https"
+		case "http", "https":
+		default:
+			return f, fmt.Errorf("git pull method %q: want https or http", method)
+		}
+		f.Remote = method + "://" + rest
+	}
+	switch {
+	case o.Branch == "":
+	case f.Ref == "":
+		f.Ref = o.Branch
+	case f.Ref != o.Branch:
+		return f, fmt.Errorf("the URL names ref %q and the git branch option %q: give one", f.Ref, o.Branch)
+	}
+	if strings.HasPrefix(f.Ref, "-") {
+		return f, fmt.Errorf("git ref %q: must not start with \"-\"", f.Ref)
+	}
+	if f.Commit != "" && !commitish.MatchString(f.Commit) {
+		return f, fmt.Errorf("git commit %q: want a commit id (hexadecimal)", f.Commit)
+	}
+	f.user, f.pass = o.Username, o.Password
+	if o.Token != "" {
+		f.user, f.pass = o.Token, ""
+	}
+	if u, err := url.Parse(f.Remote); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
+		f.host = u.Scheme + "://" + u.Host
+	}
+	if f.host == "" {
+		f.user, f.pass = "", ""
+	}
+	return f, nil
+}
+
+// sendsAuth says whether remote (the context's or a submodule's) gets the
+// credentials: only on the context's own host.
+func (f gitFetch) sendsAuth(remote string) bool {
+	if f.user == "" && f.pass == "" || f.host == "" {
+		return false
+	}
+	u, err := url.Parse(remote)
+	return err == nil && u.Scheme+"://"+u.Host == f.host
+}
+
+// basicAuth is the Authorization header value of the credentials.
+func (f gitFetch) basicAuth() string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(f.user+":"+f.pass))
+}
+
+// gitClient checks a repository out into an empty folder, without its
+// .git folders.
+type gitClient interface {
+	checkout(ctx context.Context, dir string, f gitFetch) error
+}
+
+// pickGit chooses the git client: the system git when there is one (what
+// docker build runs), kiln's built-in client otherwise (kiln's image has
+// no git) or when asked for.
+func pickGit(bin string) (gitClient, string, error) {
+	if bin == BuiltinGit {
+		return builtinGit{}, "built-in (go-git)", nil
+	}
+	name := bin
+	if name == "" {
+		name = "git"
+	}
+	path, err := exec.LookPath(name)
+	if err == nil {
+		return newGitRunner(path), path, nil
+	}
+	if bin == "" {
+		return builtinGit{}, "built-in (go-git; no git in PATH)", nil
+	}
+	return nil, "", fmt.Errorf("git context needs git: %w", err)
+}
+
 // fromGit checks repo out into a new folder, the context root being Subdir.
 func fromGit(ctx context.Context, repo GitURL, opts Options) (*Context, error) {
-	if strings.HasPrefix(repo.Ref, "-") {
-		return nil, fmt.Errorf("git ref %q: must not start with \"-\"", repo.Ref)
-	}
-	g, err := newGitRunner(opts.Git, repo.Remote)
+	f, err := opts.GitOptions.plan(repo)
 	if err != nil {
 		return nil, err
 	}
+	client, which, err := pickGit(opts.Git)
+	if err != nil {
+		return nil, err
+	}
+	opts.Log.Info("fetching the git context", "remote", redact(f.Remote), "ref", orHead(f.Ref), "commit", f.Commit, "git", which)
 	c, err := newTemp(opts)
 	if err != nil {
 		return nil, err
 	}
-	g.dir = c.root
-	if err := g.checkout(ctx, repo); err != nil {
+	if err := client.checkout(ctx, c.root, f); err != nil {
 		c.Close()
-		return nil, err
+		return nil, authHint(err)
 	}
-	if err := c.enter(repo.Subdir); err != nil {
+	if err := c.enter("git subdir", f.Subdir); err != nil {
 		c.Close()
 		return nil, err
 	}
 	return c, nil
 }
 
-// enter makes the folder subdir, resolved inside the checkout, the root.
-func (c *Context) enter(subdir string) error {
-	real, fi, err := c.resolve(subdir, false)
+// authHint says how to give credentials when either client was refused
+// for want of them.
+func authHint(err error) error {
+	msg := err.Error()
+	if errors.Is(err, transport.ErrAuthenticationRequired) || errors.Is(err, transport.ErrAuthorizationFailed) ||
+		strings.Contains(msg, "could not read Username") || strings.Contains(msg, "Authentication failed") {
+		return fmt.Errorf("%w (the repository wants credentials: set GIT_USERNAME and GIT_PASSWORD, or GIT_TOKEN)", err)
+	}
+	return err
+}
+
+// enter makes the folder sub, resolved inside the context, the root.
+func (c *Context) enter(what, sub string) error {
+	real, fi, err := c.resolve(sub, false)
 	if err != nil {
-		return fmt.Errorf("git subdir %q: %w", subdir, err)
+		return fmt.Errorf("%s %q: %w", what, sub, err)
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("git subdir %q: not a folder", subdir)
+		return fmt.Errorf("%s %q: not a folder", what, sub)
 	}
 	c.root = c.host(real)
 	return nil
 }
 
-// gitRunner runs the system git in one checkout folder, hardened: no
-// prompts, no hooks, no templates, no ext:: transport, and the file
-// transport only when the user asked for a file:// URL (never for
-// submodules, which git runs as not coming from the user).
-type gitRunner struct {
-	bin, dir, fileProtocol string
-	env                    []string
-}
-
-func newGitRunner(bin, remote string) (*gitRunner, error) {
-	if bin == "" {
-		bin = "git"
-	}
-	path, err := exec.LookPath(bin)
-	if err != nil {
-		return nil, fmt.Errorf("git context needs git: %w", err)
-	}
-	g := &gitRunner{bin: path, fileProtocol: "never"}
-	if strings.HasPrefix(remote, "file://") {
-		g.fileProtocol = "user"
-	}
-	g.env = append(gitEnv(os.Environ()), "GIT_TERMINAL_PROMPT=0")
-	return g, nil
-}
-
-// gitEnv drops the variables that would point git at another repository
-// than the checkout folder (kiln may itself run from a git hook).
-func gitEnv(env []string) []string {
-	return slices.DeleteFunc(slices.Clone(env), func(kv string) bool {
-		name, _, _ := strings.Cut(kv, "=")
-		switch name {
-		case "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
-			"GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR", "GIT_NAMESPACE", "GIT_PREFIX":
-			return true
+// removeGitDirs removes every .git entry of a checkout: the repository's
+// and its submodules' (BuildKit leaves them out of the context; git never
+// tracks a file of that name).
+func removeGitDirs(dir string) error {
+	var found []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
 		}
-		return false
+		if d.Name() == ".git" {
+			found = append(found, p)
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+		}
+		return nil
 	})
-}
-
-// checkout does what Docker's classic builder does: init, shallow fetch of
-// the ref (a full fetch when a commit cannot be fetched by itself), detached
-// checkout, recursive submodules. The .git folder is then removed, as
-// BuildKit leaves it out of the context.
-func (g *gitRunner) checkout(ctx context.Context, repo GitURL) error {
-	if _, err := g.run(ctx, "init", "--quiet", "--template="); err != nil {
+	if err != nil {
 		return err
 	}
-	if _, err := g.run(ctx, "remote", "add", "origin", repo.Remote); err != nil {
-		return err
-	}
-	rev, err := g.fetch(ctx, repo.Ref)
-	if err != nil {
-		return fmt.Errorf("fetching %s: %w", orHead(repo.Ref), err)
-	}
-	commit, err := g.run(ctx, "rev-parse", "--verify", rev+"^{commit}")
-	if err != nil {
-		return fmt.Errorf("%s is not a commit of the repository: %w", orHead(repo.Ref), err)
-	}
-	if _, err := g.run(ctx, "checkout", "--quiet", "--detach", commit); err != nil {
-		return fmt.Errorf("checking out %s: %w", orHead(repo.Ref), err)
-	}
-	if _, err := os.Lstat(filepath.Join(g.dir, ".gitmodules")); err == nil {
-		if _, err := g.run(ctx, "submodule", "update", "--init", "--recursive", "--depth", "1"); err != nil {
-			return fmt.Errorf("updating submodules: %w", err)
+	for _, p := range found {
+		if err := os.RemoveAll(p); err != nil {
+			return err
 		}
 	}
-	return os.RemoveAll(filepath.Join(g.dir, ".git"))
-}
-
-var commitish = regexp.MustCompile(`^[0-9a-fA-F]{4,64}$`)
-
-// fetch fetches ref and returns what to check out.
-func (g *gitRunner) fetch(ctx context.Context, ref string) (string, error) {
-	_, err := g.run(ctx, "fetch", "--depth", "1", "origin", "--", orHead(ref))
-	if err == nil {
-		return "FETCH_HEAD", nil
-	}
-	if !commitish.MatchString(ref) {
-		return "", err
-	}
-	// Servers may refuse a commit by id, and git never fetches an abbreviated
-	// one: fetch everything and let checkout find it.
-	if _, err := g.run(ctx, "fetch", "--tags", "origin"); err != nil {
-		return "", err
-	}
-	return ref, nil
-}
-
-// run runs git and returns the tail of its output; the tail of its errors
-// ends the error message when it fails.
-func (g *gitRunner) run(ctx context.Context, args ...string) (string, error) {
-	hardening := []string{
-		"-c", "core.hooksPath=/dev/null",
-		"-c", "core.fsmonitor=false",
-		"-c", "protocol.ext.allow=never",
-		"-c", "protocol.file.allow=" + g.fileProtocol,
-	}
-	cmd := exec.CommandContext(ctx, g.bin, append(hardening, args...)...)
-	cmd.Dir = g.dir
-	cmd.Env = g.env
-	stdout, stderr := &tail{max: 1024}, &tail{max: 1024}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			return "", ctx.Err()
-		}
-		return "", fmt.Errorf("git %s: %w: %s", args[0], err, stderr)
-	}
-	return stdout.String(), nil
+	return nil
 }
 
 func orHead(ref string) string {
@@ -229,12 +299,3 @@ func (t *tail) Write(p []byte) (int, error) {
 }
 
 func (t *tail) String() string { return strings.TrimSpace(string(t.buf)) }
-
-// redact hides a password in a URL before it goes into an error message.
-func redact(source string) string {
-	u, err := url.Parse(source)
-	if err != nil || u.User == nil {
-		return source
-	}
-	return u.Redacted()
-}

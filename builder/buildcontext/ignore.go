@@ -37,9 +37,24 @@ func (ig *ignorer) isForced(rel string) bool {
 	return false
 }
 
-// loadIgnore reads "<Dockerfile>.dockerignore", else ".dockerignore".
+// loadIgnore reads "<Dockerfile>.dockerignore", else ".dockerignore". For a
+// Dockerfile outside the context, the first is the host file beside it.
 func (c *Context) loadIgnore() (*ignorer, error) {
-	for _, name := range []string{c.dockerfile + ".dockerignore", ".dockerignore"} {
+	if c.dockerfileHost != "" {
+		name := c.dockerfileHost + ".dockerignore"
+		b, err := readRegular(name)
+		if err == nil {
+			return parseIgnoreFile(name, b)
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("reading %s: %w", name, err)
+		}
+	}
+	names := []string{".dockerignore"}
+	if c.dockerfile != "" {
+		names = append([]string{c.dockerfile + ".dockerignore"}, names...)
+	}
+	for _, name := range names {
 		b, err := c.readFile(name)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
@@ -47,13 +62,17 @@ func (c *Context) loadIgnore() (*ignorer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("reading %s: %w", name, err)
 		}
-		ig, err := parseIgnore(b)
-		if err != nil {
-			return nil, fmt.Errorf("parsing %s: %w", name, err)
-		}
-		return ig, nil
+		return parseIgnoreFile(name, b)
 	}
 	return &ignorer{}, nil
+}
+
+func parseIgnoreFile(name string, b []byte) (*ignorer, error) {
+	ig, err := parseIgnore(b)
+	if err != nil {
+		return nil, fmt.Errorf("parsing %s: %w", name, err)
+	}
+	return ig, nil
 }
 
 func parseIgnore(b []byte) (*ignorer, error) {

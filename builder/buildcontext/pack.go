@@ -60,6 +60,9 @@ func (c *Context) Pack(w io.Writer) error {
 // controlFiles are the context-relative files a builder needs besides what
 // .dockerignore lets through.
 func (c *Context) controlFiles() []string {
+	if c.dockerfile == "" {
+		return []string{".dockerignore"} // the Dockerfile lies outside the context
+	}
 	return []string{c.dockerfile, ".dockerignore", c.dockerfile + ".dockerignore"}
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"kiln/builder"
+	"kiln/builder/buildcontext"
 	"kiln/builder/dockerfile"
 	"kiln/builder/rootfs"
 	"kiln/builder/run"
@@ -66,6 +67,29 @@ Examples:
    # Reproducible: the same inputs give the same digest
    SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) kiln build --context . --reproducible --digest-file digest.txt
 
+Contexts, as kaniko and docker build take them (--context):
+   a folder, dir://PATH          used in place
+   a tar or tar.gz, tar://PATH   unpacked; - or tar://stdin reads one (or a lone Dockerfile) on stdin
+   https://HOST/ctx.tar.gz       downloaded; also an Azure blob or a pre-signed S3/GCS URL (kiln sends no
+                                 cloud credentials; s3:// and gs:// are refused: copy the tarball first, pass tar://PATH)
+   git://HOST/ORG/REPO#REF#COMMIT  kaniko's reading: fetched over HTTPS (GIT_PULL_METHOD=http for plain HTTP),
+                                 REF a branch, a tag or a full name (refs/heads/main, refs/pull/7/head), COMMIT
+                                 checked out from its history; submodules only with --git recurse-submodules=true
+   https://HOST/REPO.git#REF:DIR, git@HOST:REPO.git, ssh://…  Docker's reading: DIR is the context root,
+                                 submodules always fetched
+   Git credentials: GIT_USERNAME and GIT_PASSWORD, or GIT_TOKEN (sent as the username), for the remote's host only.
+   kiln runs the git binary when there is one and its built-in client (go-git) when not, as in its own image.
+   --context-sub-path DIR makes a folder inside the context its root; --git branch=B picks the ref of a URL naming none.
+
+The Dockerfile (--dockerfile), in kaniko's order: an absolute path; else a path that exists from the
+working directory (docker build -f's reading); else a path inside the context root. Without the flag it
+is Dockerfile in the context. A Dockerfile outside the context works as with docker build -f, and its
+<Dockerfile>.dockerignore beside it wins over the context's .dockerignore.
+
+Invoked as executor (kiln's image keeps /kaniko/executor), kiln is kiln build with kaniko's defaults
+(--context /workspace/, -c for --context); as warmer (/kaniko/warmer), kiln warm. Registry credentials
+come from $DOCKER_CONFIG/config.json, else /kaniko/.docker/config.json, else ~/.docker/config.json.
+
 RUN executes natively (never emulated unless --allow-emulation): --isolation picks chroot (root),
 rootless (a user namespace) or container (the kaniko way); --snapshot picks overlay (the cost of a
 step is what it changed) or walk. Both are chosen automatically and logged when not given.
@@ -81,8 +105,8 @@ or a push failed; 2 for bad flags, build.toml or Dockerfile.`,
 		ArgsUsage: "[NAME]",
 		Flags: append([]cli.Flag{
 			configFlag(), allowFSFlag(),
-			&cli.StringFlag{Name: "context", Usage: "build context: a folder, a .tar/.tar.gz file, - for a tar on stdin, or a git URL (repo.git#ref:subdir)", EnvVars: envs("CONTEXT")},
-			&cli.StringFlag{Name: "dockerfile", Aliases: []string{"f"}, Usage: "Dockerfile path inside the context", DefaultText: "Dockerfile", EnvVars: envs("DOCKERFILE")},
+			&cli.StringFlag{Name: "context", Usage: "build context: a folder (or dir://PATH), a .tar/.tar.gz file (or tar://PATH), - or tar://stdin for a tar on stdin, an https:// tarball, or a git URL: Docker's repo.git#ref:subdir, kaniko's git://host/org/repo#ref#commit (see below)", EnvVars: envs("CONTEXT")},
+			&cli.StringFlag{Name: "dockerfile", Aliases: []string{"f"}, Usage: "the Dockerfile: an absolute path, a path from the working directory, else a path in the context (kaniko's order; see below)", DefaultText: "Dockerfile in the context", EnvVars: envs("DOCKERFILE")},
 			&cli.StringFlag{Name: "platform", Usage: "the platform to build", DefaultText: "this machine's", EnvVars: envs("PLATFORM")},
 			&cli.StringSliceFlag{Name: "build-arg", Usage: "set a Dockerfile ARG, `K=V` (repeatable)", EnvVars: envs("BUILD_ARG")},
 			&cli.StringFlag{Name: "target", Usage: "build this `STAGE` (default: the last)", EnvVars: envs("TARGET")},
@@ -104,7 +128,7 @@ or a push failed; 2 for bad flags, build.toml or Dockerfile.`,
 			&cli.StringFlag{Name: "binfmt-dir", Value: runner.DefaultBinfmtDir, Hidden: true, EnvVars: envs("BINFMT_DIR")},
 			progressFlag(),
 			logFormatFlag(),
-		}, slices.Concat(runFlags(), []cli.Flag{layerStoreFlag()}, layerCacheFlags(), retryFlags(), registryFlags(manifest.Pull|manifest.Push))...),
+		}, slices.Concat(runFlags(), []cli.Flag{layerStoreFlag()}, layerCacheFlags(), retryFlags(), registryFlags(manifest.Pull|manifest.Push), contextFlags())...),
 		Action:       runBuild,
 		OnUsageError: usageError,
 	}
@@ -132,7 +156,7 @@ func runBuild(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
-	plan.req.Exclude = append(plan.req.Exclude, excludeOutputs(out.log, plan.req.Context,
+	plan.req.Exclude = append(plan.req.Exclude, excludeOutputs(out.log, contextRoot(plan.req),
 		plan.ociDir, plan.tarPath, c.String("digest-file"), c.String("metadata-file"))...)
 	client, err := newClient(c, plan.cfg, out.log)
 	if err != nil {
@@ -220,7 +244,7 @@ func buildFailure(err error) error {
 	case errors.As(err, new(*builder.RunError)), errors.Is(err, run.ErrSetup), errors.Is(err, run.ErrUnmappedID):
 		return cli.Exit(err.Error(), exitFailed) // a RUN step ran (or was set up) and failed
 	case errors.As(err, &de), errors.Is(err, dockerfile.ErrUnknownTarget), errors.Is(err, builder.ErrForeignRun),
-		errors.Is(err, builder.ErrNotSupported), errors.Is(err, fs.ErrNotExist):
+		errors.Is(err, builder.ErrNotSupported), errors.Is(err, fs.ErrNotExist), errors.Is(err, buildcontext.ErrUnsupportedSource):
 		return cli.Exit(err.Error(), exitUsage)
 	}
 	return cli.Exit(err.Error(), exitFailed)
@@ -339,6 +363,9 @@ func applyBuildFlags(c *cli.Context, plan *buildPlan) error {
 	setString(c, "context", &r.Context)
 	setString(c, "dockerfile", &r.Dockerfile)
 	setString(c, "target", &r.Target)
+	if err := applyContextFlags(c, r); err != nil {
+		return err
+	}
 	setString(c, "cache-dir", &plan.cacheDir)
 	setString(c, "tar-path", &plan.tarPath)
 	if plan.cacheDir == "" {

@@ -360,6 +360,7 @@ func buildAllImage(c *cli.Context, out *output, s *buildAllSetup, imageName stri
 	if err := applyReproducible(c, &im.Request); err != nil {
 		return im, err
 	}
+	im.Request.Git, _ = gitOptions(nil, os.Getenv) // GIT_USERNAME and friends, for git contexts built here
 	for _, t := range img.Tags {
 		ref, err := s.client.ParseReference(t)
 		if err != nil {

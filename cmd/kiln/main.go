@@ -35,7 +35,10 @@ func main() {
 		<-ctx.Done()
 		stop()
 	}()
-	err := newApp().RunContext(ctx, os.Args)
+	if dir := dockerConfigDir(os.Getenv, kanikoDockerConfig); dir != "" {
+		os.Setenv("DOCKER_CONFIG", dir) // kaniko's credentials, read by every registry client
+	}
+	err := newApp().RunContext(ctx, kanikoArgs(os.Args, buildFlags()))
 	if err == nil {
 		return
 	}
