@@ -106,7 +106,7 @@ declare -A LABEL=(
 	[buildah]="buildah bud --layers (vfs) + push"
 	[buildah_bud]="buildah bud --layers alone (no push)"
 	[kiln_reg]="kiln build --cache --cache-repo (fresh --cache-dir)"
-	[kiln_local]="kiln build --cache --cache-dir"
+	[kiln_local]="kiln build --cache --cache-repo= --cache-dir (the folder only)"
 )
 
 # What a tool logs for a step taken from its cache (counted in each log).
@@ -167,7 +167,7 @@ build() {
 	kiln_local)
 		run_in_work "$key" "$logf" "$KILN" build --context "$ctx" --dockerfile Dockerfile \
 			--insecure-registry "$REG" --destination "$REG/out/kiln-local:r$n" --work-dir "$TMPDIR" \
-			--cache --cache-dir "$WORK/state/kiln_local-r$n" --progress plain || return 1
+			--cache --cache-repo= --cache-dir "$WORK/state/kiln_local-r$n" --progress plain || return 1
 		;;
 	esac
 	HITS[$key]=$(grep -ciE "${HITS_RE[$tool]}" "$logf" || true)

@@ -21,7 +21,7 @@ import (
 func layerCacheFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.BoolFlag{Name: "cache", Usage: "reuse the layers of steps whose inputs did not change (the layer cache; kaniko's --cache; as cache.layers = true in build.toml)", EnvVars: envs("CACHE")},
-		&cli.StringFlag{Name: "cache-repo", Usage: "keep layer cache entries in this registry `REPOSITORY` (kaniko's --cache-repo; default: DESTINATION's repository + /cache when pushing, else the --cache-dir folder)", EnvVars: envs("CACHE_REPO")},
+		&cli.StringFlag{Name: "cache-repo", Usage: "keep layer cache entries in this registry `REPOSITORY` (kaniko's --cache-repo; default: DESTINATION's repository + /cache when pushing, else the --cache-dir folder; \"\" for the folder only)", EnvVars: envs("CACHE_REPO")},
 		&cli.BoolFlag{Name: "cache-local", Usage: "also keep layer cache entries in the --cache-dir folder when a --cache-repo is used (looked up first)", EnvVars: envs("CACHE_LOCAL")},
 		&cli.DurationFlag{Name: "cache-ttl", Value: layercache.DefaultTTL, Usage: "layer cache entries older than this are not used (kaniko's --cache-ttl)", EnvVars: envs("CACHE_TTL")},
 		&cli.BoolFlag{Name: "cache-copy-layers", Value: true, Usage: "cache COPY and ADD steps too (kaniko's flag; on by default in kiln: its COPY keys hash the copied files, so a hit is never stale)", EnvVars: envs("CACHE_COPY_LAYERS")},
@@ -66,11 +66,14 @@ func (p *layerCachePlan) applyFlags(c *cli.Context, dests []name.Reference, push
 	if !p.on {
 		return nil
 	}
-	if p.repo != "" {
+	switch {
+	case p.repo != "":
 		if _, err := name.NewRepository(p.repo); err != nil {
 			return fmt.Errorf("--cache-repo %q: %w", p.repo, err)
 		}
-	} else if push && len(dests) > 0 {
+	case c.IsSet("cache-repo"):
+		// --cache-repo "": the folder only, even when pushing.
+	case push && len(dests) > 0:
 		p.repo = dests[0].Context().Name() + "/cache"
 	}
 	p.local = p.repo == "" || c.Bool("cache-local")
