@@ -85,7 +85,7 @@ unknown NAME or a bad build.toml.`,
 			&cli.BoolFlag{Name: "reproducible", Usage: "timestamps from SOURCE_DATE_EPOCH (or 0): the same inputs give the same digests", EnvVars: envs("REPRODUCIBLE")},
 			&cli.StringFlag{Name: "work-dir", Usage: "scratch space for stage filesystems and layers", DefaultText: "$TMPDIR", EnvVars: envs("WORK_DIR")},
 			progressFlag(),
-			logFormatFlag(),
+			logFormatFlag(), verbosityFlag(), logTimestampFlag(),
 		}, append(append(runFlags(), layerCacheFlags()...), retryFlags()...)...),
 		Action:       runBuildAll,
 		OnUsageError: usageError,
@@ -208,7 +208,7 @@ func coordinatorOptions(c *cli.Context, out *output, s *buildAllSetup) []buildal
 		buildall.WithLogger(out.log),
 		buildall.WithTempDir(c.String("work-dir")),
 	}
-	if c.String("log-format") == "text" {
+	if logFormat(c) == "text" {
 		// Job lines, each behind "[name platform] "; JSON logs carry the
 		// image and platform as attributes instead.
 		opts = append(opts, buildall.WithLogWriter(errWriter(c)))

@@ -90,7 +90,7 @@ media type for the format) or a push failed; 2 for bad flags.`,
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "also write the index and its images as an OCI layout: oci:`DIR`", EnvVars: envs("OUTPUT")},
 			&cli.StringFlag{Name: "digest-file", Usage: "write the index digest to `FILE`", EnvVars: envs("DIGEST_FILE")},
 			configFlag(), allowFSFlag(),
-			logFormatFlag(),
+			logFormatFlag(), verbosityFlag(), logTimestampFlag(),
 		}, retryFlags()...),
 		Action: func(c *cli.Context) error {
 			return runIndexCreate(c, annotations.list, descAnnotations.list)
@@ -184,14 +184,11 @@ func indexLogger(c *cli.Context) (*slog.Logger, error) {
 	if w == nil {
 		w = os.Stderr
 	}
-	switch f := c.String("log-format"); f {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, nil)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, nil)), nil
-	default:
-		return nil, fmt.Errorf("--log-format: want text or json, got %q", f)
+	lo, err := logOptionsOf(c)
+	if err != nil {
+		return nil, err
 	}
+	return lo.logger(w), nil
 }
 
 // indexFlags checks the flags; references are parsed later, with the
