@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -73,12 +74,14 @@ profile, /proc/sys and friends read-only, /proc/kcore and friends masked, device
 but never open, at most 4096 processes. Loosen it only for a step that needs it:
    kiln build --context . --security-opt seccomp=unconfined --pids-limit -1 --ulimit nofile=65536
 
-Flags go before NAME (kiln build [flags] NAME).
+A kaniko command line runs unchanged: every flag of kaniko's executor is accepted, with kaniko's
+meaning (see "kaniko compatibility" below, and README.md's "Switching from kaniko"). As in kaniko,
+-c is --context, -f --dockerfile, -d --destination and -v --verbosity.
 
 Exit status: 0 if the image was built and written or pushed everywhere asked; 1 if the build
 or a push failed; 2 for bad flags, build.toml or Dockerfile.`,
 		ArgsUsage: "[NAME]",
-		Flags: append([]cli.Flag{
+		Flags: kanikoShortFlags(append(append([]cli.Flag{
 			configFlag(), allowFSFlag(),
 			&cli.StringFlag{Name: "context", Usage: "build context: a folder, a .tar/.tar.gz file, - for a tar on stdin, or a git URL (repo.git#ref:subdir)", EnvVars: envs("CONTEXT")},
 			&cli.StringFlag{Name: "dockerfile", Aliases: []string{"f"}, Usage: "Dockerfile path inside the context", DefaultText: "Dockerfile", EnvVars: envs("DOCKERFILE")},
@@ -104,7 +107,7 @@ or a push failed; 2 for bad flags, build.toml or Dockerfile.`,
 			&cli.StringFlag{Name: "binfmt-dir", Value: runner.DefaultBinfmtDir, Hidden: true, EnvVars: envs("BINFMT_DIR")},
 			progressFlag(),
 			logFormatFlag(), verbosityFlag(), logTimestampFlag(),
-		}, append(append(runFlags(), layerCacheFlags()...), retryFlags()...)...),
+		}, append(append(runFlags(), layerCacheFlags()...), retryFlags()...)...), kanikoBuildFlags()...), kanikoBuildShorts),
 		Action:       runBuild,
 		OnUsageError: usageError,
 	}
@@ -128,9 +131,20 @@ func runBuild(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
+	notices, err := applyKanikoBuild(c)
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	logKanikoNotices(out.log, notices)
 	plan, err := planBuild(c)
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
+	}
+	if c.Bool("dryrun") {
+		if err := dryRun(c, plan); err != nil {
+			return cli.Exit(err.Error(), exitUsage)
+		}
+		return nil
 	}
 	plan.req.Exclude = append(plan.req.Exclude, excludeOutputs(out.log, plan.req.Context,
 		plan.ociDir, plan.tarPath, c.String("digest-file"), c.String("metadata-file"))...)
@@ -138,6 +152,7 @@ func runBuild(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
+	retry = append(retry, kanikoClientOptions(c)...)
 	client, err := manifest.NewClient(append(retry, manifest.WithRegistries(plan.registries), manifest.WithClientLogger(out.log), manifest.WithUserAgent("kiln/"+version))...)
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
@@ -181,6 +196,7 @@ func runBuild(c *cli.Context) error {
 		runOpts = append(runOpts, builder.WithAllowEmulation(true))
 	}
 	opts := append([]builder.Option{builder.WithBaseImages(bases), builder.WithLogger(out.log), builder.WithWorkDir(c.String("work-dir"))}, runOpts...)
+	opts = append(opts, kanikoBuilderOptions(c)...)
 	if lc := plan.layerCache.open(client, plan.cacheDir, out.log); lc != nil {
 		defer closeCache(lc)
 		opts = append(opts, builder.WithLayerCache(lc))
@@ -195,7 +211,10 @@ func runBuild(c *cli.Context) error {
 		return buildFailure(err)
 	}
 	defer res.Close()
-	if err := writeOutputs(c, client, plan, res); err != nil {
+	if err := kanikoImage(c, res); err != nil {
+		return cli.Exit(err.Error(), exitFailed)
+	}
+	if err := writeOutputs(c, client, out.log, plan, res); err != nil {
 		return cli.Exit(err.Error(), exitFailed)
 	}
 	printBuildSummary(c, plan, res, time.Since(start))
@@ -450,7 +469,7 @@ func copyMap(m map[string]string) map[string]string {
 }
 
 // writeOutputs pushes and writes the built image where the plan says.
-func writeOutputs(c *cli.Context, client *manifest.Client, plan *buildPlan, res *builder.Result) error {
+func writeOutputs(c *cli.Context, client *manifest.Client, log *slog.Logger, plan *buildPlan, res *builder.Result) error {
 	if plan.ociDir != "" {
 		l, err := manifest.OpenLayout(plan.ociDir)
 		if err != nil {
@@ -473,7 +492,7 @@ func writeOutputs(c *cli.Context, client *manifest.Client, plan *buildPlan, res 
 				return err
 			}
 		}
-		if _, err := client.Push(c.Context, res.Image, dests); err != nil {
+		if err := pushImage(c, client, log, res.Image, dests); err != nil {
 			return keepUnpushed(c, plan, res, dests, err)
 		}
 	}
@@ -612,6 +631,9 @@ func writeBuildFiles(c *cli.Context, plan *buildPlan, res *builder.Result) error
 		if err := writeFileAtomic(f, []byte(res.Digest.String()+"\n")); err != nil {
 			return fmt.Errorf("--digest-file: %w", err)
 		}
+	}
+	if err := writeKanikoDigestFiles(c, plan.dests, res.Digest); err != nil {
+		return err
 	}
 	f := c.String("metadata-file")
 	if f == "" {
