@@ -270,9 +270,6 @@ func runtimeFailure(err error) bool {
 func planBuild(c *cli.Context) (*buildPlan, error) {
 	plan := &buildPlan{registries: map[string]manifest.RegistryConfig{}}
 	if c.NArg() > 1 {
-		if extra := c.Args().Get(1); strings.HasPrefix(extra, "-") {
-			return nil, fmt.Errorf("%s after NAME %q: flags go before NAME (kiln build [flags] NAME)", extra, c.Args().First())
-		}
 		return nil, fmt.Errorf("one image NAME at a time (kiln build-all builds several)")
 	}
 	if c.NArg() == 1 {

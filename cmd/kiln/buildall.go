@@ -318,9 +318,6 @@ func selectImages(c *cli.Context, cfg *config.Config) ([]string, error) {
 	}
 	args := c.Args().Slice()
 	for _, a := range args {
-		if strings.HasPrefix(a, "-") {
-			return nil, fmt.Errorf("%s comes after a NAME: flags go before the names", a)
-		}
 		if !slices.Contains(all, a) {
 			return nil, fmt.Errorf("%s: no [images.%s] (images: %s)", cfg.File, a, strings.Join(all, ", "))
 		}

@@ -198,11 +198,6 @@ func indexFlags(c *cli.Context, annotations, descAnnotations []string) (*indexRe
 	if len(req.sources) == 0 {
 		return nil, fmt.Errorf("no SOURCE: name the images to put in the index (see kiln index create --help)")
 	}
-	for _, s := range req.sources {
-		if strings.HasPrefix(s, "-") {
-			return nil, fmt.Errorf("%s comes after a SOURCE: flags go before the sources", s)
-		}
-	}
 	var err error
 	if req.format, err = manifest.ParseIndexFormat(c.String("format")); err != nil {
 		return nil, fmt.Errorf("--format: %w", err)

@@ -132,7 +132,7 @@ func runApp(t *testing.T, args ...string) (string, error) {
 	app := newApp()
 	var out, errOut bytes.Buffer
 	app.Writer, app.ErrWriter = &out, &errOut
-	err := app.Run(append([]string{"kiln"}, args...))
+	err := app.Run(reorderArgs(app, append([]string{"kiln"}, args...)))
 	if errOut.Len() > 0 {
 		t.Logf("stderr:\n%s", errOut.String())
 	}
@@ -411,5 +411,19 @@ func TestKanikoWarmFlags(t *testing.T) {
 	}
 	if plan.maxAge != 0 {
 		t.Errorf("--force: max age %s, want 0 (every tag re-checked)", plan.maxAge)
+	}
+}
+
+// writeFiles makes name → content under dir.
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

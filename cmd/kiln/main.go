@@ -35,7 +35,8 @@ func main() {
 		<-ctx.Done()
 		stop()
 	}()
-	err := newApp().RunContext(ctx, os.Args)
+	app := newApp()
+	err := app.RunContext(ctx, reorderArgs(app, os.Args))
 	if err == nil {
 		return
 	}
@@ -65,7 +66,8 @@ func newApp() *cli.App {
    kiln build-all   build every platform natively (or COPY-only cross builds) and push one index
    kiln index       stitch existing per-platform images into one multi-platform index
 
-Every flag can also be set by an environment variable KILN_<FLAG>, e.g. KILN_CACHE_DIR.`,
+Flags may come before or after NAMEs and the other arguments; -- ends them. Every flag can
+also be set by an environment variable KILN_<FLAG>, e.g. KILN_CACHE_DIR.`,
 		EnableBashCompletion: true,
 		// Values such as --build-arg LIST=a,b, --label and --secret id=x,src=f
 		// hold commas: list flags (platforms, tags, images) split themselves.
