@@ -7,10 +7,6 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// bashCompletionFlag is urfave/cli's request for completions; it must stay
-// the last argument.
-const bashCompletionFlag = "--generate-bash-completion"
-
 // reorderArgs lets flags follow positional arguments in every command
 // (kiln build NAME --platform linux/arm64): urfave/cli, like Go's flag
 // package, stops parsing flags at the first positional, so each command's
@@ -30,17 +26,10 @@ func reorderArgs(app *cli.App, args []string) []string {
 		return args
 	}
 	cmd := findCommand(app.Commands, args[i])
-	if cmd == nil {
+	if cmd == nil || cmd.SkipFlagParsing {
 		return args
 	}
-	rest := args[i+1:]
-	var tail []string
-	if n := len(rest); n > 0 && rest[n-1] == bashCompletionFlag {
-		rest, tail = rest[:n-1], rest[n-1:]
-	}
-	out := slices.Clone(args[:i+1])
-	out = append(out, reorderCommand(cmd, rest)...)
-	return append(out, tail...)
+	return append(slices.Clone(args[:i+1]), reorderCommand(cmd, args[i+1:])...)
 }
 
 // reorderCommand puts cmd's flags before its positionals; a first

@@ -68,7 +68,6 @@ func newApp() *cli.App {
 
 Flags may come before or after NAMEs and the other arguments; -- ends them. Every flag can
 also be set by an environment variable KILN_<FLAG>, e.g. KILN_CACHE_DIR.`,
-		EnableBashCompletion: true,
 		// Values such as --build-arg LIST=a,b, --label and --secret id=x,src=f
 		// hold commas: list flags (platforms, tags, images) split themselves.
 		DisableSliceFlagSeparator: true,
@@ -80,6 +79,8 @@ also be set by an environment variable KILN_<FLAG>, e.g. KILN_CACHE_DIR.`,
 			pushCommand(),
 			renderCommand(),
 			versionCommand(),
+			completionCommand(),
+			completeCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints and exits
 		CommandNotFound: func(c *cli.Context, cmd string) {
