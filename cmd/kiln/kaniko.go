@@ -69,7 +69,7 @@ func kanikoBuildFlags() []cli.Flag {
 		&cli.StringFlag{Name: "custom-platform", Aliases: []string{"customPlatform"}, Usage: "kaniko's name for --platform"},
 		&cli.StringFlag{Name: "oci-layout-path", Usage: "kaniko's name for --output oci:`DIR`"},
 		&cli.StringFlag{Name: "tarPath", Usage: "kaniko's old name for --tar-path", Hidden: true},
-		&cli.StringFlag{Name: "kaniko-dir", Usage: "kaniko's name for --work-dir (made if missing)", EnvVars: []string{"KANIKO_DIR"}},
+		&cli.StringFlag{Name: "kaniko-dir", Usage: "kaniko's name for --work-dir (made if missing)", EnvVars: []string{"KILN_KANIKO_DIR", "KANIKO_DIR"}},
 		&cli.IntFlag{Name: "push-retry", Usage: "retries of each push: --retries N+1 where that is more than kiln's default"},
 		&cli.IntFlag{Name: "image-download-retry", Usage: "retries of each base image download where that is more than kiln's default (6)"},
 		&cli.IntFlag{Name: "image-fs-extract-retry", Usage: "as --image-download-retry: kiln extracts verified blobs, and only their download can fail for a while"},
@@ -89,7 +89,36 @@ func kanikoBuildFlags() []cli.Flag {
 	for _, name := range sortedKeys(kanikoNotices) {
 		flags = append(flags, kanikoNoticeFlag(name))
 	}
+	for _, f := range flags {
+		withEnv(f) // KILN_<FLAG>, as every kiln flag
+	}
 	return inCategory(flags)
+}
+
+// withEnv gives a visible flag with no environment variable KILN_<FLAG>.
+// kiln warm's kaniko flags get none: KILN_FORCE, KILN_DOCKERFILE and
+// KILN_BUILD_ARG are kiln build's, and set for builds they must not change
+// what a warm in the same environment does.
+func withEnv(f cli.Flag) {
+	env := envs(strings.ToUpper(strings.ReplaceAll(f.Names()[0], "-", "_")))
+	switch f := f.(type) {
+	case *cli.StringFlag:
+		if !f.Hidden && f.EnvVars == nil {
+			f.EnvVars = env
+		}
+	case *cli.StringSliceFlag:
+		if f.EnvVars == nil {
+			f.EnvVars = env
+		}
+	case *cli.BoolFlag:
+		if f.EnvVars == nil {
+			f.EnvVars = env
+		}
+	case *cli.IntFlag:
+		if f.EnvVars == nil {
+			f.EnvVars = env
+		}
+	}
 }
 
 // kanikoNoticeFlag is a flag that means nothing for kiln, of kaniko's type.

@@ -74,6 +74,26 @@ func commandFlagNames(t *testing.T, command string) map[string]bool {
 	return nil
 }
 
+// TestFlagNamesUnique: no command gives one name (or letter) to two flags.
+func TestFlagNamesUnique(t *testing.T) {
+	var walk func(prefix string, cmds []*cli.Command)
+	walk = func(prefix string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			names := map[string]bool{}
+			for _, f := range c.Flags {
+				for _, n := range f.Names() {
+					if names[n] {
+						t.Errorf("kiln %s%s: two flags are named %s", prefix, c.Name, n)
+					}
+					names[n] = true
+				}
+			}
+			walk(prefix+c.Name+" ", c.Subcommands)
+		}
+	}
+	walk("", newApp().Commands)
+}
+
 func TestKanikoFlagsAccepted(t *testing.T) {
 	for _, tc := range []struct {
 		command string
