@@ -47,12 +47,12 @@ var (
 // kanikoNotices are the kaniko flags that mean nothing for kiln, and why:
 // accepted so that a kaniko command line runs unchanged, and named in the log.
 var kanikoNotices = map[string]string{
-	"single-snapshot":    "kiln writes a layer per step, as docker does; the full-filesystem scans a single snapshot saves kaniko are never made by kiln",
+	"single-snapshot":    "kiln writes a layer per step, as docker does, and snapshots only after RUN (with --snapshot overlay a step costs what it wrote, no scan)",
 	"compressed-caching": "kiln compresses each layer once, into a file, never in memory",
 	"cleanup":            "kiln builds in a work folder it removes; only --isolation container replaces /, and the next build replaces it again",
 	"pre-cleanup":        "every kiln build starts from the base image in a fresh work folder",
 	"skip-unused-stages": "kiln always builds only the stages the target needs",
-	"use-new-run":        "kiln finds a RUN step's changes with an overlay or a stat walk (--snapshot), never a full-filesystem snapshot",
+	"use-new-run":        "kiln finds a RUN step's changes its own way, --snapshot: overlay (what the step wrote, no scan) or walk (a stat comparison)",
 	"force-build-metadata": "kiln records every instruction in the image history, as docker does; " +
 		"metadata-only instructions add no layer",
 	"preserve-context": "kiln never changes the build context between stages",
