@@ -8,8 +8,9 @@ package main
 //   - a kaniko name for a kiln flag (--custom-platform is --platform): set on
 //     that flag here, before the command reads it, and refused when both are
 //     given and disagree;
-//   - kaniko behaviour kiln implements (--image-name-with-digest-file,
-//     --ignore-path, kaniko_image.go);
+//   - kaniko behaviour kiln implements (--ignore-path here;
+//     --image-name-with-digest-file and the like in kaniko_image.go; the
+//     warmer's --dockerfile in kaniko_warm.go);
 //   - a flag with no meaning for kiln: accepted, and one log line says why.
 // README.md's "Switching from kaniko" lists them all.
 
@@ -26,11 +27,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"kiln/builder"
-	"kiln/builder/dockerfile"
-	"kiln/config"
 	"kiln/manifest"
-	"kiln/platform"
-	"kiln/warmer"
 )
 
 // kanikoCategory groups the kaniko-only flags in --help.
@@ -131,17 +128,6 @@ func kanikoNoticeFlag(name string) cli.Flag {
 		return &cli.StringFlag{Name: name, Usage: usage}
 	}
 	return &cli.BoolFlag{Name: name, Usage: usage, Value: name == "compressed-caching"}
-}
-
-// kanikoWarmFlags are the warmer's flags kiln warm does not have under the
-// same name.
-func kanikoWarmFlags() []cli.Flag {
-	return inCategory([]cli.Flag{
-		&cli.StringFlag{Name: "customPlatform", Aliases: []string{"custom-platform"}, Usage: "kaniko's name for --platform"},
-		&cli.BoolFlag{Name: "force", Usage: "re-check every cached tag now: --refresh --max-age 0 (kiln's blobs are verified, so never downloaded twice)"},
-		&cli.StringFlag{Name: "dockerfile", Usage: "also warm the base images of this Dockerfile `FILE`, for every --platform"},
-		&cli.StringSliceFlag{Name: "build-arg", Usage: "a Dockerfile ARG, `K=V`, for --dockerfile's FROM lines (repeatable)"},
-	})
 }
 
 func inCategory(flags []cli.Flag) []cli.Flag {
@@ -362,99 +348,6 @@ func kanikoClientOptions(c *cli.Context) []manifest.ClientOption {
 	b := manifest.DefaultBackoff
 	b.Attempts = tries
 	return []manifest.ClientOption{manifest.WithBackoff(b)}
-}
-
-// applyKanikoWarm sets kiln warm's flags from their kaniko names.
-func applyKanikoWarm(c *cli.Context) ([]kanikoNotice, error) {
-	var notices []kanikoNotice
-	if c.IsSet("customPlatform") {
-		if err := c.Set("platform", c.String("customPlatform")); err != nil {
-			return nil, err
-		}
-	}
-	if c.Bool("force") {
-		if err := c.Set("refresh", "true"); err != nil {
-			return nil, err
-		}
-		if !c.IsSet("max-age") {
-			if err := c.Set("max-age", "0s"); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if c.IsSet("build-arg") && c.String("dockerfile") == "" {
-		return nil, fmt.Errorf("--build-arg goes with --dockerfile (the Dockerfile whose base images are warmed)")
-	}
-	if c.IsSet("cache-ttl") && !c.Bool("prune") {
-		notices = append(notices, kanikoNotice{flag: "cache-ttl", level: slog.LevelInfo,
-			note: "in kiln warm it is the age past which --prune drops layer cache entries; base images are re-checked by --refresh (tags older than --max-age)"})
-	}
-	return notices, nil
-}
-
-// addKanikoDockerfile adds the base images of the warmer's --dockerfile,
-// its ARGs set by --build-arg, for every platform warmed.
-func addKanikoDockerfile(c *cli.Context, plan *warmPlan) error {
-	file := c.String("dockerfile")
-	if file == "" {
-		return nil
-	}
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return fmt.Errorf("--dockerfile: %w", err)
-	}
-	args, err := keyValues(c, "build-arg", nil)
-	if err != nil {
-		return err
-	}
-	for _, p := range plan.platforms {
-		bases, err := dockerfile.BaseImages(data, file, dockerfile.Options{Args: args, TargetPlatform: p, AllStages: true})
-		if err != nil {
-			return err
-		}
-		for _, b := range bases {
-			plan.items = append(plan.items, warmer.Item{Ref: b.Ref, Platform: b.Platform})
-		}
-	}
-	return nil
-}
-
-// dryRun prints what kiln build would do (kaniko's --dryrun): the image,
-// the platform, the base images its Dockerfile needs, and the outputs.
-func dryRun(c *cli.Context, plan *buildPlan) error {
-	w := c.App.Writer
-	r := plan.req
-	df := r.Dockerfile
-	if df == "" {
-		df = "Dockerfile"
-	}
-	fmt.Fprintf(w, "dry run: would build %s for %s from %s (%s", plan.name, platform.Format(r.Platform), r.Context, df)
-	if r.Target != "" {
-		fmt.Fprintf(w, ", target %s", r.Target)
-	}
-	fmt.Fprintln(w, ")")
-	data, where, err := readDockerfile(config.Image{Name: plan.name, Context: r.Context, Dockerfile: df})
-	if err == nil {
-		bases, err := dockerfile.BaseImages(data, where, dockerfile.Options{Args: r.BuildArgs, Target: r.Target, TargetPlatform: r.Platform})
-		if err != nil {
-			return err
-		}
-		for _, b := range bases {
-			fmt.Fprintf(w, "  base %s (%s)\n", b.Ref, platform.Format(b.Platform))
-		}
-	}
-	for _, d := range plan.dests {
-		if plan.push {
-			fmt.Fprintf(w, "  would push %s\n", d)
-		}
-	}
-	if plan.ociDir != "" {
-		fmt.Fprintf(w, "  would write oci:%s\n", plan.ociDir)
-	}
-	if plan.tarPath != "" {
-		fmt.Fprintf(w, "  would write %s\n", plan.tarPath)
-	}
-	return nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -2,7 +2,8 @@ package main
 
 // What kaniko's flags do to the built image and its outputs: --image-format,
 // --annotation, --image-name-with-digest-file,
-// --image-name-tag-with-digest-file and --push-ignore-immutable-tag-errors.
+// --image-name-tag-with-digest-file, --push-ignore-immutable-tag-errors and
+// --dryrun.
 
 import (
 	"bytes"
@@ -22,7 +23,10 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"kiln/builder"
+	"kiln/builder/dockerfile"
+	"kiln/config"
 	"kiln/manifest"
+	"kiln/platform"
 )
 
 // kanikoImage gives the built image the media types of --image-format and
@@ -219,4 +223,42 @@ func writeKanikoFile(ctx context.Context, file string, data []byte) error {
 		return err
 	}
 	return writeFileAtomic(file, data)
+}
+
+// dryRun prints what kiln build would do (kaniko's --dryrun): the image,
+// the platform, the base images its Dockerfile needs, and the outputs.
+func dryRun(c *cli.Context, plan *buildPlan) error {
+	w := c.App.Writer
+	r := plan.req
+	df := r.Dockerfile
+	if df == "" {
+		df = "Dockerfile"
+	}
+	fmt.Fprintf(w, "dry run: would build %s for %s from %s (%s", plan.name, platform.Format(r.Platform), r.Context, df)
+	if r.Target != "" {
+		fmt.Fprintf(w, ", target %s", r.Target)
+	}
+	fmt.Fprintln(w, ")")
+	data, where, err := readDockerfile(config.Image{Name: plan.name, Context: r.Context, Dockerfile: df})
+	if err == nil {
+		bases, err := dockerfile.BaseImages(data, where, dockerfile.Options{Args: r.BuildArgs, Target: r.Target, TargetPlatform: r.Platform})
+		if err != nil {
+			return err
+		}
+		for _, b := range bases {
+			fmt.Fprintf(w, "  base %s (%s)\n", b.Ref, platform.Format(b.Platform))
+		}
+	}
+	for _, d := range plan.dests {
+		if plan.push {
+			fmt.Fprintf(w, "  would push %s\n", d)
+		}
+	}
+	if plan.ociDir != "" {
+		fmt.Fprintf(w, "  would write oci:%s\n", plan.ociDir)
+	}
+	if plan.tarPath != "" {
+		fmt.Fprintf(w, "  would write %s\n", plan.tarPath)
+	}
+	return nil
 }
