@@ -12,6 +12,9 @@ command -v umoci >/dev/null 2>&1 || need+=(umoci)
 command -v git >/dev/null 2>&1 || need+=(git)
 # newuidmap/newgidmap: rootless RUN with a subordinate id range.
 command -v newuidmap >/dev/null 2>&1 || need+=(uidmap)
+# zsh, fish: test/completion_test.go loads kiln's completion scripts into them.
+command -v zsh >/dev/null 2>&1 || need+=(zsh)
+command -v fish >/dev/null 2>&1 || need+=(fish)
 # The RUN corpus (test/run_corpus_test.go) also builds an arm64 base image
 # from Debian's busybox-static:arm64 package, kept as a .deb in this folder
 # (the tests read KILN_TEST_CACHE, default the same path).

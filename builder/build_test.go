@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -219,5 +220,50 @@ func TestCopyKeepsHardlinks(t *testing.T) {
 	}
 	if got["/d/a"].Type != "file" || got["/d/b"].Type != "hardlink" || got["/d/b"].Link != "d/a" {
 		t.Errorf("tree = %+v", got)
+	}
+}
+
+func TestCompressionLevel(t *testing.T) {
+	files := map[string]string{
+		"Dockerfile": "FROM scratch\nCOPY big.txt /\n",
+		"big.txt":    strings.Repeat("kiln compresses this line well\n", 4096),
+	}
+	tests := []struct {
+		name    string
+		level   int
+		wantErr bool
+	}{
+		{name: "none", level: 0},
+		{name: "best", level: 9},
+		{name: "default", level: -1},
+		{name: "out of range", level: 10, wantErr: true},
+	}
+	sizes := map[string]int64{}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := Build(context.Background(), Request{Context: writeContext(t, files), Platform: amd64},
+				WithWorkDir(t.TempDir()), WithCompressionLevel(tt.level))
+			if tt.wantErr {
+				if err == nil {
+					res.Close()
+					t.Fatal("built with an impossible gzip level")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Close()
+			layers, err := res.Image.Layers()
+			if err != nil || len(layers) != 1 {
+				t.Fatalf("layers %d, %v: want 1", len(layers), err)
+			}
+			if sizes[tt.name], err = layers[0].Size(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	if !(sizes["none"] > sizes["default"] && sizes["default"] >= sizes["best"]) {
+		t.Errorf("layer sizes %v: want none > default >= best", sizes)
 	}
 }

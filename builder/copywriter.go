@@ -53,7 +53,7 @@ func (b *builder) newCopyWriter(ctx context.Context, s *stageState, spec copySpe
 	if err != nil {
 		return nil, err
 	}
-	lw, err := newLayerWriter(b.layerPath(), b.epoch)
+	lw, err := newLayerWriter(b.layerPath(), b.epoch, b.o)
 	if err != nil {
 		return nil, err
 	}

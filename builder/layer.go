@@ -27,12 +27,16 @@ type layerWriter struct {
 	n     int
 }
 
-func newLayerWriter(path string, epoch *time.Time) (*layerWriter, error) {
+func newLayerWriter(path string, epoch *time.Time, o *options) (*layerWriter, error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("creating a layer file: %w", err)
 	}
-	gz := gzip.NewWriter(f) // no name, no mtime: the same tar gives the same bytes
+	gz, err := o.newGzip(f) // no name, no mtime: the same tar gives the same bytes
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
 	return &layerWriter{path: path, f: f, gz: gz, tw: tar.NewWriter(gz), epoch: epoch}, nil
 }
 

@@ -1,11 +1,14 @@
 package builder
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
 
 	"kiln/builder/layercache"
 	"kiln/builder/layerstore"
@@ -36,6 +39,7 @@ type options struct {
 	cache          *layercache.Cache // nil: no layer cache
 	progress       func(StepEvent)   // nil: the log only
 	layers         *layerstore.Store // nil: stages are unpacked
+	gzipLevel      int               // the layers' gzip level; gzip.DefaultCompression unless set
 }
 
 func newOptions(opts []Option) *options {
@@ -45,6 +49,8 @@ func newOptions(opts []Option) *options {
 		stdin:   os.Stdin,
 		http:    http.DefaultClient,
 		now:     time.Now,
+
+		gzipLevel: gzip.DefaultCompression,
 	}
 	for _, opt := range opts {
 		opt(o)
@@ -137,4 +143,19 @@ func WithForce(force bool) Option { return func(o *options) { o.force = force } 
 // binary folder, the work folder and the build context are kept anyway.
 func WithKeep(paths ...string) Option {
 	return func(o *options) { o.keep = append(o.keep, paths...) }
+}
+
+// WithCompressionLevel sets the gzip level of the layers the build writes,
+// from gzip.HuffmanOnly (-2) and gzip.NoCompression (0) to
+// gzip.BestCompression (9); -1 is the default. Layers from the layer cache
+// keep the level they were made with.
+func WithCompressionLevel(level int) Option { return func(o *options) { o.gzipLevel = level } }
+
+// newGzip compresses a layer at the level asked for.
+func (o *options) newGzip(w io.Writer) (*gzip.Writer, error) {
+	gz, err := gzip.NewWriterLevel(w, o.gzipLevel)
+	if err != nil {
+		return nil, fmt.Errorf("layer compression level %d: %w", o.gzipLevel, err)
+	}
+	return gz, nil
 }

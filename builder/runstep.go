@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/klauspost/compress/gzip"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
@@ -351,7 +350,10 @@ func (b *builder) snapshotStep(ctx context.Context, env *runEnvironment, root, l
 		return nil, fmt.Errorf("creating a layer file: %w", err)
 	}
 	defer f.Close()
-	gz := gzip.NewWriter(f)
+	gz, err := b.o.newGzip(f)
+	if err != nil {
+		return nil, err
+	}
 	opts := snapshot.Options{Exclude: exclude, SourceDateEpoch: b.epoch, MapIDs: env.mapIDs}
 	var stats *snapshot.Stats
 	if env.overlay {

@@ -61,7 +61,7 @@ func (b *builder) workdirLayer(ctx context.Context, s *stageState, wd, msg strin
 
 // mkdirLayer adds a layer holding folder p and its parents.
 func (b *builder) mkdirLayer(ctx context.Context, s *stageState, p string, own *owner, msg string) (v1.Layer, error) {
-	lw, err := newLayerWriter(b.layerPath(), b.epoch)
+	lw, err := newLayerWriter(b.layerPath(), b.epoch, b.o)
 	if err != nil {
 		return nil, err
 	}

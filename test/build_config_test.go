@@ -61,9 +61,9 @@ func TestBuildFromConfig(t *testing.T) {
 	t.Run("flags override the file", func(t *testing.T) {
 		out := filepath.Join(t.TempDir(), "oci")
 		meta := filepath.Join(t.TempDir(), "meta.json")
-		// Flags go before NAME: urfave/cli stops parsing flags at the first argument.
-		mustExit(t, runKiln(t, "build", "--config", cfgFile, "--platform", "linux/arm64", "--no-push",
-			"--output", "oci:"+out, "--build-arg", "VERSION=2.0", "--metadata-file", meta, "app"), 0)
+		// Flags may come before and after NAME.
+		mustExit(t, runKiln(t, "build", "--config", cfgFile, "app", "--platform", "linux/arm64", "--no-push",
+			"--output", "oci:"+out, "--build-arg", "VERSION=2.0", "--metadata-file", meta), 0)
 		md2 := readBuildMeta(t, meta)
 		if md2.Pushed || md2.Platform != "linux/arm64" || md2.OCILayout != out {
 			t.Errorf("metadata %+v: want not pushed, linux/arm64, the layout %s", md2, out)

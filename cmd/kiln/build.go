@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -98,12 +99,14 @@ profile, /proc/sys and friends read-only, /proc/kcore and friends masked, device
 but never open, at most 4096 processes. Loosen it only for a step that needs it:
    kiln build --context . --security-opt seccomp=unconfined --pids-limit -1 --ulimit nofile=65536
 
-Flags go before NAME (kiln build [flags] NAME).
+A kaniko command line runs unchanged: every flag of kaniko's executor is accepted, with kaniko's
+meaning (see "kaniko compatibility" below, and README.md's "Switching from kaniko"). As in kaniko,
+-c is --context, -f --dockerfile, -d --destination and -v --verbosity.
 
 Exit status: 0 if the image was built and written or pushed everywhere asked; 1 if the build
 or a push failed; 2 for bad flags, build.toml or Dockerfile.`,
 		ArgsUsage: "[NAME]",
-		Flags: append([]cli.Flag{
+		Flags: kanikoShortFlags(append(append([]cli.Flag{
 			configFlag(), allowFSFlag(),
 			&cli.StringFlag{Name: "context", Usage: "build context: a folder (or dir://PATH), a .tar/.tar.gz file (or tar://PATH), - or tar://stdin for a tar on stdin, an https:// tarball, or a git URL: Docker's repo.git#ref:subdir, kaniko's git://host/org/repo#ref#commit (see below)", EnvVars: envs("CONTEXT")},
 			&cli.StringFlag{Name: "dockerfile", Aliases: []string{"f"}, Usage: "the Dockerfile: an absolute path, a path from the working directory, else a path in the context (kaniko's order; see below)", DefaultText: "Dockerfile in the context", EnvVars: envs("DOCKERFILE")},
@@ -127,8 +130,8 @@ or a push failed; 2 for bad flags, build.toml or Dockerfile.`,
 			&cli.BoolFlag{Name: "allow-emulation", Usage: "let a RUN execute another architecture's code under a registered binfmt_misc (qemu) handler", EnvVars: envs("ALLOW_EMULATION")},
 			&cli.StringFlag{Name: "binfmt-dir", Value: runner.DefaultBinfmtDir, Hidden: true, EnvVars: envs("BINFMT_DIR")},
 			progressFlag(),
-			logFormatFlag(),
-		}, slices.Concat(runFlags(), []cli.Flag{layerStoreFlag()}, layerCacheFlags(), retryFlags(), registryFlags(manifest.Pull|manifest.Push), contextFlags())...),
+			logFormatFlag(), verbosityFlag(), logTimestampFlag(),
+		}, slices.Concat(runFlags(), []cli.Flag{layerStoreFlag()}, layerCacheFlags(), retryFlags(), registryFlags(manifest.Pull|manifest.Push), contextFlags())...), kanikoBuildFlags()...), kanikoBuildShorts),
 		Action:       runBuild,
 		OnUsageError: usageError,
 	}
@@ -152,13 +155,24 @@ func runBuild(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
+	notices, err := applyKanikoBuild(c)
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	logKanikoNotices(out.log, notices)
 	plan, err := planBuild(c)
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
+	if c.Bool("dryrun") {
+		if err := dryRun(c, plan); err != nil {
+			return cli.Exit(err.Error(), exitUsage)
+		}
+		return nil
+	}
 	plan.req.Exclude = append(plan.req.Exclude, excludeOutputs(out.log, contextRoot(plan.req),
 		plan.ociDir, plan.tarPath, c.String("digest-file"), c.String("metadata-file"))...)
-	client, err := newClient(c, plan.cfg, out.log)
+	client, err := newClient(c, plan.cfg, out.log, kanikoClientOptions(c)...)
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
@@ -201,6 +215,7 @@ func runBuild(c *cli.Context) error {
 		runOpts = append(runOpts, builder.WithAllowEmulation(true))
 	}
 	opts := append([]builder.Option{builder.WithBaseImages(bases), builder.WithLogger(out.log), builder.WithWorkDir(c.String("work-dir"))}, runOpts...)
+	opts = append(opts, kanikoBuilderOptions(c)...)
 	if lc := plan.layerCache.open(client, plan.cacheDir, out.log); lc != nil {
 		defer closeCache(lc)
 		opts = append(opts, builder.WithLayerCache(lc))
@@ -223,7 +238,10 @@ func runBuild(c *cli.Context) error {
 		return buildFailure(err)
 	}
 	defer res.Close()
-	if err := writeOutputs(c, client, plan, res); err != nil {
+	if err := kanikoImage(c, res); err != nil {
+		return cli.Exit(err.Error(), exitFailed)
+	}
+	if err := writeOutputs(c, client, out.log, plan, res); err != nil {
 		return cli.Exit(err.Error(), exitFailed)
 	}
 	printBuildSummary(c, plan, res, time.Since(start))
@@ -279,9 +297,6 @@ func runtimeFailure(err error) bool {
 func planBuild(c *cli.Context) (*buildPlan, error) {
 	plan := &buildPlan{}
 	if c.NArg() > 1 {
-		if extra := c.Args().Get(1); strings.HasPrefix(extra, "-") {
-			return nil, fmt.Errorf("%s after NAME %q: flags go before NAME (kiln build [flags] NAME)", extra, c.Args().First())
-		}
 		return nil, fmt.Errorf("one image NAME at a time (kiln build-all builds several)")
 	}
 	if c.NArg() == 1 {
@@ -478,7 +493,7 @@ func copyMap(m map[string]string) map[string]string {
 }
 
 // writeOutputs pushes and writes the built image where the plan says.
-func writeOutputs(c *cli.Context, client *manifest.Client, plan *buildPlan, res *builder.Result) error {
+func writeOutputs(c *cli.Context, client *manifest.Client, log *slog.Logger, plan *buildPlan, res *builder.Result) error {
 	if plan.ociDir != "" {
 		l, err := manifest.OpenLayout(plan.ociDir)
 		if err != nil {
@@ -501,7 +516,7 @@ func writeOutputs(c *cli.Context, client *manifest.Client, plan *buildPlan, res 
 				return err
 			}
 		}
-		if _, err := client.Push(c.Context, res.Image, dests); err != nil {
+		if err := pushImage(c, client, log, res.Image, dests); err != nil {
 			return keepUnpushed(c, plan, res, dests, err)
 		}
 	}
@@ -627,6 +642,9 @@ func writeBuildFiles(c *cli.Context, plan *buildPlan, res *builder.Result) error
 		if err := writeFileAtomic(f, []byte(res.Digest.String()+"\n")); err != nil {
 			return fmt.Errorf("--digest-file: %w", err)
 		}
+	}
+	if err := writeKanikoDigestFiles(c, plan.dests, res.Digest); err != nil {
+		return err
 	}
 	f := c.String("metadata-file")
 	if f == "" {

@@ -87,7 +87,7 @@ unknown NAME or a bad build.toml.`,
 			&cli.BoolFlag{Name: "reproducible", Usage: "timestamps from SOURCE_DATE_EPOCH (or 0): the same inputs give the same digests", EnvVars: envs("REPRODUCIBLE")},
 			&cli.StringFlag{Name: "work-dir", Usage: "scratch space for stage filesystems and layers", DefaultText: "$TMPDIR", EnvVars: envs("WORK_DIR")},
 			progressFlag(),
-			logFormatFlag(),
+			logFormatFlag(), verbosityFlag(), logTimestampFlag(),
 		}, slices.Concat(runFlags(), []cli.Flag{layerStoreFlag()}, layerCacheFlags(), retryFlags(), registryFlags(manifest.Pull|manifest.Push))...),
 		Action:       runBuildAll,
 		OnUsageError: usageError,
@@ -221,7 +221,7 @@ func coordinatorOptions(c *cli.Context, out *output, s *buildAllSetup) []buildal
 		buildall.WithLogger(out.log),
 		buildall.WithTempDir(c.String("work-dir")),
 	}
-	if c.String("log-format") == "text" && (out.live == nil || s.kind == "kubernetes") {
+	if logFormat(c) == "text" && (out.live == nil || s.kind == "kubernetes") {
 		// Job lines, each behind "[name platform] "; JSON logs carry the
 		// image and platform as attributes instead. On a terminal the
 		// local runner's builds show their steps in the live display
@@ -330,9 +330,6 @@ func selectImages(c *cli.Context, cfg *config.Config) ([]string, error) {
 	}
 	args := c.Args().Slice()
 	for _, a := range args {
-		if strings.HasPrefix(a, "-") {
-			return nil, fmt.Errorf("%s comes after a NAME: flags go before the names", a)
-		}
 		if !slices.Contains(all, a) {
 			return nil, fmt.Errorf("%s: no [images.%s] (images: %s)", cfg.File, a, strings.Join(all, ", "))
 		}

@@ -29,10 +29,6 @@ func progressFlag() cli.Flag {
 	return &cli.StringFlag{Name: "progress", Value: "auto", Usage: "auto (a live display on a terminal, log lines otherwise), tty or plain", EnvVars: envs("PROGRESS")}
 }
 
-func logFormatFlag() cli.Flag {
-	return &cli.StringFlag{Name: "log-format", Value: "text", Usage: "log lines as text (key=value) or json", EnvVars: envs("LOG_FORMAT")}
-}
-
 // loadConfig reads --config. A missing default ./build.toml is no error
 // (warm can run on flags alone); a missing file named explicitly is.
 func loadConfig(c *cli.Context) (*config.Config, error) {

@@ -91,7 +91,7 @@ media type for the format) or a push failed; 2 for bad flags.`,
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "also write the index and its images as an OCI layout: oci:`DIR`", EnvVars: envs("OUTPUT")},
 			&cli.StringFlag{Name: "digest-file", Usage: "write the index digest to `FILE`", EnvVars: envs("DIGEST_FILE")},
 			configFlag(), allowFSFlag(),
-			logFormatFlag(),
+			logFormatFlag(), verbosityFlag(), logTimestampFlag(),
 		}, append(retryFlags(), registryFlags(manifest.Pull|manifest.Push)...)...),
 		Action: func(c *cli.Context) error {
 			return runIndexCreate(c, annotations.list, descAnnotations.list)
@@ -181,14 +181,11 @@ func indexLogger(c *cli.Context) (*slog.Logger, error) {
 	if w == nil {
 		w = os.Stderr
 	}
-	switch f := c.String("log-format"); f {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, nil)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, nil)), nil
-	default:
-		return nil, fmt.Errorf("--log-format: want text or json, got %q", f)
+	lo, err := logOptionsOf(c)
+	if err != nil {
+		return nil, err
 	}
+	return lo.logger(w), nil
 }
 
 // indexFlags checks the flags; references are parsed later, with the
@@ -197,11 +194,6 @@ func indexFlags(c *cli.Context, annotations, descAnnotations []string) (*indexRe
 	req := &indexRequest{sources: c.Args().Slice(), digestFile: c.String("digest-file")}
 	if len(req.sources) == 0 {
 		return nil, fmt.Errorf("no SOURCE: name the images to put in the index (see kiln index create --help)")
-	}
-	for _, s := range req.sources {
-		if strings.HasPrefix(s, "-") {
-			return nil, fmt.Errorf("%s comes after a SOURCE: flags go before the sources", s)
-		}
 	}
 	var err error
 	if req.format, err = manifest.ParseIndexFormat(c.String("format")); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -21,7 +22,7 @@ import (
 func layerCacheFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.BoolFlag{Name: "cache", Usage: "reuse the layers of steps whose inputs did not change (the layer cache; kaniko's --cache; as cache.layers = true in build.toml)", EnvVars: envs("CACHE")},
-		&cli.StringFlag{Name: "cache-repo", Usage: "keep layer cache entries in this registry `REPOSITORY` (kaniko's --cache-repo; default: DESTINATION's repository + /cache when pushing, else the --cache-dir folder; \"\" for the folder only)", EnvVars: envs("CACHE_REPO")},
+		&cli.StringFlag{Name: "cache-repo", Usage: "keep layer cache entries in this registry `REPOSITORY`, or in an OCI layout with oci:DIR (kaniko's --cache-repo; default: DESTINATION's repository + /cache when pushing, else the --cache-dir folder; \"\" for the folder only)", EnvVars: envs("CACHE_REPO")},
 		&cli.BoolFlag{Name: "cache-local", Usage: "also keep layer cache entries in the --cache-dir folder when a --cache-repo is used (looked up first)", EnvVars: envs("CACHE_LOCAL")},
 		&cli.DurationFlag{Name: "cache-ttl", Value: layercache.DefaultTTL, Usage: "layer cache entries older than this are not used (kaniko's --cache-ttl)", EnvVars: envs("CACHE_TTL")},
 		&cli.BoolFlag{Name: "cache-copy-layers", Value: true, Usage: "cache COPY and ADD steps too (kaniko's flag; on by default in kiln: its COPY keys hash the copied files, so a hit is never stale)", EnvVars: envs("CACHE_COPY_LAYERS")},
@@ -31,12 +32,14 @@ func layerCacheFlags() []cli.Flag {
 
 // layerCachePlan is what build.toml and the flags say of the layer cache.
 type layerCachePlan struct {
-	on     bool
-	repo   string // "" with no registry store
-	local  bool   // a store in the cache folder
-	ttl    time.Duration
-	noCopy bool
-	noRun  bool
+	on       bool
+	repo     string // "" with no registry store
+	local    bool   // a store in the cache folder
+	localDir string // the local store's folder when not the cache folder (--cache-repo oci:DIR)
+	noPush   bool   // the registry store is only read (kaniko's --no-push-cache)
+	ttl      time.Duration
+	noCopy   bool
+	noRun    bool
 }
 
 // fromConfig takes build.toml's cache.layers*.
@@ -63,7 +66,16 @@ func (p *layerCachePlan) applyFlags(c *cli.Context, dests []name.Reference, push
 	}
 	p.noCopy = !c.Bool("cache-copy-layers")
 	p.noRun = !c.Bool("cache-run-layers")
+	p.noPush = c.Bool("no-push-cache")
 	if !p.on {
+		return nil
+	}
+	if dir, ok := strings.CutPrefix(p.repo, "oci:"); ok {
+		// kaniko's --cache-repo oci:DIR: the entries in a layout there.
+		if dir == "" {
+			return fmt.Errorf("--cache-repo oci:: want oci:DIR")
+		}
+		p.repo, p.localDir, p.local = "", dir, true
 		return nil
 	}
 	switch {
@@ -108,6 +120,9 @@ func (p *layerCachePlan) open(client *manifest.Client, cacheDir string, log *slo
 		return nil
 	}
 	var stores []layercache.Store
+	if p.localDir != "" {
+		cacheDir = p.localDir
+	}
 	if p.local {
 		if l, err := manifest.OpenLayout(cacheDir); err != nil {
 			log.Warn("the layer cache's local store cannot be opened: not used", "dir", cacheDir, "err", err)
@@ -117,7 +132,9 @@ func (p *layerCachePlan) open(client *manifest.Client, cacheDir string, log *slo
 	}
 	if p.repo != "" {
 		repo, err := name.NewRepository(p.repo)
-		if err == nil {
+		if err == nil && p.noPush {
+			stores = append(stores, readOnlyStore{layercache.NewRegistry(client, repo)})
+		} else if err == nil {
 			stores = append(stores, layercache.NewRegistry(client, repo))
 		}
 	}
@@ -154,3 +171,11 @@ func closeCache(lc *layercache.Cache) {
 	lc.Wait(ctx)
 	_ = lc.Close()
 }
+
+// readOnlyStore looks entries up but files none: kaniko's --no-push-cache
+// for the registry store.
+type readOnlyStore struct{ layercache.Store }
+
+func (readOnlyStore) Put(context.Context, layercache.Key, *layercache.Entry) error { return nil }
+
+func (s readOnlyStore) String() string { return s.Store.String() + " (read only: --no-push-cache)" }

@@ -38,7 +38,8 @@ func main() {
 	if dir := dockerConfigDir(os.Getenv, kanikoDockerConfig); dir != "" {
 		os.Setenv("DOCKER_CONFIG", dir) // kaniko's credentials, read by every registry client
 	}
-	err := newApp().RunContext(ctx, kanikoArgs(os.Args, buildFlags()))
+	app := newApp()
+	err := app.RunContext(ctx, reorderArgs(app, kanikoArgs(os.Args, buildFlags())))
 	if err == nil {
 		return
 	}
@@ -68,8 +69,8 @@ func newApp() *cli.App {
    kiln build-all   build every platform natively (or COPY-only cross builds) and push one index
    kiln index       stitch existing per-platform images into one multi-platform index
 
-Every flag can also be set by an environment variable KILN_<FLAG>, e.g. KILN_CACHE_DIR.`,
-		EnableBashCompletion: true,
+Flags may come before or after NAMEs and the other arguments; -- ends them. Every flag can
+also be set by an environment variable KILN_<FLAG>, e.g. KILN_CACHE_DIR.`,
 		// Values such as --build-arg LIST=a,b, --label and --secret id=x,src=f
 		// hold commas: list flags (platforms, tags, images) split themselves.
 		DisableSliceFlagSeparator: true,
@@ -81,6 +82,8 @@ Every flag can also be set by an environment variable KILN_<FLAG>, e.g. KILN_CAC
 			pushCommand(),
 			renderCommand(),
 			versionCommand(),
+			completionCommand(),
+			completeCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints and exits
 		CommandNotFound: func(c *cli.Context, cmd string) {

@@ -47,21 +47,18 @@ func newOutput(c *cli.Context) (*output, error) {
 	default:
 		return nil, fmt.Errorf("--progress: want auto, tty or plain, got %q", c.String("progress"))
 	}
-	if f := c.String("log-format"); f != "text" && f != "json" {
-		return nil, fmt.Errorf("--log-format: want text or json, got %q", f)
+	lo, err := logOptionsOf(c)
+	if err != nil {
+		return nil, err
 	}
 	o := &output{errw: errw}
-	level := slog.LevelInfo
 	if tty {
-		level = slog.LevelWarn // the display shows progress; logs only for trouble
 		o.live = newLiveDisplay(errw)
+		if !lo.levelSet {
+			lo.level = slog.LevelWarn // the display shows progress; logs only for trouble
+		}
 	}
-	hopts := &slog.HandlerOptions{Level: level}
-	if c.String("log-format") == "json" {
-		o.log = slog.New(slog.NewJSONHandler(errw, hopts))
-	} else {
-		o.log = slog.New(slog.NewTextHandler(errw, hopts))
-	}
+	o.log = lo.logger(errw)
 	if o.live != nil {
 		o.log = slog.New(&pausingHandler{inner: o.log.Handler(), out: o})
 	}

@@ -146,6 +146,9 @@ func collectItems(c *cli.Context, cfg *config.Config, plan *warmPlan) error {
 		}
 		refs = append(refs, cfg.Warm.Extra...)
 	}
+	if err := addKanikoDockerfile(c, plan); err != nil {
+		return err
+	}
 	for _, r := range splitCommas(c.StringSlice("image")) {
 		if _, err := manifestParse(r); err != nil {
 			return fmt.Errorf("--image %q: %w", r, err)

@@ -38,7 +38,7 @@ bad flags.`,
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "from", Usage: "the OCI layout to push from: oci:`DIR`", Required: true, EnvVars: envs("FROM")},
 			&cli.StringFlag{Name: "ref", Usage: "the layout entry to push, by its ref name (default: the only one)", EnvVars: envs("REF")},
-			logFormatFlag(),
+			logFormatFlag(), verbosityFlag(), logTimestampFlag(),
 		}, append(retryFlags(), registryFlags(manifest.Push)...)...),
 		Action:       runPush,
 		OnUsageError: usageError,

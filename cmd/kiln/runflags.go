@@ -112,7 +112,7 @@ func securityOptions(c *cli.Context) (run.Security, error) {
 // buildx when only id is left out: the file's base name is the id) or
 // id=ID,env=VAR.
 func parseSecret(v string) (string, builder.Secret, error) {
-	var id string
+	var id, typ string
 	var s builder.Secret
 	for _, f := range strings.Split(v, ",") {
 		k, val, ok := strings.Cut(f, "=")
@@ -130,9 +130,13 @@ func parseSecret(v string) (string, builder.Secret, error) {
 			if val != "file" && val != "env" {
 				return "", s, fmt.Errorf("type %q: want file or env", val)
 			}
+			typ = val
 		default:
 			return "", s, fmt.Errorf("unknown key %q (want id, src, env)", k)
 		}
+	}
+	if typ == "env" && s.Env == "" {
+		s.Env, s.File = s.File, "" // type=env,src=VAR, as buildx and kaniko's forks read it
 	}
 	switch {
 	case s.File != "" && s.Env != "":

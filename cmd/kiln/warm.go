@@ -62,9 +62,13 @@ Examples:
    # and make every file readable to other users
    kiln warm --verify --repair --cache-dir /cache
 
+A kaniko warmer command line runs unchanged: every flag of kaniko's warmer is accepted, with
+kaniko's meaning (see "kaniko compatibility" below). As in kaniko, -c is --cache-dir, -i --image,
+-d --dockerfile, -f --force and -v --verbosity.
+
 Exit status: 0 only if every requested (image, platform) is in the cache; 1 if some
 failed; 2 for bad flags, build.toml or Dockerfile.`,
-		Flags: append([]cli.Flag{
+		Flags: kanikoShortFlags(append([]cli.Flag{
 			configFlag(), allowFSFlag(),
 			&cli.StringFlag{Name: "cache-dir", Usage: "the cache folder", DefaultText: "cache.dir of build.toml, else ~/.cache/kiln", EnvVars: envs("CACHE_DIR")},
 			&cli.StringSliceFlag{Name: "image", Usage: "also warm this image `REF` (repeatable)", EnvVars: envs("IMAGE")},
@@ -83,8 +87,8 @@ failed; 2 for bad flags, build.toml or Dockerfile.`,
 			&cli.DurationFlag{Name: "stall-timeout", Value: 60 * time.Second, Usage: "cut off and resume a transfer that makes no progress for this long", EnvVars: envs("STALL_TIMEOUT")},
 			&cli.DurationFlag{Name: "lock-timeout", Value: time.Hour, Usage: "how long --prune waits for builds that use the cache", EnvVars: envs("LOCK_TIMEOUT")},
 			progressFlag(),
-			logFormatFlag(),
-		}, registryFlags(manifest.Pull)...),
+			logFormatFlag(), verbosityFlag(), logTimestampFlag(),
+		}, append(registryFlags(manifest.Pull), kanikoWarmFlags()...)...), kanikoWarmShorts),
 		Action:       runWarm,
 		OnUsageError: usageError,
 	}
@@ -95,6 +99,11 @@ func runWarm(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
+	notices, err := applyKanikoWarm(c)
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	logKanikoNotices(out.log, notices)
 	plan, err := planWarm(c)
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
