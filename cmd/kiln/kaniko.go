@@ -37,7 +37,7 @@ const kanikoCategory = "kaniko compatibility (kiln's equivalents above)"
 // --cache-dir for the warmer, so in kiln build and kiln warm --config has no
 // short form (it keeps -c in the commands kaniko does not have).
 var (
-	kanikoBuildShorts = map[string]string{"context": "c", "dockerfile": "f", "destination": "d", "verbosity": "v"}
+	kanikoBuildShorts = map[string]string{"context": "c", "dockerfile": "f", "destination": "d", "verbosity": "v", "bucket": "b"}
 	kanikoWarmShorts  = map[string]string{"cache-dir": "c", "image": "i", "force": "f", "dockerfile": "d", "verbosity": "v"}
 )
 
@@ -82,6 +82,7 @@ func kanikoBuildFlags() []cli.Flag {
 		&cli.StringFlag{Name: "compression", Usage: "gzip (kiln's layers are gzip; zstd is accepted and gives gzip, with a warning)"},
 		&cli.IntFlag{Name: "compression-level", Value: -1, Usage: "the layers' gzip level, 0 (none) to 9 (best); -1: the default"},
 		&cli.BoolFlag{Name: "dryrun", Usage: "print what would be built, from what, and where it would go; build and push nothing"},
+		&cli.StringFlag{Name: "bucket", Usage: "refused, as gs:// contexts are: kiln links no cloud SDK; copy the tarball first and give --context tar://PATH, or an https:// (signed) URL"},
 	}
 	for _, name := range sortedKeys(kanikoNotices) {
 		flags = append(flags, kanikoNoticeFlag(name))
@@ -192,6 +193,9 @@ func applyKanikoBuild(c *cli.Context) ([]kanikoNotice, error) {
 	var notices []kanikoNotice
 	note := func(flag, msg string, level slog.Level) {
 		notices = append(notices, kanikoNotice{flag: flag, note: msg, level: level})
+	}
+	if c.IsSet("bucket") {
+		return nil, fmt.Errorf("--bucket %s: kiln reads no GCS bucket (it links no cloud SDK): copy the context tarball first (gsutil cp in an init container) and give --context tar://PATH, or give a signed https:// URL", c.String("bucket"))
 	}
 	if err := kanikoRename(c, "custom-platform", "platform", ""); err != nil {
 		return nil, err
