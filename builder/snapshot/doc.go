@@ -45,7 +45,13 @@
 // A stat-based Walk cannot see a change that keeps size, mode, owner, mtime,
 // ctime, inode and link count: one made by a process that resets the clock,
 // or a same-size rewrite within the clock tick of a change made just before
-// Before (xattrs of such recent entries are compared). Overlay without an index breaks the hardlinks of a lower file
-// it copies up, as the kernel does for any container: there the two
-// strategies differ (Walk keeps the other paths linked).
+// Before (xattrs of such recent entries are compared).
+//
+// Hardlinks: overlayfs without an index copies up only the name a step
+// writes of a lower file with several links. Overlay then looks the file's
+// other names up in the tree below (one walk of it, in such a step only)
+// and writes them as links to the copied-up file, so the layer is Walk's:
+// every name holds the change, still linked. What stays different happens
+// inside the step: a name not written shows the old content there, and two
+// names written one after the other become two files.
 package snapshot

@@ -138,10 +138,18 @@ func (o *Overlay) Diff(ctx context.Context, out io.Writer) (*Stats, error) {
 	}
 	stats := &Stats{}
 	set := newChangeSet()
-	if err := o.scan(ctx, set, stats); err != nil {
+	links, err := o.scan(ctx, set, stats)
+	if err != nil {
 		return nil, fmt.Errorf("reading overlay upper %s: %w", o.upper(), err)
 	}
+	added, err := o.keepLinks(ctx, set, links)
+	if err != nil {
+		return nil, err
+	}
 	set.withParents()
+	if added {
+		o.parentsFromLower(set)
+	}
 	if err := o.writeAndApply(ctx, set.sorted(), out, stats); err != nil {
 		return nil, err
 	}
@@ -194,6 +202,7 @@ type upperScan struct {
 	o     *Overlay
 	set   *changeSet
 	stats *Stats
+	links copiedLinks // copied-up files whose lower file has other names
 }
 
 // dir scans the upper directory name (in dirFD) at rel; lowerFD is the same
@@ -286,7 +295,7 @@ func (u *upperScan) entry(ctx context.Context, dirFD int, name, rel string, lowe
 		return false, u.subdir(ctx, dirFD, name, rel, host, lowerFD)
 	}
 	u.set.entry(rel)
-	return false, nil
+	return false, u.links.note(lowerFD, name, rel)
 }
 
 // subdir records the upper directory at rel, opaque when overlayfs marked
@@ -375,15 +384,16 @@ func hasOverlayXattr(host, name string) bool {
 	return err == nil && v != ""
 }
 
-// scan reads the upper directory into set.
-func (o *Overlay) scan(ctx context.Context, set *changeSet, stats *Stats) error {
+// scan reads the upper directory into set, and returns the copied-up files
+// whose lower file has other names.
+func (o *Overlay) scan(ctx context.Context, set *changeSet, stats *Stats) (copiedLinks, error) {
 	lower, err := unix.Open(o.root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return &os.PathError{Op: "open", Path: o.root, Err: err}
+		return nil, &os.PathError{Op: "open", Path: o.root, Err: err}
 	}
 	defer unix.Close(lower)
-	u := &upperScan{o: o, set: set, stats: stats}
-	return u.dir(ctx, unix.AT_FDCWD, o.upper(), "", lower)
+	u := &upperScan{o: o, set: set, stats: stats, links: copiedLinks{}}
+	return u.links, u.dir(ctx, unix.AT_FDCWD, o.upper(), "", lower)
 }
 
 func (o *Overlay) hostUpper(rel string) string {

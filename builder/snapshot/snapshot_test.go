@@ -175,6 +175,62 @@ var steps = []step{
 		},
 	},
 	{
+		// Overlayfs copies up only hard/b; its other names must follow,
+		// as they do for Walk, which sees the one inode change.
+		name: "write one name of a lower hardlink",
+		run: func(t testing.TB, root string) {
+			f, err := os.OpenFile(filepath.Join(root, "hard/b"), os.O_WRONLY|os.O_APPEND, 0)
+			must(t, err)
+			_, err = f.WriteString(" and more")
+			must(t, err)
+			must(t, f.Close())
+		},
+		check: func(t *testing.T, _ string, layer []layerEntry) {
+			wantEntry(t, layer, "hard/a", tar.TypeReg, 0o644, "shared and more")
+			wantLink(t, layer, "hard/b", "hard/a")
+			wantLink(t, layer, "links/c", "hard/a")
+			wantEntry(t, layer, "links", tar.TypeDir, 0o755, "")
+		},
+	},
+	{
+		name: "chmod one name of a lower hardlink and delete another",
+		run: func(t testing.TB, root string) {
+			must(t, os.Chmod(filepath.Join(root, "links/c"), 0o600))
+			must(t, os.Remove(filepath.Join(root, "hard/a")))
+		},
+		check: func(t *testing.T, _ string, layer []layerEntry) {
+			wantEntry(t, layer, "hard/.wh.a", tar.TypeReg, 0, "")
+			wantEntry(t, layer, "hard/b", tar.TypeReg, 0o600, "shared")
+			wantLink(t, layer, "links/c", "hard/b")
+		},
+	},
+	{
+		name: "write one name of a lower hardlink and delete the folder holding another",
+		run: func(t testing.TB, root string) {
+			mustWrite(t, filepath.Join(root, "hard/b"), "rewritten", 0)
+			must(t, os.RemoveAll(filepath.Join(root, "links")))
+		},
+		check: func(t *testing.T, _ string, layer []layerEntry) {
+			wantEntry(t, layer, "hard/a", tar.TypeReg, 0o644, "rewritten")
+			wantLink(t, layer, "hard/b", "hard/a")
+			wantEntry(t, layer, ".wh.links", tar.TypeReg, 0, "")
+			wantAbsent(t, layer, "links/c")
+		},
+	},
+	{
+		name: "write one name of a lower hardlink and hide another below a folder made again",
+		run: func(t testing.TB, root string) {
+			mustWrite(t, filepath.Join(root, "hard/a"), "rewritten", 0)
+			must(t, os.RemoveAll(filepath.Join(root, "links")))
+			must(t, os.Mkdir(filepath.Join(root, "links"), 0o755))
+		},
+		check: func(t *testing.T, _ string, layer []layerEntry) {
+			wantEntry(t, layer, "hard/a", tar.TypeReg, 0o644, "rewritten")
+			wantLink(t, layer, "hard/b", "hard/a")
+			wantAbsent(t, layer, "links/c")
+		},
+	},
+	{
 		name: "symlink retargeted",
 		run: func(t testing.TB, root string) {
 			p := filepath.Join(root, "usr/lib/libx.so")
@@ -357,6 +413,14 @@ func wantEntry(t *testing.T, layer []layerEntry, name string, typ byte, mode int
 		t.Errorf("%s: type %q mode %o body %q, want %q %o %q", name, e.Typeflag, e.Mode, e.body, typ, mode, body)
 	}
 	return e
+}
+
+// wantLink asserts the layer holds name as a hardlink to target.
+func wantLink(t *testing.T, layer []layerEntry, name, target string) {
+	t.Helper()
+	if e := find(layer, name); e == nil || e.Typeflag != tar.TypeLink || e.Linkname != target {
+		t.Errorf("%s: %+v, want a hardlink to %s", name, e, target)
+	}
 }
 
 func wantAbsent(t *testing.T, layer []layerEntry, names ...string) {
