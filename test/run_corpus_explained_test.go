@@ -47,15 +47,4 @@ var runDiffExplained = map[string]explainedDiff{
 // snapshotExplained are the differences between the overlay and the walk
 // snapshot of a case the corpus expects, exactly: lines of compareSnapshots
 // ("- " overlay, "+ " walk).
-var snapshotExplained = map[string]explainedDiff{
-	// linked-a and linked-b are one file in the base. Overlay copies
-	// linked-a up on the write, which breaks the link as the kernel does
-	// for every container without index=on (builder/snapshot/doc.go):
-	// linked-b keeps the old content, as under Docker's overlay2. Walk sees
-	// the shared inode change and writes both, still linked (as buildah's
-	// vfs, which the differential compares).
-	"hardlink-break": {
-		why:   "overlay breaks the hardlink of a copied-up lower file (builder/snapshot/doc.go)",
-		diffs: []string{"+ layer 1: /opt/base/linked-b hardlink 0644 0:0 -> /opt/base/linked-a"},
-	},
-}
+var snapshotExplained = map[string]explainedDiff{}
