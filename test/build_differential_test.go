@@ -37,6 +37,8 @@ var diffSkipped = map[string]string{
 	"exclude":             "COPY --exclude (dockerfile:1.7-labs) is unknown to buildah 1.28",
 	"parents":             "COPY --parents (dockerfile:1.7-labs) is unknown to buildah 1.28",
 	"link":                "COPY --link is unknown to buildah 1.28",
+	"link-chown":          "COPY --link is unknown to buildah 1.28",
+	"link-chown-name":     "COPY --link is unknown to buildah 1.28",
 	"chmod-symbolic":      "buildah 1.28 takes only an octal --chmod; BuildKit also takes chmod(1)'s symbolic form (dockerfile2llb convert_copy.go)",
 	"heredoc":             "buildah 1.28 reads COPY <<EOF as a file named <<EOF",
 }
