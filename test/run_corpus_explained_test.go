@@ -31,6 +31,11 @@ var runDiffExplained = map[string]explainedDiff{
 		why:   "BuildKit removes the mount points it made for a step, parents included (executor/stubs.go MountStubsCleaner, RemoveMountStubsRecursive); buildah 1.28 leaves /mnt",
 		diffs: []string{"+ /mnt dir 0755 0:0"},
 	},
+	"mount-stub-parents": {
+		why: "BuildKit removes a mount target and the folders it made for it, deepest first, each while empty, so a folder the step wrote into stays " +
+			"(executor/stubs.go MountStubsCleaner, RemoveMountStubsRecursive); buildah 1.28 removes only the target itself",
+		diffs: []string{"+ /opt/base/new dir 0755 0:0", "+ /srv dir 0755 0:0", "+ /srv/ctx dir 0755 0:0", "+ /var/cache dir 0755 0:0"},
+	},
 	"kill-pid-one": {
 		why: "BuildKit runs a step as PID 1 of a new PID namespace (runc, the default spec's namespaces), where the kernel drops a SIGKILL " +
 			"the process sends itself, as kiln's chroot isolation does; buildah's chroot isolation makes no PID namespace, so the shell dies",
