@@ -36,6 +36,11 @@ var runDiffExplained = map[string]explainedDiff{
 			"(executor/stubs.go MountStubsCleaner, RemoveMountStubsRecursive); buildah 1.28 removes only the target itself",
 		diffs: []string{"+ /opt/base/new dir 0755 0:0", "+ /srv dir 0755 0:0", "+ /srv/ctx dir 0755 0:0", "+ /var/cache dir 0755 0:0"},
 	},
+	"add-archive-xz": {
+		why: "folders an archive implies without entries of their own are 0755 root's under ADD --chown (go-archive createImpliedDirectories: " +
+			"IDMap.RootPair, which BuildKit's unpack uses); buildah 1.28 gives them --chown's owner",
+		diffs: []string{"- /z/deep dir 0755 0:0", "+ /z/deep dir 0755 1000:1000", "- /z/deep/nested dir 0755 0:0", "+ /z/deep/nested dir 0755 1000:1000"},
+	},
 	"kill-pid-one": {
 		why: "BuildKit runs a step as PID 1 of a new PID namespace (runc, the default spec's namespaces), where the kernel drops a SIGKILL " +
 			"the process sends itself, as kiln's chroot isolation does; buildah's chroot isolation makes no PID namespace, so the shell dies",
