@@ -31,9 +31,6 @@ type change struct {
 	// rel below the writer's directory: another name of the same file, or
 	// the tree below an overlay for a folder the upper directory lacks.
 	from string
-	// linked makes the writer treat the file as hardlinked (later names of
-	// its inode become links to the first) whatever its link count says.
-	linked bool
 }
 
 // changeSet collects a layer's entries in any order and gives them back in

@@ -47,11 +47,12 @@
 // or a same-size rewrite within the clock tick of a change made just before
 // Before (xattrs of such recent entries are compared).
 //
-// Hardlinks: overlayfs without an index copies up only the name a step
-// writes of a lower file with several links. Overlay then looks the file's
-// other names up in the tree below (one walk of it, in such a step only)
-// and writes them as links to the copied-up file, so the layer is Walk's:
-// every name holds the change, still linked. What stays different happens
-// inside the step: a name not written shows the old content there, and two
-// names written one after the other become two files.
+// Hardlinks: Overlay mounts with index=on, so that a step writing one name
+// of a lower file with several links changes the file under every name, as
+// on a plain filesystem; the upper directory holds only the names written,
+// so Diff looks the file's other names up in the tree below (one walk of
+// it, in such a step only) and writes them as links to the copy: the layer
+// is Walk's. Where the kernel or filesystem refuses the index, overlayfs
+// breaks such a link on copy-up, as it does for any container, and there
+// the strategies differ (Walk keeps the other names linked).
 package snapshot

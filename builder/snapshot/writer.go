@@ -90,7 +90,7 @@ func (w *layerWriter) writeEntry(c change) error {
 	if err := unix.Lstat(host, &st); err != nil {
 		return &os.PathError{Op: "lstat", Path: host, Err: err}
 	}
-	hdr, err := w.header(c.rel, host, &st, c.linked)
+	hdr, err := w.header(c.rel, host, &st)
 	if err != nil || hdr == nil {
 		return err
 	}
@@ -104,9 +104,9 @@ func (w *layerWriter) writeEntry(c change) error {
 }
 
 // header describes rel; nil for what a layer cannot carry (sockets). A
-// file with several links, or linked, is written once: its later names are
-// links to the first.
-func (w *layerWriter) header(rel, host string, st *unix.Stat_t, linked bool) (*tar.Header, error) {
+// file with several links is written once: its later names are links to
+// the first.
+func (w *layerWriter) header(rel, host string, st *unix.Stat_t) (*tar.Header, error) {
 	hdr := &tar.Header{
 		Name:    rel,
 		Mode:    int64(st.Mode & 0o7777),
@@ -118,7 +118,7 @@ func (w *layerWriter) header(rel, host string, st *unix.Stat_t, linked bool) (*t
 		hdr.Uid, hdr.Gid = w.ids(hdr.Uid, hdr.Gid)
 	}
 	typ := st.Mode & unix.S_IFMT
-	if typ != unix.S_IFDIR && (st.Nlink > 1 || linked) {
+	if typ != unix.S_IFDIR && st.Nlink > 1 {
 		id := inode{dev: st.Dev, ino: st.Ino}
 		if first, ok := w.links[id]; ok {
 			hdr.Typeflag, hdr.Linkname = tar.TypeLink, first
