@@ -42,9 +42,32 @@ func (b *builder) resolveOwner(ctx context.Context, s *stageState, spec string) 
 	return &owner{uid: uid, gid: gid}, nil
 }
 
+// errLinkChownName is BuildKit's refusal of --chown names with --link
+// (dockerfile2llb convert_copy.go): a linked copy is made into an empty
+// filesystem, which has no /etc/passwd to read them from.
+var errLinkChownName = errors.New("user and group names can't be resolved when used with --link, use numeric uid[:gid] instead")
+
+// chownByName tells whether a --chown value names a user or group rather
+// than giving numbers; "root" counts as 0, as in BuildKit (llb.WithUser).
+func chownByName(spec string) bool {
+	for _, part := range strings.SplitN(spec, ":", 2) {
+		if part == "" || part == "root" {
+			continue
+		}
+		if _, err := strconv.ParseInt(part, 10, 32); err != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // lookupID finds name's id (third field) and, for passwd, primary gid (fourth)
-// in file; a number is its own id and gid.
+// in file; a number is its own id and gid, and so is "root" 0, as BuildKit
+// reads it without a lookup (llb.WithUser).
 func (b *builder) lookupID(ctx context.Context, s *stageState, name, file string) (int, int, error) {
+	if name == "root" {
+		return 0, 0, nil
+	}
 	if n, err := strconv.Atoi(name); err == nil {
 		if n < 0 {
 			return 0, 0, fmt.Errorf("invalid id %d", n)

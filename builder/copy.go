@@ -209,7 +209,7 @@ func (b *builder) imageStage(ctx context.Context, ref string, s *stageState) (*s
 	}
 	img, err := b.pull(ctx, ref, s.platform)
 	if err != nil {
-		return nil, err
+		return nil, b.stageHint(ref, err)
 	}
 	st, err := b.newStage(ref, s.platform, img)
 	if err != nil {

@@ -35,6 +35,9 @@ type copyWriter struct {
 }
 
 func (b *builder) newCopyWriter(ctx context.Context, s *stageState, spec copySpec, src fileSource) (*copyWriter, error) {
+	if spec.link && chownByName(spec.chown) {
+		return nil, fmt.Errorf("--chown=%s: %w", spec.chown, errLinkChownName)
+	}
 	own, err := b.resolveOwner(ctx, s, spec.chown)
 	if err != nil {
 		return nil, fmt.Errorf("--chown=%s: %w", spec.chown, err)

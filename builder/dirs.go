@@ -65,11 +65,14 @@ func existing(files stageFiles, p string) (fileMeta, bool) {
 
 // mkdirs puts p and its parents in the layer: a folder the stage has keeps
 // its metadata, a new one is 0755, owned by --chown's owner or root.
-func (cw *copyWriter) mkdirs(p string) error {
+func (cw *copyWriter) mkdirs(p string) error { return cw.mkdirsOwned(p, cw.own) }
+
+// mkdirsOwned is mkdirs with own (nil: root) as the owner of new folders.
+func (cw *copyWriter) mkdirsOwned(p string, own *owner) error {
 	if p == "/" || p == "." || cw.written[p] {
 		return nil
 	}
-	if err := cw.mkdirs(path.Dir(p)); err != nil {
+	if err := cw.mkdirsOwned(path.Dir(p), own); err != nil {
 		return err
 	}
 	cw.written[p] = true
@@ -77,8 +80,8 @@ func (cw *copyWriter) mkdirs(p string) error {
 	if m, ok := existing(cw.files, p); ok {
 		e.mode, e.mtime = tarMode(m.mode), m.mtime
 		e.uid, e.gid = m.uid, m.gid
-	} else if cw.own != nil {
-		e.uid, e.gid = cw.own.uid, cw.own.gid
+	} else if own != nil {
+		e.uid, e.gid = own.uid, own.gid
 	}
 	return cw.lw.write(e, nil)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
+	"github.com/moby/buildkit/util/suggest"
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"kiln/builder/buildcontext"
@@ -199,6 +200,9 @@ func (b *builder) from(ctx context.Context, ps dockerfile.Stage) (*stageState, e
 	}
 	img, err := b.pull(ctx, ps.Base, ps.Platform)
 	if err != nil {
+		if ps.Index > 0 {
+			err = b.stageHint(ps.Base, err)
+		}
 		return nil, b.plan.Errorf(ps.Line, "FROM", err)
 	}
 	s, err := b.newStage(stageLabel(ps), ps.Platform, img)
@@ -206,6 +210,28 @@ func (b *builder) from(ctx context.Context, ps dockerfile.Stage) (*stageState, e
 		s.key, err = stateKey(img, s, false)
 	}
 	return s, err
+}
+
+// stageHint explains the failed pull of an image a --from, or the FROM of
+// a later stage, names with a bare name: as in BuildKit, a name that is no
+// stage is an image, and the registry's answer alone (a DNS failure for
+// docker.io, an unknown repository) hides a misspelt stage name. The
+// closest stage name is suggested as BuildKit suggests names
+// (util/suggest).
+func (b *builder) stageHint(name string, err error) error {
+	if errors.Is(err, ErrPlatformMismatch) || strings.ContainsAny(name, ":/@") {
+		return err // an image that exists, or a reference no stage could be
+	}
+	var names []string
+	for _, st := range b.plan.Stages {
+		if st.Name != "" {
+			names = append(names, st.Name)
+		}
+	}
+	if match, ok := suggest.Search(name, names, false); ok {
+		return fmt.Errorf("no stage named %s; did you mean %s? (or an image: %w)", name, match, err)
+	}
+	return fmt.Errorf("no stage named %s (or an image: %w)", name, err)
 }
 
 // pull gets an external image from the BaseImages.

@@ -33,12 +33,15 @@ const (
 
 // diffSkipped are the corpus cases the differential leaves out, and why.
 var diffSkipped = map[string]string{
-	"add-git-unsupported": "kiln refuses ADD of a git repository on purpose (not supported yet); buildah would clone it from the network",
-	"exclude":             "COPY --exclude (dockerfile:1.7-labs) is unknown to buildah 1.28",
-	"parents":             "COPY --parents (dockerfile:1.7-labs) is unknown to buildah 1.28",
-	"link":                "COPY --link is unknown to buildah 1.28",
-	"chmod-symbolic":      "buildah 1.28 takes only an octal --chmod; BuildKit also takes chmod(1)'s symbolic form (dockerfile2llb convert_copy.go)",
-	"heredoc":             "buildah 1.28 reads COPY <<EOF as a file named <<EOF",
+	"add-git-unsupported":      "kiln refuses ADD of a git repository on purpose (not supported yet); buildah would clone it from the network",
+	"exclude":                  "COPY --exclude (dockerfile:1.7-labs) is unknown to buildah 1.28",
+	"parents":                  "COPY --parents (dockerfile:1.7-labs) is unknown to buildah 1.28",
+	"link":                     "COPY --link is unknown to buildah 1.28",
+	"link-chown":               "COPY --link is unknown to buildah 1.28",
+	"link-chown-name":          "COPY --link is unknown to buildah 1.28",
+	"copy-from-misspelt-stage": "both fail; buildah would look the misspelt stage name up on docker.io, which needs the network",
+	"chmod-symbolic":           "buildah 1.28 takes only an octal --chmod; BuildKit also takes chmod(1)'s symbolic form (dockerfile2llb convert_copy.go)",
+	"heredoc":                  "buildah 1.28 reads COPY <<EOF as a file named <<EOF",
 }
 
 // diffExplained are the differences the differential expects, exactly. Most
@@ -89,6 +92,20 @@ var diffExplained = map[string]explainedDiff{
 		diffs: []string{
 			`- config Env ["PATH=/usr/local/bin:/usr/bin:/bin:/opt/bin","BASE=1","abc=bye","def=hello","ghi=bye","EMPTY=","DEFAULTED=fallback","ALT=set","NOALT=","ESCAPED=$abc","QUOTED=bye and hello","DIR=/srv/bye","PORT=8080","USERNAME=app","SIG=SIGINT"]`,
 			`+ config Env ["BASE=1","abc=bye","def=hello","ghi=bye","PATH=/usr/local/bin:/usr/bin:/bin:/opt/bin","EMPTY=","DEFAULTED=fallback","ALT=set","NOALT=","ESCAPED=$abc","QUOTED=bye and hello","DIR=/srv/bye","PORT=8080","USERNAME=app","SIG=SIGINT"]`,
+		},
+	},
+	"add-archive-formats": {
+		why: "ADD --chown of a local archive re-owns every entry it holds (BuildKit's unpack passes the owner as go-archive's ChownOpts, " +
+			"solver/llbsolver/file/unpack.go) and leaves the folders the archive only implies 0755 root's (go-archive createImpliedDirectories: " +
+			"IDMap.RootPair); buildah 1.28, like Docker's classic builder, keeps the archive's owners and gives the implied folders --chown's",
+		diffs: []string{
+			"- /owned/css dir 0750 5:6", "+ /owned/css dir 0750 1000:1000",
+			"- /owned/css/site.css file 0640 5:6 23B 494f4abfd7ce18ad", "+ /owned/css/site.css file 0640 1000:1000 23B 494f4abfd7ce18ad",
+			"- /owned/current.svg symlink 0777 5:6 -> logo.svg", "+ /owned/current.svg symlink 0777 1000:1000 -> logo.svg",
+			"- /owned/deep dir 0755 0:0", "+ /owned/deep dir 0755 5:6",
+			"- /owned/deep/nested dir 0755 0:0", "+ /owned/deep/nested dir 0755 5:6",
+			"- /owned/deep/nested/readme.txt file 0644 5:6 27B 8e6719751796ea75", "+ /owned/deep/nested/readme.txt file 0644 1000:1000 27B 8e6719751796ea75",
+			"- /owned/logo.svg file 0644 5:6 42B fb91f9a03c202c5f", "+ /owned/logo.svg file 0644 1000:1000 42B fb91f9a03c202c5f",
 		},
 	},
 	"wildcard-several-to-file": {

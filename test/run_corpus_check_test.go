@@ -3,6 +3,8 @@ package test
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,7 +49,16 @@ func checkRunCase(t *testing.T, c runCase, b runBuild, probs *problems) {
 			errorf("%s is %q, want %q", p, got, want)
 		}
 	}
-	contents := imageContents(t, b.img)
+	regular := imageFiles(t, b.img)
+	contents := contentsOf(regular)
+	links := linkNames(regular)
+	for _, group := range c.Linked {
+		for _, p := range group[1:] {
+			if !slices.Contains(links[group[0]], p) {
+				errorf("%s and %s should be one file; the names of each: %q, %q", group[0], p, links[group[0]], links[p])
+			}
+		}
+	}
 	for p, want := range c.Contains {
 		if got, ok := contents[p]; !ok || !strings.Contains(got, want) {
 			errorf("%s should hold %q; it holds %q (in image: %v)", p, want, got, ok)
@@ -150,11 +161,34 @@ func checkRunConfig(t *testing.T, c runCase, cf *v1.ConfigFile, errorf func(stri
 	}
 }
 
-// imageContents reads the content of every regular file (and hardlink) of
-// img's flattened tree up to 1 MiB.
-func imageContents(t *testing.T, img v1.Image) map[string]string {
-	t.Helper()
+// contentsOf is the content of every file of imageFiles up to 1 MiB.
+func contentsOf(files map[string]imageFile) map[string]string {
 	out := map[string]string{}
+	for p, f := range files {
+		if f.size <= 1<<20 {
+			out[p] = f.content
+		}
+	}
+	return out
+}
+
+// imageFile is a regular file of an image's flattened tree as a runtime
+// extracting the layers in order leaves it: its content (up to 1 MiB),
+// digest and inode. A hardlink entry is another name of its target's inode
+// as the target is then; a later regular entry of a name is a new inode,
+// which the name's former links do not follow.
+type imageFile struct {
+	content string
+	sum     string
+	size    int64
+	inode   int
+}
+
+// imageFiles reads every regular file name of img's flattened tree.
+func imageFiles(t *testing.T, img v1.Image) map[string]imageFile {
+	t.Helper()
+	out := map[string]imageFile{}
+	inodes := 0
 	eachLayerEntry(t, img, func(_ int, hdr *tar.Header, r io.Reader) {
 		p := path.Clean("/" + hdr.Name)
 		dir, base := path.Split(p)
@@ -162,30 +196,68 @@ func imageContents(t *testing.T, img v1.Image) map[string]string {
 		case base == ".wh..wh..opq":
 			// the layer's own entries below come after the marker in kiln's
 			// and buildah's order; drop what lower layers held
-			removeContents(out, path.Clean(dir))
+			removeFiles(out, path.Clean(dir))
 		case strings.HasPrefix(base, ".wh."):
 			gone := path.Join(dir, strings.TrimPrefix(base, ".wh."))
 			delete(out, gone)
-			removeContents(out, gone)
-		case hdr.Typeflag == tar.TypeReg && hdr.Size <= 1<<20:
-			b, err := io.ReadAll(r)
+			removeFiles(out, gone)
+		case hdr.Typeflag == tar.TypeReg:
+			h := sha256.New()
+			var body bytes.Buffer
+			n, err := io.Copy(io.MultiWriter(h, &limitedBuffer{&body, 1 << 20}), r)
 			if err != nil {
 				t.Fatal(err)
 			}
-			out[p] = string(b)
+			inodes++
+			out[p] = imageFile{content: body.String(), sum: hex.EncodeToString(h.Sum(nil))[:16], size: n, inode: inodes}
 		case hdr.Typeflag == tar.TypeLink:
-			out[p] = out[path.Clean("/"+hdr.Linkname)]
+			if f, ok := out[path.Clean("/"+hdr.Linkname)]; ok {
+				out[p] = f
+			} else {
+				delete(out, p)
+			}
 		case hdr.Typeflag == tar.TypeDir:
 			delete(out, p) // a folder keeps what it holds
 		default:
 			delete(out, p)
-			removeContents(out, p)
+			removeFiles(out, p)
 		}
 	})
 	return out
 }
 
-func removeContents(m map[string]string, dir string) {
+// limitedBuffer keeps the first n bytes written to it and takes the rest
+// without keeping it.
+type limitedBuffer struct {
+	b *bytes.Buffer
+	n int
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := l.n - l.b.Len(); room > 0 {
+		l.b.Write(p[:min(room, len(p))])
+	}
+	return len(p), nil
+}
+
+// linkNames is, for every name of files, the names of its inode (itself
+// included), sorted.
+func linkNames(files map[string]imageFile) map[string][]string {
+	byInode := map[int][]string{}
+	for p, f := range files {
+		byInode[f.inode] = append(byInode[f.inode], p)
+	}
+	out := map[string][]string{}
+	for _, names := range byInode {
+		slices.Sort(names)
+		for _, n := range names {
+			out[n] = names
+		}
+	}
+	return out
+}
+
+func removeFiles(m map[string]imageFile, dir string) {
 	for p := range m {
 		if strings.HasPrefix(p, dir+"/") {
 			delete(m, p)

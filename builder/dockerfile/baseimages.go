@@ -83,7 +83,7 @@ func (f *file) evaluate(opts Options, target int) ([]stage, *argEnv, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	ev := &evaluator{f: f, lex: lex, env: env, target: tp}
+	ev := &evaluator{f: f, lex: lex, env: env, target: tp, buildArgs: opts.Args}
 	stages, err := ev.evaluate()
 	if err != nil {
 		return nil, nil, err

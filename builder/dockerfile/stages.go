@@ -35,10 +35,11 @@ type stage struct {
 // evaluator turns parsed stages into sources, expanding FROM lines with the
 // global ARGs.
 type evaluator struct {
-	f      *file
-	lex    *shell.Lex
-	env    *argEnv
-	target specs.Platform
+	f         *file
+	lex       *shell.Lex
+	env       *argEnv
+	target    specs.Platform
+	buildArgs map[string]string // to tell a build arg no ARG declares
 }
 
 // evaluate evaluates every stage, needed or not: like buildkit, a FROM that
@@ -69,19 +70,31 @@ func (ev *evaluator) evaluate() ([]stage, error) {
 func (ev *evaluator) from(i int) (source, error) {
 	st := ev.f.stages[i]
 	line := lineOf(st.Location)
-	ref, _, err := ev.lex.ProcessWord(st.BaseName, ev.env)
+	res, err := ev.lex.ProcessWordWithMatches(st.BaseName, ev.env)
 	if err != nil {
 		return source{}, ev.f.errAt(line, "FROM", err)
 	}
+	ref := res.Result
 	if ref == "" {
-		return source{}, ev.f.errAt(line, "FROM", fmt.Errorf("image name %q expands to an empty string", st.BaseName))
+		err := fmt.Errorf("image name %q expands to an empty string", st.BaseName)
+		if why := ev.unsetVars(res.Unmatched); why != "" {
+			err = fmt.Errorf("%s: %w", why, err)
+		}
+		return source{}, ev.f.errAt(line, "FROM", err)
 	}
 	p, err := ev.platform(st.Platform)
 	if err != nil {
 		return source{}, ev.f.errAt(line, "FROM", err)
 	}
 	src := source{ref: ref, stage: ev.f.stageIndex(ref, i), platform: p, line: line, kind: KindFrom}
-	return src, ev.check(src, "FROM")
+	if err := ev.check(src, "FROM"); err != nil {
+		var de *Error
+		if why := ev.unsetVars(res.Unmatched); why != "" && errors.As(err, &de) {
+			de.Err = fmt.Errorf("%s: image name %q expands to %w", why, st.BaseName, de.Err)
+		}
+		return source{}, err
+	}
+	return src, nil
 }
 
 // platform evaluates FROM --platform; without it the image is pulled for the

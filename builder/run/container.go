@@ -72,8 +72,9 @@ func credential(spec Spec) *syscall.Credential {
 	if os.Geteuid() == 0 {
 		return &syscall.Credential{Uid: spec.UID, Gid: spec.GID, Groups: spec.Groups}
 	}
-	if int(spec.UID) == os.Getuid() && int(spec.GID) == os.Getgid() && len(spec.Groups) == 0 {
+	extra := extraGroups(spec.GID, spec.Groups)
+	if int(spec.UID) == os.Getuid() && int(spec.GID) == os.Getgid() && len(extra) == 0 {
 		return nil
 	}
-	return &syscall.Credential{Uid: spec.UID, Gid: spec.GID, Groups: spec.Groups, NoSetGroups: len(spec.Groups) == 0}
+	return &syscall.Credential{Uid: spec.UID, Gid: spec.GID, Groups: spec.Groups, NoSetGroups: len(extra) == 0}
 }

@@ -32,8 +32,8 @@ func mapIDs(pid int, cfg *initConfig, log *slog.Logger) error {
 		return fmt.Errorf("%w: gid %d (the namespace maps %d ids)", ErrUnmappedID, cfg.GID, gidSize)
 	}
 	if gidSize == 1 { // setgroups is denied
-		if len(cfg.Groups) > 0 {
-			log.Warn("rootless: supplementary groups dropped", "groups", cfg.Groups)
+		if extra := extraGroups(cfg.GID, cfg.Groups); len(extra) > 0 {
+			log.Warn("rootless: supplementary groups dropped", "groups", extra)
 		}
 		cfg.Groups, cfg.SetGroups = nil, false
 	}

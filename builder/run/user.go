@@ -16,13 +16,18 @@ import (
 // leaving root. A name that is not found is an error matching
 // ErrUnknownUser; numeric ids need no entry. Without a group, the gid is the
 // user's primary group from /etc/passwd (0 when the uid has no entry).
-// groups lists the other groups naming the user as a member.
+//
+// groups are the step's supplementary groups, as BuildKit sets them (and
+// runc applies them): the gid first, then, only when USER names no group,
+// the groups of /etc/group naming the user as a member (moby/sys/user
+// GetExecUser fills Sgids in the implicit form only; BuildKit's
+// executor/oci WithUIDGID adds the gid).
 func ResolveUser(root, user string) (uid, gid uint32, groups []uint32, err error) {
+	if user == "" {
+		user = "0" // BuildKit's default (executor/oci GetUser)
+	}
 	userPart, groupPart, hasGroup := strings.Cut(user, ":")
 	if userPart == "" || (hasGroup && groupPart == "") {
-		if user == "" {
-			return 0, 0, nil, nil
-		}
 		return 0, 0, nil, fmt.Errorf("user %q: %w", user, ErrBadSpec)
 	}
 	passwd, err := readDB(root, "/etc/passwd")
@@ -45,9 +50,11 @@ func ResolveUser(root, user string) (uid, gid uint32, groups []uint32, err error
 		if gid, err = findGroup(group, groupPart); err != nil {
 			return 0, 0, nil, fmt.Errorf("resolving user %q: %w", user, err)
 		}
+		return uid, gid, []uint32{gid}, nil
 	}
+	groups = []uint32{gid}
 	if entry != nil {
-		groups = memberOf(group, entry[0], gid)
+		groups = append(groups, memberOf(group, entry[0], gid)...)
 	}
 	return uid, gid, groups, nil
 }
@@ -134,6 +141,18 @@ func memberOf(group [][]string, user string, primary uint32) []uint32 {
 	}
 	slices.Sort(ids)
 	return ids
+}
+
+// extraGroups are the supplementary groups other than the primary gid,
+// which ResolveUser lists too (as BuildKit does).
+func extraGroups(gid uint32, groups []uint32) []uint32 {
+	var out []uint32
+	for _, g := range groups {
+		if g != gid {
+			out = append(out, g)
+		}
+	}
+	return out
 }
 
 func parseID(s string) (uint32, error) {

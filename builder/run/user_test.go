@@ -22,14 +22,15 @@ func TestResolveUser(t *testing.T) {
 		groups  []uint32
 		wantErr error
 	}{
-		{name: "empty is root", user: ""},
-		{name: "root by name", user: "root", groups: []uint32{10}},
-		{name: "name", user: "app", uid: 1000, gid: 1000, groups: []uint32{10, 50}},
-		{name: "uid with an entry", user: "1000", uid: 1000, gid: 1000, groups: []uint32{10, 50}},
-		{name: "uid without an entry", user: "1234", uid: 1234},
-		{name: "name and group name", user: "app:staff", uid: 1000, gid: 50, groups: []uint32{10}},
-		{name: "name and gid", user: "app:5678", uid: 1000, gid: 5678, groups: []uint32{10, 50}},
-		{name: "uid and gid", user: "1234:5678", uid: 1234, gid: 5678},
+		{name: "empty is root", user: "", groups: []uint32{0, 10}},
+		{name: "root by name", user: "root", groups: []uint32{0, 10}},
+		{name: "name", user: "app", uid: 1000, gid: 1000, groups: []uint32{1000, 10, 50}},
+		{name: "uid with an entry", user: "1000", uid: 1000, gid: 1000, groups: []uint32{1000, 10, 50}},
+		{name: "uid without an entry", user: "1234", uid: 1234, groups: []uint32{0}},
+		{name: "name and group name drops the member groups", user: "app:staff", uid: 1000, gid: 50, groups: []uint32{50}},
+		{name: "name and gid drops the member groups", user: "app:5678", uid: 1000, gid: 5678, groups: []uint32{5678}},
+		{name: "uid and gid", user: "1234:5678", uid: 1234, gid: 5678, groups: []uint32{5678}},
+		{name: "uid with an entry and gid", user: "1000:5678", uid: 1000, gid: 5678, groups: []uint32{5678}},
 		{name: "unknown name", user: "ghost", wantErr: ErrUnknownUser},
 		{name: "unknown group", user: "app:ghosts", wantErr: ErrUnknownUser},
 		{name: "empty group", user: "app:", wantErr: ErrBadSpec},
@@ -37,14 +38,14 @@ func TestResolveUser(t *testing.T) {
 		{name: "uid beyond 32 bits is a name", user: "99999999999", wantErr: ErrUnknownUser},
 		{name: "no passwd file", user: "app", wantErr: ErrUnknownUser,
 			setup: func(t *testing.T, root string) { mustRemove(t, filepath.Join(root, "etc/passwd")) }},
-		{name: "no passwd file, numeric", user: "7:8", uid: 7, gid: 8,
+		{name: "no passwd file, numeric", user: "7:8", uid: 7, gid: 8, groups: []uint32{8},
 			setup: func(t *testing.T, root string) { mustRemove(t, filepath.Join(root, "etc/passwd")) }},
 		{name: "passwd symlinked to a host path is confined", user: "evil", wantErr: ErrUnknownUser,
 			setup: func(t *testing.T, root string) {
 				mustRemove(t, filepath.Join(root, "etc/passwd"))
 				mustSymlink(t, filepath.Join(hostEtc, "passwd"), filepath.Join(root, "etc/passwd"))
 			}},
-		{name: "relative symlink climbing out stays in the root", user: "inroot", uid: 7, gid: 7,
+		{name: "relative symlink climbing out stays in the root", user: "inroot", uid: 7, gid: 7, groups: []uint32{7},
 			setup: func(t *testing.T, root string) {
 				mustRemove(t, filepath.Join(root, "etc/passwd"))
 				mustMkdir(t, filepath.Join(root, "srv"))
@@ -125,7 +126,7 @@ func TestRunAsResolvedUser(t *testing.T) {
 	}{
 		{user: "app", want: "1000\n1000\napp\n1000 10 50\n"},
 		{user: "1234:5678", want: "1234\n5678\n1234\n5678\n"},
-		{user: "app:staff", want: "1000\n50\napp\n50 10\n"},
+		{user: "app:staff", want: "1000\n50\napp\n50\n"},
 		{user: "root", want: "0\n0\nroot\n0 10\n"},
 	}
 	for _, tt := range tests {

@@ -27,6 +27,10 @@ type change struct {
 	rel  string
 	name string
 	kind kind
+	// from, when set, is the host path the entry is read from instead of
+	// rel below the writer's directory: another name of the same file, or
+	// the tree below an overlay for a folder the upper directory lacks.
+	from string
 }
 
 // changeSet collects a layer's entries in any order and gives them back in

@@ -30,8 +30,11 @@ func TestDeterministic(t *testing.T) {
 				}
 				layers[strategy] = first
 			}
-			if s.name == "rm -rf a dir and make it again" {
-				return
+			switch s.name {
+			case "rm -rf a dir and make it again", "write one name of a lower hardlink and hide another below a folder made again":
+				return // opaque marker or whiteouts
+			case "replace one name of a lower hardlink by a new file":
+				return // Walk also writes the names whose link count changed
 			}
 			if !bytes.Equal(layers["walk"], layers["overlay"]) {
 				t.Errorf("walk and overlay layers differ:\nwalk    %q\noverlay %q",

@@ -45,7 +45,14 @@
 // A stat-based Walk cannot see a change that keeps size, mode, owner, mtime,
 // ctime, inode and link count: one made by a process that resets the clock,
 // or a same-size rewrite within the clock tick of a change made just before
-// Before (xattrs of such recent entries are compared). Overlay without an index breaks the hardlinks of a lower file
-// it copies up, as the kernel does for any container: there the two
-// strategies differ (Walk keeps the other paths linked).
+// Before (xattrs of such recent entries are compared).
+//
+// Hardlinks: Overlay mounts with index=on, so that a step writing one name
+// of a lower file with several links changes the file under every name, as
+// on a plain filesystem; the upper directory holds only the names written,
+// so Diff looks the file's other names up in the tree below (one walk of
+// it, in such a step only) and writes them as links to the copy: the layer
+// is Walk's. Where the kernel or filesystem refuses the index, overlayfs
+// breaks such a link on copy-up, as it does for any container, and there
+// the strategies differ (Walk keeps the other names linked).
 package snapshot

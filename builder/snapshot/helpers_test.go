@@ -62,7 +62,7 @@ var baseTree = []node{
 	d("home"), d("home/user").perm(0o750).owner(1000, 1000), f("home/user/.profile", "PS1=$\n").owner(1000, 1000),
 	d("opt"), d("opt/app"), f("opt/app/x", "x"), f("opt/app/y", "y"),
 	d("srv"), d("srv/old"), f("srv/old/f", "old f"), d("srv/old/sub"), f("srv/old/sub/g", "old g"),
-	d("hard"), f("hard/a", "shared"), hard("hard/b", "hard/a"),
+	d("hard"), f("hard/a", "shared"), hard("hard/b", "hard/a"), d("links"), hard("links/c", "hard/a"),
 	d("proc"), f("proc/cpuinfo", "cpu"), d(".kiln"), f(".kiln/state", "kiln"),
 	d("tmp").perm(0o1777),
 }

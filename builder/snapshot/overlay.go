@@ -88,8 +88,11 @@ func (o *Overlay) Mount(ctx context.Context) (string, error) {
 }
 
 // mountOptions are tried in order: the first keeps the upper a plain tree
-// (no metadata-only copy-up, no redirected directories); kernels that do not
-// know those options, or a user namespace that needs userxattr, get the next.
+// (no metadata-only copy-up, no redirected directories) and indexes the
+// copy-ups of lower hardlinks (index=on: every name of such a file shows
+// the step's change, and Diff can tell a copy-up from a file made anew,
+// see links.go); kernels that do not know those options, or a user
+// namespace that needs userxattr, get the next.
 //
 // volatile (Linux 5.10) goes first: overlayfs then skips the fsync of every
 // copied-up file, which on ext4 forces out everything written before (a
@@ -97,12 +100,15 @@ func (o *Overlay) Mount(ctx context.Context) (string, error) {
 // The upper directory only lives until Diff and is thrown away if kiln
 // dies, so there is nothing a crash could lose.
 func mountOptions() []string {
-	plain := ",metacopy=off,redirect_dir=off,index=off"
+	plain := ",metacopy=off,redirect_dir=off"
 	var opts []string
-	for _, o := range []string{plain, plain + ",userxattr", ",userxattr", ""} {
-		opts = append(opts, o+",volatile")
+	for _, volatile := range []string{",volatile", ""} {
+		for _, index := range []string{",index=on", ",index=off"} {
+			opts = append(opts, plain+index+volatile, plain+index+",userxattr"+volatile)
+		}
+		opts = append(opts, ",userxattr"+volatile, volatile)
 	}
-	return append(opts, plain, plain+",userxattr", ",userxattr", "")
+	return opts
 }
 
 // mountOverlay mounts lower+upper on merged.
@@ -138,10 +144,18 @@ func (o *Overlay) Diff(ctx context.Context, out io.Writer) (*Stats, error) {
 	}
 	stats := &Stats{}
 	set := newChangeSet()
-	if err := o.scan(ctx, set, stats); err != nil {
+	links, err := o.scan(ctx, set, stats)
+	if err != nil {
 		return nil, fmt.Errorf("reading overlay upper %s: %w", o.upper(), err)
 	}
+	added, err := o.keepLinks(ctx, set, links)
+	if err != nil {
+		return nil, err
+	}
 	set.withParents()
+	if added {
+		o.parentsFromLower(set)
+	}
 	if err := o.writeAndApply(ctx, set.sorted(), out, stats); err != nil {
 		return nil, err
 	}
@@ -194,6 +208,7 @@ type upperScan struct {
 	o     *Overlay
 	set   *changeSet
 	stats *Stats
+	links copiedLinks // copies of lower files with several links (index=on)
 }
 
 // dir scans the upper directory name (in dirFD) at rel; lowerFD is the same
@@ -286,6 +301,7 @@ func (u *upperScan) entry(ctx context.Context, dirFD int, name, rel string, lowe
 		return false, u.subdir(ctx, dirFD, name, rel, host, lowerFD)
 	}
 	u.set.entry(rel)
+	u.links.note(&st, rel)
 	return false, nil
 }
 
@@ -375,15 +391,20 @@ func hasOverlayXattr(host, name string) bool {
 	return err == nil && v != ""
 }
 
-// scan reads the upper directory into set.
-func (o *Overlay) scan(ctx context.Context, set *changeSet, stats *Stats) error {
+// scan reads the upper directory into set, and returns the copies of lower
+// files with several links the index holds.
+func (o *Overlay) scan(ctx context.Context, set *changeSet, stats *Stats) (copiedLinks, error) {
 	lower, err := unix.Open(o.root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return &os.PathError{Op: "open", Path: o.root, Err: err}
+		return copiedLinks{}, &os.PathError{Op: "open", Path: o.root, Err: err}
 	}
 	defer unix.Close(lower)
-	u := &upperScan{o: o, set: set, stats: stats}
-	return u.dir(ctx, unix.AT_FDCWD, o.upper(), "", lower)
+	links, err := o.readIndex()
+	if err != nil {
+		return links, err
+	}
+	u := &upperScan{o: o, set: set, stats: stats, links: links}
+	return links, u.dir(ctx, unix.AT_FDCWD, o.upper(), "", lower)
 }
 
 func (o *Overlay) hostUpper(rel string) string {

@@ -175,6 +175,98 @@ var steps = []step{
 		},
 	},
 	{
+		// Overlayfs copies up only hard/b; its other names must follow,
+		// as they do for Walk, which sees the one inode change.
+		name: "write one name of a lower hardlink",
+		run: func(t testing.TB, root string) {
+			f, err := os.OpenFile(filepath.Join(root, "hard/b"), os.O_WRONLY|os.O_APPEND, 0)
+			must(t, err)
+			_, err = f.WriteString(" and more")
+			must(t, err)
+			must(t, f.Close())
+		},
+		check: func(t *testing.T, _ string, layer []layerEntry) {
+			wantEntry(t, layer, "hard/a", tar.TypeReg, 0o644, "shared and more")
+			wantLink(t, layer, "hard/b", "hard/a")
+			wantLink(t, layer, "links/c", "hard/a")
+			wantEntry(t, layer, "links", tar.TypeDir, 0o755, "")
+		},
+	},
+	{
+		// With the index, the other names show the change in the step too,
+		// and a second name written joins the first copy.
+		name: "write two names of a lower hardlink and read the third",
+		run: func(t testing.TB, root string) {
+			appendTo(t, filepath.Join(root, "hard/b"), " one")
+			appendTo(t, filepath.Join(root, "links/c"), " two")
+			seen, err := os.ReadFile(filepath.Join(root, "hard/a"))
+			must(t, err)
+			mustWrite(t, filepath.Join(root, "opt/seen"), string(seen), 0o644)
+		},
+		check: func(t *testing.T, _ string, layer []layerEntry) {
+			wantEntry(t, layer, "hard/a", tar.TypeReg, 0o644, "shared one two")
+			wantLink(t, layer, "hard/b", "hard/a")
+			wantLink(t, layer, "links/c", "hard/a")
+			wantEntry(t, layer, "opt/seen", tar.TypeReg, 0o644, "shared one two")
+		},
+	},
+	{
+		// sed -i: a new file renamed over one name is no copy-up; the other
+		// names keep the file as it was (Walk writes them too: their link
+		// count changed).
+		name: "replace one name of a lower hardlink by a new file",
+		run: func(t testing.TB, root string) {
+			mustWrite(t, filepath.Join(root, "hard/.tmp"), "replaced", 0o644)
+			must(t, os.Rename(filepath.Join(root, "hard/.tmp"), filepath.Join(root, "hard/b")))
+		},
+		check: func(t *testing.T, _ string, layer []layerEntry) {
+			wantEntry(t, layer, "hard/b", tar.TypeReg, 0o644, "replaced")
+			for _, n := range []string{"hard/a", "links/c"} {
+				if e := find(layer, n); e != nil && e.body != "shared" && e.Linkname != "hard/a" {
+					t.Errorf("%s: %+v, want it unchanged", n, e)
+				}
+			}
+		},
+	},
+	{
+		name: "chmod one name of a lower hardlink and delete another",
+		run: func(t testing.TB, root string) {
+			must(t, os.Chmod(filepath.Join(root, "links/c"), 0o600))
+			must(t, os.Remove(filepath.Join(root, "hard/a")))
+		},
+		check: func(t *testing.T, _ string, layer []layerEntry) {
+			wantEntry(t, layer, "hard/.wh.a", tar.TypeReg, 0, "")
+			wantEntry(t, layer, "hard/b", tar.TypeReg, 0o600, "shared")
+			wantLink(t, layer, "links/c", "hard/b")
+		},
+	},
+	{
+		name: "write one name of a lower hardlink and delete the folder holding another",
+		run: func(t testing.TB, root string) {
+			mustWrite(t, filepath.Join(root, "hard/b"), "rewritten", 0)
+			must(t, os.RemoveAll(filepath.Join(root, "links")))
+		},
+		check: func(t *testing.T, _ string, layer []layerEntry) {
+			wantEntry(t, layer, "hard/a", tar.TypeReg, 0o644, "rewritten")
+			wantLink(t, layer, "hard/b", "hard/a")
+			wantEntry(t, layer, ".wh.links", tar.TypeReg, 0, "")
+			wantAbsent(t, layer, "links/c")
+		},
+	},
+	{
+		name: "write one name of a lower hardlink and hide another below a folder made again",
+		run: func(t testing.TB, root string) {
+			mustWrite(t, filepath.Join(root, "hard/a"), "rewritten", 0)
+			must(t, os.RemoveAll(filepath.Join(root, "links")))
+			must(t, os.Mkdir(filepath.Join(root, "links"), 0o755))
+		},
+		check: func(t *testing.T, _ string, layer []layerEntry) {
+			wantEntry(t, layer, "hard/a", tar.TypeReg, 0o644, "rewritten")
+			wantLink(t, layer, "hard/b", "hard/a")
+			wantAbsent(t, layer, "links/c")
+		},
+	},
+	{
 		name: "symlink retargeted",
 		run: func(t testing.TB, root string) {
 			p := filepath.Join(root, "usr/lib/libx.so")
@@ -357,6 +449,24 @@ func wantEntry(t *testing.T, layer []layerEntry, name string, typ byte, mode int
 		t.Errorf("%s: type %q mode %o body %q, want %q %o %q", name, e.Typeflag, e.Mode, e.body, typ, mode, body)
 	}
 	return e
+}
+
+// appendTo appends text to the file p.
+func appendTo(t testing.TB, p, text string) {
+	t.Helper()
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	must(t, err)
+	_, err = f.WriteString(text)
+	must(t, err)
+	must(t, f.Close())
+}
+
+// wantLink asserts the layer holds name as a hardlink to target.
+func wantLink(t *testing.T, layer []layerEntry, name, target string) {
+	t.Helper()
+	if e := find(layer, name); e == nil || e.Typeflag != tar.TypeLink || e.Linkname != target {
+		t.Errorf("%s: %+v, want a hardlink to %s", name, e, target)
+	}
 }
 
 func wantAbsent(t *testing.T, layer []layerEntry, names ...string) {

@@ -71,7 +71,7 @@ func (w *layerWriter) writeChange(c change) error {
 		w.stats.Opaque++
 		return w.tw.WriteHeader(w.marker(c.name))
 	}
-	return w.writeEntry(c.rel)
+	return w.writeEntry(c)
 }
 
 // marker is the header of a whiteout or opaque marker: an empty file whose
@@ -80,14 +80,17 @@ func (w *layerWriter) marker(name string) *tar.Header {
 	return &tar.Header{Name: name, Typeflag: tar.TypeReg, ModTime: w.clamp(time.Unix(0, 0))}
 }
 
-// writeEntry writes rel as it is in src, content streamed.
-func (w *layerWriter) writeEntry(rel string) error {
-	host := filepath.Join(w.src, filepath.FromSlash(rel))
+// writeEntry writes c as it is in src (or at c.from), content streamed.
+func (w *layerWriter) writeEntry(c change) error {
+	host := c.from
+	if host == "" {
+		host = filepath.Join(w.src, filepath.FromSlash(c.rel))
+	}
 	var st unix.Stat_t
 	if err := unix.Lstat(host, &st); err != nil {
 		return &os.PathError{Op: "lstat", Path: host, Err: err}
 	}
-	hdr, err := w.header(rel, host, &st)
+	hdr, err := w.header(c.rel, host, &st)
 	if err != nil || hdr == nil {
 		return err
 	}
@@ -100,7 +103,9 @@ func (w *layerWriter) writeEntry(rel string) error {
 	return w.copyContent(host, hdr.Size)
 }
 
-// header describes rel; nil for what a layer cannot carry (sockets).
+// header describes rel; nil for what a layer cannot carry (sockets). A
+// file with several links is written once: its later names are links to
+// the first.
 func (w *layerWriter) header(rel, host string, st *unix.Stat_t) (*tar.Header, error) {
 	hdr := &tar.Header{
 		Name:    rel,
