@@ -43,7 +43,13 @@ func mountLayers(lowers []string, upper, work, target string, volatile bool) err
 	var err error
 	extras := []string{plain, ""}
 	if volatile {
-		extras = []string{plain + ",volatile", ",volatile", plain, ""}
+		// A stage's stack is exported (index=on,nfs_export=on) so that the
+		// overlay each RUN step mounts on it can use index=on too, which
+		// keeps a hardlinked file's names one file when the step writes
+		// to one of them (builder/snapshot); without it overlay falls back
+		// to index=off for the step's mount.
+		exported := ",metacopy=off,redirect_dir=nofollow,index=on,nfs_export=on"
+		extras = []string{exported + ",volatile", exported, plain + ",volatile", ",volatile", plain, ""}
 	}
 	for _, extra := range extras {
 		err = unix.Mount("overlay", target, "overlay", unix.MS_NODEV, base+extra)
