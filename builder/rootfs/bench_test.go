@@ -36,21 +36,33 @@ var benchFiles = flag.Int("rootfs.files", 50000, "files in BenchmarkUnpack's big
 //	go test -run '^$' -bench Unpack -benchtime 3x -cpuprofile cpu.prof ./builder/rootfs
 func BenchmarkUnpack(b *testing.B) {
 	img := benchImage(b, *benchFiles)
-	var entries int
-	for b.Loop() {
-		b.StopTimer()
-		r, err := Open(b.TempDir())
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.StartTimer()
-		stats, err := r.Unpack(context.Background(), img)
-		if err != nil {
-			b.Fatal(err)
-		}
-		entries = stats.Entries
+	for _, fallback := range []bool{false, true} {
+		b.Run(resolverName(fallback), func(b *testing.B) {
+			var entries int
+			for b.Loop() {
+				b.StopTimer()
+				r, err := Open(b.TempDir())
+				if err != nil {
+					b.Fatal(err)
+				}
+				r.noOpenat2 = fallback
+				b.StartTimer()
+				stats, err := r.Unpack(context.Background(), img)
+				if err != nil {
+					b.Fatal(err)
+				}
+				entries = stats.Entries
+			}
+			b.ReportMetric(float64(entries), "entries/op")
+		})
 	}
-	b.ReportMetric(float64(entries), "entries/op")
+}
+
+func resolverName(fallback bool) string {
+	if fallback {
+		return "walk"
+	}
+	return "openat2"
 }
 
 var benchImages sync.Map // files → v1.Image
