@@ -18,9 +18,11 @@
 //		log.Warn(w) // devices not created, xattrs or ownership not applied...
 //	}
 //
+//	_, err = root.UnpackLayer(ctx, layer) // one more v1.Layer on top (into an empty root: that layer alone)
+//
 //	rc, _ := layer.Uncompressed()
 //	defer rc.Close()
-//	_, err = root.ApplyLayer(ctx, rc) // one more layer on top
+//	_, err = root.ApplyLayer(ctx, rc) // the same from a stream: a tar
 //
 // Paths as the container sees them map to host paths with Resolve, which
 // follows symlinks as the kernel would if the root were "/":
@@ -50,9 +52,16 @@
 // by anything else (a running container) while a layer is applied.
 //
 // KILN_NO_OPENAT2=1 in the environment makes every lookup walk, as on a
-// kernel without openat2. A regular file costs what it costs GNU tar:
-// create, write, chown, chmod, set times and close, the metadata through
-// the open descriptor.
+// kernel without openat2.
+//
+// # Speed
+//
+// Unpack and UnpackLayer read each layer (fetch, decompress, check its
+// digests) in a goroutine of their own, a few MiB ahead of the writing,
+// and Unpack opens the next layer while one is applied. A regular file
+// costs what it costs GNU tar: create, write, chown, chmod, set times and
+// close, the metadata through the open descriptor; nothing is fsynced
+// (a root is scratch, rebuilt if lost).
 //
 // # Whiteout names
 //
