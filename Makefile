@@ -2,7 +2,7 @@
 #   make            build bin/kiln
 #   make test       everything CI runs: vet, gofmt, unit and end-to-end tests
 #   make e2e        only the end-to-end tests (real registry process, the built binary)
-#   make bench      benchmarks: kiln warm vs crane, skopeo and the raw limit; kiln build vs buildah; layer cache vs kaniko and buildah; build-all via Kubernetes vs local (bench/)
+#   make bench      benchmarks: kiln warm vs crane, skopeo and the raw limit; kiln build vs buildah; layer cache vs kaniko and buildah; build-all via Kubernetes vs local; unpacking a base vs tar -xzf (bench/)
 #   make lint       go vet + gofmt
 #   make demo       README's main command: kiln build-all of build.toml (hello, amd64+arm64) into out/hello
 #   make image      kiln's own image (the static binary on scratch, amd64+arm64) into out/kiln, its debug variant (a busybox shell) into out/kiln-debug
@@ -42,6 +42,7 @@ bench: deps build
 	bash bench/buildall.sh
 	bash bench/runstep.sh
 	bash bench/layercache.sh
+	bash bench/unpack.sh
 	bash bench/kube.sh
 
 deps:

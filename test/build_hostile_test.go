@@ -104,62 +104,77 @@ func TestBuildHostileBase(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ref := reg.Ref(fmt.Sprintf("hostile/base%d:1", i))
 			pushHandImage(t, ref, handImage(t, "linux/amd64", v1.Config{Env: []string{"PATH=/bin"}}, handLayer(t, tc.entries...)))
-			ctxDir := t.TempDir()
-			writeContext(t, ctxDir, map[string]string{
-				"Dockerfile": "FROM " + ref + " AS hostile\n" + tc.dockerfile + copyOut,
-				"a.txt":      "overwritten\n",
-			})
-			parent := t.TempDir()
-			work, tmp := filepath.Join(parent, "work"), filepath.Join(parent, "tmp")
-			for _, d := range []string{work, tmp} {
-				if err := os.Mkdir(d, 0o755); err != nil {
-					t.Fatal(err)
-				}
+			// Both ways kiln finds folders while unpacking: openat2 (this
+			// kernel's, when it has it) and the walk kernels without it get.
+			for _, resolver := range []struct{ name, env string }{{"openat2", ""}, {"walk", "KILN_NO_OPENAT2=1"}} {
+				t.Run(resolver.name, func(t *testing.T) {
+					buildHostileBase(t, ref, tc.dockerfile+copyOut, resolver.env, target, passwd, tc.check)
+				})
 			}
-			out := filepath.Join(t.TempDir(), "oci")
-			r := runKilnOpts(t, runOpts{env: []string{"TMPDIR=" + tmp}}, "build", "--context", ctxDir, "--work-dir", work,
-				"--output", "oci:"+out)
-
-			for _, m := range hostileMarkers {
-				if _, err := os.Lstat(m); err == nil {
-					t.Errorf("ESCAPE: the build created %s on the host", m)
-					_ = os.Remove(m)
-				}
-			}
-			if data, err := os.ReadFile(target); err != nil || string(data) != "outside\n" {
-				t.Errorf("ESCAPE: the hardlink target outside the root now holds %q (%v)", data, err)
-			}
-			if got := hostFileHash(t, "/etc/passwd"); got != passwd {
-				t.Errorf("ESCAPE: the host's /etc/passwd changed")
-			}
-			if names := dirNames(t, parent); !slices.Equal(names, []string{"tmp", "work"}) {
-				t.Errorf("the work folder's parent holds %v, want only tmp and work", names)
-			}
-			for _, d := range []string{work, tmp} {
-				if names := dirNames(t, d); len(names) > 0 {
-					t.Errorf("%s is left holding %v", d, names)
-				}
-			}
-
-			if r.code != 0 {
-				if !strings.Contains(r.stderr, "kiln: Dockerfile:") || strings.Contains(r.stderr, "panic:") {
-					t.Errorf("a refused hostile base needs a clear error naming the line, not this:\n%s", r)
-				}
-				t.Logf("kiln refused the hostile base: %s", lastLines(r.stderr, 1))
-				return
-			}
-			tree, _ := flatten(t, layoutImage(t, out, "image"))
-			for _, e := range tree {
-				if e.Type == "file" && e.SHA256 == sha256Hex("outside\n")[:16] {
-					t.Errorf("the image holds the content of the file outside the root at %s", e.Path)
-				}
-			}
-			if tc.check != nil {
-				tc.check(t, byPath(tree))
-			}
-			t.Logf("kiln confined the hostile base; the image holds:\n%s", treeString(tree))
 		})
 	}
+}
+
+// buildHostileBase builds dockerfile (FROM ref AS hostile, then copies the
+// stage out) with env added, and checks that nothing escaped.
+func buildHostileBase(t *testing.T, ref, dockerfile, env, target, passwd string, check func(t *testing.T, files map[string]fsEntry)) {
+	ctxDir := t.TempDir()
+	writeContext(t, ctxDir, map[string]string{
+		"Dockerfile": "FROM " + ref + " AS hostile\n" + dockerfile,
+		"a.txt":      "overwritten\n",
+	})
+	parent := t.TempDir()
+	work, tmp := filepath.Join(parent, "work"), filepath.Join(parent, "tmp")
+	for _, d := range []string{work, tmp} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "oci")
+	o := runOpts{env: []string{"TMPDIR=" + tmp}}
+	if env != "" {
+		o.env = append(o.env, env)
+	}
+	r := runKilnOpts(t, o, "build", "--context", ctxDir, "--work-dir", work, "--output", "oci:"+out)
+
+	for _, m := range hostileMarkers {
+		if _, err := os.Lstat(m); err == nil {
+			t.Errorf("ESCAPE: the build created %s on the host", m)
+			_ = os.Remove(m)
+		}
+	}
+	if data, err := os.ReadFile(target); err != nil || string(data) != "outside\n" {
+		t.Errorf("ESCAPE: the hardlink target outside the root now holds %q (%v)", data, err)
+	}
+	if got := hostFileHash(t, "/etc/passwd"); got != passwd {
+		t.Errorf("ESCAPE: the host's /etc/passwd changed")
+	}
+	if names := dirNames(t, parent); !slices.Equal(names, []string{"tmp", "work"}) {
+		t.Errorf("the work folder's parent holds %v, want only tmp and work", names)
+	}
+	for _, d := range []string{work, tmp} {
+		if names := dirNames(t, d); len(names) > 0 {
+			t.Errorf("%s is left holding %v", d, names)
+		}
+	}
+
+	if r.code != 0 {
+		if !strings.Contains(r.stderr, "kiln: Dockerfile:") || strings.Contains(r.stderr, "panic:") {
+			t.Errorf("a refused hostile base needs a clear error naming the line, not this:\n%s", r)
+		}
+		t.Logf("kiln refused the hostile base: %s", lastLines(r.stderr, 1))
+		return
+	}
+	tree, _ := flatten(t, layoutImage(t, out, "image"))
+	for _, e := range tree {
+		if e.Type == "file" && e.SHA256 == sha256Hex("outside\n")[:16] {
+			t.Errorf("the image holds the content of the file outside the root at %s", e.Path)
+		}
+	}
+	if check != nil {
+		check(t, byPath(tree))
+	}
+	t.Logf("kiln confined the hostile base; the image holds:\n%s", treeString(tree))
 }
 
 // TestBuildHostileContext: symlinks in the build context that lead out of

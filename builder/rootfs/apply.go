@@ -31,14 +31,16 @@ const copyBufferSize = 128 << 10
 
 // applier applies one layer: the state that lives as long as that.
 type applier struct {
-	root     *Root
-	rootFD   int
-	cfg      applyConfig
-	stats    *ApplyStats
-	buf      []byte
-	zeros    []byte
-	unpacked map[string]bool // paths (relative, resolved) this layer wrote, and their parents
-	fixups   fixups
+	root      *Root
+	rootFD    int
+	cfg       applyConfig
+	stats     *ApplyStats
+	buf       []byte
+	zeros     []byte
+	unpacked  map[string]bool // paths (relative, resolved) this layer wrote, and their parents
+	fixups    fixups
+	dirs      dirCache
+	noOpenat2 bool // folders are found by walking only (see openBeneath)
 }
 
 // ApplyLayer streams one uncompressed layer tar (v1.Layer.Uncompressed) onto
@@ -56,7 +58,7 @@ func (r *Root) ApplyLayer(ctx context.Context, layer io.Reader, opts ...ApplyOpt
 	if err != nil {
 		return nil, err
 	}
-	defer unix.Close(a.rootFD)
+	defer a.close()
 	tr := tar.NewReader(layer)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -92,20 +94,27 @@ func (r *Root) newApplier(opts []ApplyOption) (*applier, error) {
 		return nil, err
 	}
 	return &applier{
-		root:     r,
-		rootFD:   fd,
-		cfg:      cfg,
-		stats:    &ApplyStats{},
-		buf:      make([]byte, copyBufferSize),
-		zeros:    make([]byte, copyBufferSize),
-		unpacked: map[string]bool{},
-		fixups:   fixups{index: map[string]int{}},
+		root:      r,
+		rootFD:    fd,
+		cfg:       cfg,
+		stats:     &ApplyStats{},
+		buf:       make([]byte, copyBufferSize),
+		zeros:     make([]byte, copyBufferSize),
+		unpacked:  map[string]bool{},
+		fixups:    fixups{index: map[string]int{}},
+		noOpenat2: r.noOpenat2,
 	}, nil
+}
+
+func (a *applier) close() {
+	a.dirs.close()
+	unix.Close(a.rootFD)
 }
 
 // apply applies one tar entry; body is its content.
 func (a *applier) apply(ctx context.Context, hdr *tar.Header, body io.Reader) error {
 	a.stats.Entries++
+	a.dirs.settle()
 	if hdr.Typeflag == tar.TypeXGlobalHeader {
 		return nil
 	}
@@ -120,13 +129,21 @@ func (a *applier) apply(ctx context.Context, hdr *tar.Header, body io.Reader) er
 	if isWhiteout(rel) {
 		return a.whiteout(rel)
 	}
-	dir, base := path.Split(rel)
-	parent, _, err := a.walk(dir, walkMode{followLast: true, enterLast: true, create: true})
+	dir, base := splitRel(rel)
+	parent, _, err := a.dir(dir, dirCreate)
 	if err != nil {
 		return err
 	}
-	defer parent.close()
 	return a.create(ctx, parent, base, hdr, body)
+}
+
+// splitRel splits a clean relative path into its folder ("" for the root)
+// and its last name.
+func splitRel(rel string) (dir, name string) {
+	if i := strings.LastIndexByte(rel, '/'); i >= 0 {
+		return rel[:i], rel[i+1:]
+	}
+	return "", rel
 }
 
 // cleanName makes a name from the layer (what: "entry", "hardlink target")
@@ -140,21 +157,16 @@ func (a *applier) cleanName(name, what string) string {
 	return rel
 }
 
-// walk resolves p below the root; an unprivileged apply makes every
-// directory it enters writable by its owner until the end of the layer.
-func (a *applier) walk(p string, mode walkMode) (*chain, string, error) {
-	w := &walker{root: a.rootFD, mode: mode}
-	if !a.root.privileged {
-		w.prepare = a.makeWritable
+// markUnpacked records that this layer wrote name in the folder d, which
+// an opaque marker must keep, and so every folder above it.
+func (a *applier) markUnpacked(d dirRef, name string) {
+	for i := 0; i < len(d.rel); i++ {
+		if d.rel[i] == '/' {
+			a.unpacked[d.rel[:i]] = true
+		}
 	}
-	return w.walk(p)
-}
-
-// markUnpacked records that this layer wrote name in the directory c leads
-// to, which an opaque marker must keep, and so every directory above it.
-func (a *applier) markUnpacked(c *chain, name string) {
-	for _, p := range c.ancestors() {
-		a.unpacked[p] = true
+	if d.rel != "" {
+		a.unpacked[d.rel] = true
 	}
-	a.unpacked[c.join(name)] = true
+	a.unpacked[d.join(name)] = true
 }

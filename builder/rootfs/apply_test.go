@@ -243,15 +243,15 @@ func TestApplyLayer(t *testing.T) {
 			},
 		},
 	}
-	for _, privileged := range privileges() {
+	for _, m := range runModes() {
 		for _, tc := range tests {
-			t.Run(privName(privileged)+"/"+tc.name, func(t *testing.T) {
-				r, _ := newRoot(t, privileged)
+			t.Run(m.String()+"/"+tc.name, func(t *testing.T) {
+				r, _ := newRootIn(t, m)
 				var stats *ApplyStats
 				for _, l := range tc.layers {
 					stats = mustApply(t, r, l...)
 				}
-				tc.check(t, r.Dir(), privileged, stats)
+				tc.check(t, r.Dir(), m.privileged, stats)
 			})
 		}
 	}
@@ -466,4 +466,69 @@ func BenchmarkApplyLayer(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(len(entries)), "entries/op")
+}
+
+// TestApplyLayerFolderLookups: a layer's folders are looked up once each
+// (openat2 where the kernel has it, else the walk), then found in the
+// cache by the entries that follow; KILN_NO_OPENAT2's mode never asks
+// openat2.
+func TestApplyLayerFolderLookups(t *testing.T) {
+	var entries []entry
+	for i := range 3 {
+		d := fmt.Sprintf("usr/lib/d%d", i)
+		entries = append(entries, dir(d))
+		for j := range 10 {
+			entries = append(entries, file(fmt.Sprintf("%s/f%d", d, j), "x"))
+		}
+	}
+	haveOpenat2 := kernelHasOpenat2()
+	for _, m := range runModes() {
+		t.Run(m.String(), func(t *testing.T) {
+			r, _ := newRootIn(t, m)
+			got := mustApply(t, r, entries...).lookups
+			// usr/lib is missing: walked (and made) once; each dN is
+			// opened once for its files; every other entry, and the
+			// fixups of the dNs at the end, hit the cache.
+			want := lookupStats{cached: 32, beneath: 3, walked: 1}
+			if m.walkOnly || !haveOpenat2 {
+				want = lookupStats{cached: 32, walked: 4}
+			}
+			if got != want {
+				t.Errorf("lookups %+v, want %+v", got, want)
+			}
+		})
+	}
+}
+
+// kernelHasOpenat2 says whether this kernel (and seccomp profile) offers
+// openat2; without it the openat2 mode of every suite runs the walk.
+func kernelHasOpenat2() bool {
+	fd, err := unix.Openat2(unix.AT_FDCWD, ".", &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC})
+	if err != nil {
+		return false
+	}
+	unix.Close(fd)
+	return true
+}
+
+func TestOpenNoOpenat2(t *testing.T) {
+	for _, tc := range []struct {
+		env  string
+		want bool
+	}{{"", false}, {"0", false}, {"1", true}} {
+		t.Run("KILN_NO_OPENAT2="+tc.env, func(t *testing.T) {
+			t.Setenv("KILN_NO_OPENAT2", tc.env)
+			r, err := Open(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.noOpenat2 != tc.want {
+				t.Fatalf("noOpenat2 = %v, want %v", r.noOpenat2, tc.want)
+			}
+			stats := mustApply(t, r, dir("a"), file("a/f", "f"))
+			if tc.want && stats.lookups.beneath != 0 {
+				t.Errorf("openat2 used: %+v", stats.lookups)
+			}
+		})
+	}
 }

@@ -48,17 +48,19 @@ func (c *chain) reset() {
 // close releases every descriptor but the root's.
 func (c *chain) close() { c.reset() }
 
+// detach releases every descriptor but the root's and the last, which it
+// returns: the caller's to close, unless it is the root's.
+func (c *chain) detach() int {
+	fd := c.fd()
+	if len(c.names) > 0 {
+		c.fds[len(c.fds)-1] = -1
+	}
+	c.close()
+	return fd
+}
+
 // rel is the path of the chain's directory relative to the root, "" for it.
 func (c *chain) rel() string { return strings.Join(c.names, "/") }
 
 // join is the path relative to the root of name in the chain's directory.
 func (c *chain) join(name string) string { return path.Join(c.rel(), name) }
-
-// ancestors are the relative paths of every directory in the chain but the root.
-func (c *chain) ancestors() []string {
-	out := make([]string, len(c.names))
-	for i := range c.names {
-		out[i] = strings.Join(c.names[:i+1], "/")
-	}
-	return out
-}

@@ -3,15 +3,17 @@ package rootfs
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
-	"os"
+
+	"golang.org/x/sys/unix"
 )
 
-// copyContent streams src into f through the applier's fixed buffer, and
-// checks ctx between blocks. Blocks of zeros become holes: a sparse file
-// (a famous one is /var/log/lastlog) stays sparse instead of filling the
-// disk with the zeros the tar reader expands it to.
-func (a *applier) copyContent(ctx context.Context, f *os.File, src io.Reader) (int64, error) {
+// copyContent streams src into the file open as fd through the applier's
+// fixed buffer, and checks ctx between blocks. Blocks of zeros become
+// holes: a sparse file (a famous one is /var/log/lastlog) stays sparse
+// instead of filling the disk with the zeros the tar reader expands it to.
+func (a *applier) copyContent(ctx context.Context, fd int, src io.Reader) (int64, error) {
 	var written int64
 	holes := false
 	for {
@@ -20,7 +22,7 @@ func (a *applier) copyContent(ctx context.Context, f *os.File, src io.Reader) (i
 		}
 		n, rerr := fill(src, a.buf)
 		if n > 0 {
-			hole, err := a.writeBlock(f, a.buf[:n])
+			hole, err := a.writeBlock(fd, a.buf[:n])
 			if err != nil {
 				return written, err
 			}
@@ -36,19 +38,36 @@ func (a *applier) copyContent(ctx context.Context, f *os.File, src io.Reader) (i
 	}
 	if holes {
 		// A hole at the end is only a size: make it one.
-		return written, f.Truncate(written)
+		return written, unix.Ftruncate(fd, written)
 	}
 	return written, nil
 }
 
 // writeBlock writes block, or skips over it (hole) when it is all zeros.
-func (a *applier) writeBlock(f *os.File, block []byte) (hole bool, err error) {
+func (a *applier) writeBlock(fd int, block []byte) (hole bool, err error) {
 	if bytes.Equal(block, a.zeros[:len(block)]) {
-		_, err = f.Seek(int64(len(block)), io.SeekCurrent)
+		_, err = unix.Seek(fd, int64(len(block)), io.SeekCurrent)
 		return true, err
 	}
-	_, err = f.Write(block)
-	return false, err
+	return false, writeAll(fd, block)
+}
+
+// writeAll writes b whole: a write may be short, or interrupted.
+func writeAll(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Write(fd, b)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return io.ErrShortWrite
+		}
+		b = b[n:]
+	}
+	return nil
 }
 
 // fill reads until buf is full or src fails; io.EOF comes with the last bytes.

@@ -47,6 +47,7 @@ func (f *fixups) set(d dirFixup, override bool) {
 
 func (f *fixups) run(a *applier) error {
 	for i := len(f.list) - 1; i >= 0; i-- {
+		a.dirs.settle()
 		if err := a.fixDir(f.list[i]); err != nil {
 			return err
 		}
@@ -54,29 +55,28 @@ func (f *fixups) run(a *applier) error {
 	return nil
 }
 
-// fixDir applies d, unless a later entry of the layer removed or replaced
+// fixDir applies fx, unless a later entry of the layer removed or replaced
 // the directory.
-func (a *applier) fixDir(d dirFixup) error {
-	w := &walker{root: a.rootFD}
-	c, name, err := w.walk(d.rel)
-	if errors.Is(err, unix.ENOTDIR) {
+func (a *applier) fixDir(fx dirFixup) error {
+	dir, name := splitRel(fx.rel)
+	d, ok, err := a.dir(dir, dirLookup)
+	if errors.Is(err, unix.ENOTDIR) || err == nil && !ok {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	defer c.close()
 	var st unix.Stat_t
-	if c.fd() < 0 || unix.Fstatat(c.fd(), name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+	if unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return nil
 	}
-	if err := unix.Fchmodat(c.fd(), name, d.mode, 0); err != nil {
-		return &os.PathError{Op: "chmod", Path: "/" + d.rel, Err: err}
+	if err := unix.Fchmodat(d.fd, name, fx.mode, 0); err != nil {
+		return &os.PathError{Op: "chmod", Path: "/" + fx.rel, Err: err}
 	}
-	if d.times == nil {
+	if fx.times == nil {
 		return nil
 	}
-	return pathErr("utimes", c, name, unix.UtimesNanoAt(c.fd(), name, d.times[:], unix.AT_SYMLINK_NOFOLLOW))
+	return pathErr("utimes", d, name, unix.UtimesNanoAt(d.fd, name, fx.times[:], unix.AT_SYMLINK_NOFOLLOW))
 }
 
 // makeWritable is the walk's prepare hook for an unprivileged apply: a

@@ -109,6 +109,31 @@ func privName(privileged bool) string {
 	return "unprivileged"
 }
 
+// runMode is one way the suites run a Root: as root or not, and finding
+// folders with openat2 where the kernel has it or by the walk alone, as on
+// a kernel without it (KILN_NO_OPENAT2).
+type runMode struct{ privileged, walkOnly bool }
+
+// runModes are every privilege (see privileges) with both ways of finding
+// folders.
+func runModes() []runMode {
+	var out []runMode
+	for _, p := range privileges() {
+		out = append(out, runMode{privileged: p}, runMode{privileged: p, walkOnly: true})
+	}
+	return out
+}
+
+func (m runMode) String() string { return privName(m.privileged) + "/" + resolverName(m.walkOnly) }
+
+// newRootIn is newRoot in the mode m.
+func newRootIn(t *testing.T, m runMode) (r *Root, outside string) {
+	t.Helper()
+	r, outside = newRoot(t, m.privileged)
+	r.noOpenat2 = m.walkOnly
+	return r, outside
+}
+
 // newRoot makes base/root, the root, and base/outside holding a file
 // "secret": what a hostile layer must never reach.
 func newRoot(t *testing.T, privileged bool) (r *Root, outside string) {

@@ -121,6 +121,53 @@ func TestApplyLayerHostile(t *testing.T) {
 				readFile(t, filepath.Join(root, "d", "f"))
 			},
 		},
+		// Folders stay open between entries (dirCache): one replaced or
+		// removed under them must not keep taking entries.
+		{
+			name: "symlink replaces a folder entries were just written in",
+			layer: func(e env) []entry {
+				return []entry{dir("d"), file("d/a", "a"), symlink("d", e.outside), file("d/secret", "pwned")}
+			},
+			check: func(t *testing.T, root string, e env, _ *ApplyStats) {
+				if got := readFile(t, filepath.Join(root, e.outside, "secret")); got != "pwned" {
+					t.Errorf("content %q", got)
+				}
+			},
+		},
+		{
+			name: "symlink replaces the parent of a folder entries were just written in",
+			layer: func(e env) []entry {
+				return []entry{dir("a"), dir("a/b"), file("a/b/f", "f"), symlink("a", e.outside), file("a/b/secret", "pwned")}
+			},
+			check: func(t *testing.T, root string, e env, _ *ApplyStats) {
+				readFile(t, filepath.Join(root, e.outside, "b", "secret"))
+				assertAbsent(t, filepath.Join(root, e.outside, "b", "f"))
+			},
+		},
+		{
+			name: "whiteout removes a folder entries were just written in, a symlink takes its place",
+			layer: func(e env) []entry {
+				return []entry{dir("d"), file("d/a", "a"), whiteout(".wh.d"), symlink("d", e.outside), file("d/secret", "pwned")}
+			},
+			check: func(t *testing.T, root string, e env, _ *ApplyStats) {
+				readFile(t, filepath.Join(root, e.outside, "secret"))
+			},
+		},
+		{
+			name: "file replaces a folder entries were just written in",
+			layer: func(e env) []entry {
+				return []entry{dir("d"), file("d/a", "a"), file("d", "now a file"), file("d/b", "b")}
+			},
+			wantErr: unix.ENOTDIR,
+		},
+		{
+			name: "hardlink replaces a symlink its target goes through",
+			lower: func(e env) []entry {
+				return []entry{dir("etc"), file("etc/passwd", "p"), symlink("h", "/etc")}
+			},
+			layer:   func(e env) []entry { return []entry{hardlink("h", "h/passwd")} },
+			wantErr: unix.ENOENT, // the target is looked up once the symlink is gone, as before it was followed
+		},
 		{
 			name:    "hardlink through a symlink to a host directory",
 			layer:   func(e env) []entry { return []entry{symlink("s", e.outside), hardlink("h", "s/secret")} },
@@ -234,10 +281,10 @@ func TestApplyLayerHostile(t *testing.T) {
 		},
 	}
 	marker := fmt.Sprintf("kiln-rootfs-escape-%d", os.Getpid())
-	for _, privileged := range privileges() {
+	for _, m := range runModes() {
 		for _, tc := range tests {
-			t.Run(privName(privileged)+"/"+tc.name, func(t *testing.T) {
-				r, outside := newRoot(t, privileged)
+			t.Run(m.String()+"/"+tc.name, func(t *testing.T) {
+				r, outside := newRootIn(t, m)
 				e := env{outside: outside, marker: marker}
 				if tc.lower != nil {
 					mustApply(t, r, tc.lower(e)...)

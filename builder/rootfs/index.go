@@ -79,7 +79,7 @@ func NewIndex(ctx context.Context, img v1.Image, keep ...string) (*Index, error)
 }
 
 func (x *Index) addImageLayer(ctx context.Context, l v1.Layer) error {
-	return readLayer(l, func(rc io.Reader) error { return x.AddLayer(ctx, rc) })
+	return consume(readLayer(ctx, l), func(rc io.Reader) error { return x.AddLayer(ctx, rc) })
 }
 
 // Entries is how many tar entries the index has read.

@@ -63,17 +63,17 @@ func TestIndexMatchesUnpack(t *testing.T) {
 		"hardlink with its own metadata": {{file("a", "a"), {name: "h", typ: tar.TypeLink, link: "a", mode: 0o600, uid: 3, gid: 4, mtime: old}}},
 	}
 	for name, layers := range cases {
-		for _, priv := range privileges() {
-			t.Run(name+"/"+privName(priv), func(t *testing.T) {
-				assertIndexMatches(t, priv, layers)
+		for _, m := range runModes() {
+			t.Run(name+"/"+m.String(), func(t *testing.T) {
+				assertIndexMatches(t, m, layers)
 			})
 		}
 	}
 }
 
-func assertIndexMatches(t *testing.T, privileged bool, layers [][]entry) {
+func assertIndexMatches(t *testing.T, m runMode, layers [][]entry) {
 	t.Helper()
-	r, _ := newRoot(t, privileged)
+	r, _ := newRootIn(t, m)
 	img := image(t, layers...)
 	start := time.Now().Add(-time.Second)
 	_, uerr := r.Unpack(context.Background(), img)
@@ -92,7 +92,7 @@ func assertIndexMatches(t *testing.T, privileged bool, layers [][]entry) {
 		rel, _ := filepath.Rel(r.Dir(), p)
 		st := fi.Sys().(*syscall.Stat_t)
 		uid, gid := int(st.Uid), int(st.Gid)
-		if !privileged { // the owners the layers asked for
+		if !m.privileged { // the owners the layers asked for
 			uid, gid = -1, -1
 		}
 		link := ""
@@ -118,10 +118,10 @@ func assertIndexMatches(t *testing.T, privileged bool, layers [][]entry) {
 		for name, c := range n.children {
 			cp := path.Join(p, name)
 			uid, gid := c.UID, c.GID
-			if !privileged {
+			if !m.privileged {
 				uid, gid = -1, -1
 			}
-			if c.Mode&(fs.ModeDevice|fs.ModeCharDevice) != 0 && !privileged {
+			if c.Mode&(fs.ModeDevice|fs.ModeCharDevice) != 0 && !m.privileged {
 				continue // not made without privileges
 			}
 			mtime := c.ModTime

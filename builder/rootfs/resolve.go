@@ -27,5 +27,5 @@ func (r *Root) Resolve(containerPath string, followLast bool) (string, error) {
 		return "", fmt.Errorf("resolving %s in %s: %w", containerPath, r.dir, err)
 	}
 	defer c.close()
-	return r.hostPath(c, name), nil
+	return r.hostPath(c.rel(), name), nil
 }

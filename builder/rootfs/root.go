@@ -16,6 +16,7 @@ type Root struct {
 	dir        string
 	privileged bool
 	protected  map[string]bool // relative paths never written or removed (WithProtected)
+	noOpenat2  bool            // KILN_NO_OPENAT2 set: every lookup walks (see Open)
 }
 
 // Option configures a Root.
@@ -32,6 +33,11 @@ func WithPrivileged(privileged bool) Option {
 // Open returns the Root for dir, which must exist and be a directory. The
 // path to dir itself is trusted: it is made absolute and its symlinks are
 // resolved once, so that Resolve returns canonical paths.
+//
+// KILN_NO_OPENAT2=1 in the environment makes the Root find folders by its
+// own walk only, as on a kernel without openat2 (older than 5.6, or one
+// that a seccomp profile hides it from): for tests and for ruling openat2
+// out when something goes wrong.
 func Open(dir string, opts ...Option) (*Root, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -47,11 +53,16 @@ func Open(dir string, opts ...Option) (*Root, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("opening root %s: %w", dir, unix.ENOTDIR)
 	}
-	r := &Root{dir: abs, privileged: os.Geteuid() == 0}
+	r := &Root{dir: abs, privileged: os.Geteuid() == 0, noOpenat2: noOpenat2()}
 	for _, opt := range opts {
 		opt(r)
 	}
 	return r, nil
+}
+
+func noOpenat2() bool {
+	v := os.Getenv("KILN_NO_OPENAT2")
+	return v != "" && v != "0"
 }
 
 // Dir returns the absolute host path of the root directory.
@@ -66,9 +77,10 @@ func (r *Root) openRoot() (int, error) {
 	return fd, nil
 }
 
-// hostPath is the host path of name inside the directory c leads to. Only
-// for calls that have no *at form (lsetxattr): every directory in c was
-// checked not to be a symlink, which holds while nothing else writes the root.
-func (r *Root) hostPath(c *chain, name string) string {
-	return filepath.Join(r.dir, filepath.FromSlash(c.rel()), name)
+// hostPath is the host path of name inside the directory rel (resolved,
+// relative to the root). Only for calls that have no *at form (lsetxattr):
+// every directory on the way was checked not to be a symlink, which holds
+// while nothing else writes the root.
+func (r *Root) hostPath(rel, name string) string {
+	return filepath.Join(r.dir, filepath.FromSlash(rel), name)
 }

@@ -27,8 +27,13 @@ type ApplyStats struct {
 	// later layer deleted.
 	SkippedOwners map[string]Owner
 
-	dropped int // warnings past maxWarnings
+	dropped int         // warnings past maxWarnings
+	lookups lookupStats // how the entries' folders were found
 }
+
+// lookupStats count how applier.dir found folders: in its cache, with one
+// openat2, or by walking. Tests check which path they took.
+type lookupStats struct{ cached, beneath, walked int }
 
 // Owner is a numeric user and group.
 type Owner struct{ UID, GID int }
@@ -69,6 +74,9 @@ func (s *ApplyStats) add(i int, o *ApplyStats) {
 	s.Devices += o.Devices
 	s.Whiteouts += o.Whiteouts
 	s.Bytes += o.Bytes
+	s.lookups.cached += o.lookups.cached
+	s.lookups.beneath += o.lookups.beneath
+	s.lookups.walked += o.lookups.walked
 	for _, w := range o.Warnings {
 		s.Warnings = append(s.Warnings, fmt.Sprintf("layer %d: %s", i, w))
 	}

@@ -9,15 +9,31 @@ import (
 )
 
 // Unpack applies every layer of img, base first, onto the root. The stats
-// add up the layers'; warnings say which layer they come from.
+// add up the layers'; warnings say which layer they come from. Each layer
+// is read (fetched, decompressed, checked) ahead of its turn while the one
+// before it is applied.
 func (r *Root) Unpack(ctx context.Context, img v1.Image, opts ...ApplyOption) (*ApplyStats, error) {
 	layers, err := img.Layers()
 	if err != nil {
 		return nil, fmt.Errorf("listing layers: %w", err)
 	}
 	total := &ApplyStats{}
+	var next *readahead
+	defer func() {
+		if next != nil {
+			next.Close()
+		}
+	}()
 	for i, l := range layers {
-		s, err := r.applyImageLayer(ctx, l, opts)
+		cur := next
+		if cur == nil {
+			cur = readLayer(ctx, l)
+		}
+		next = nil
+		if i+1 < len(layers) {
+			next = readLayer(ctx, layers[i+1])
+		}
+		s, err := r.applyStream(ctx, cur, opts)
 		if err != nil {
 			return nil, fmt.Errorf("unpacking layer %d%s: %w", i, describe(l), err)
 		}
@@ -26,25 +42,38 @@ func (r *Root) Unpack(ctx context.Context, img v1.Image, opts ...ApplyOption) (*
 	return total, nil
 }
 
-func (r *Root) applyImageLayer(ctx context.Context, l v1.Layer, opts []ApplyOption) (*ApplyStats, error) {
+// UnpackLayer applies one layer of an image onto the root, as Unpack
+// applies each: its stream is read in the background as it is applied,
+// and to its end, so that a layer checked as it is read (see
+// manifest.VerifiedImage) is checked whole. Into an empty root, it is the
+// layer's own tree.
+func (r *Root) UnpackLayer(ctx context.Context, l v1.Layer, opts ...ApplyOption) (*ApplyStats, error) {
+	s, err := r.applyStream(ctx, readLayer(ctx, l), opts)
+	if err != nil {
+		return nil, fmt.Errorf("unpacking layer%s: %w", describe(l), err)
+	}
+	return s, nil
+}
+
+func (r *Root) applyStream(ctx context.Context, rc *readahead, opts []ApplyOption) (*ApplyStats, error) {
 	var stats *ApplyStats
-	err := readLayer(l, func(rc io.Reader) (err error) {
+	err := consume(rc, func(rc io.Reader) (err error) {
 		stats, err = r.ApplyLayer(ctx, rc, opts...)
 		return err
 	})
 	return stats, err
 }
 
-// readLayer hands l's uncompressed tar to fn, then reads the stream to its
-// end and closes it, so that a layer checked as it is read (see
-// manifest.VerifiedImage) is checked whole: a tar reader stops at the
-// end-of-archive marker, before the bytes that decide the digest. A
-// mismatch is the error, even when fn succeeded.
-func readLayer(l v1.Layer, fn func(io.Reader) error) error {
-	rc, err := l.Uncompressed()
-	if err != nil {
-		return err
-	}
+// readLayer starts reading l's uncompressed tar in the background.
+func readLayer(ctx context.Context, l v1.Layer) *readahead {
+	return newReadahead(ctx, l.Uncompressed)
+}
+
+// consume hands rc to fn, then reads the stream to its end and closes it,
+// so that a layer checked as it is read is checked whole: a tar reader
+// stops at the end-of-archive marker, before the bytes that decide the
+// digest. A mismatch is the error, even when fn succeeded.
+func consume(rc io.ReadCloser, fn func(io.Reader) error) error {
 	if err := fn(rc); err != nil {
 		if cerr := rc.Close(); cerr != nil {
 			return cerr // a layer that does not match its digest explains whatever fn found

@@ -3,6 +3,7 @@ package rootfs
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -63,4 +64,47 @@ func TestUnpackNamesTheFailingLayer(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "unpacking layer 1 (sha256:") {
 		t.Fatalf("err = %v", err)
 	}
+}
+
+// TestUnpackLayer: one layer into an empty root is that layer's tree.
+func TestUnpackLayer(t *testing.T) {
+	r, _ := newRoot(t, false)
+	layers, err := image(t, []entry{dir("etc"), file("etc/os-release", "ID=kiln"), whiteout("etc/.wh.gone")}).Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats, err := r.UnpackLayer(context.Background(), layers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertTree(t, r.Dir(), "etc/", "etc/os-release")
+	if stats.Files != 1 || stats.Whiteouts != 1 {
+		t.Errorf("stats %+v", stats)
+	}
+}
+
+// unopenable is a layer whose stream cannot be opened.
+type unopenable struct{ v1.Layer }
+
+var errUnopenable = errors.New("blob missing")
+
+func (unopenable) Uncompressed() (io.ReadCloser, error) { return nil, errUnopenable }
+
+// TestUnpackReadsAhead: the next layer is opened while one is applied; its
+// failure is reported as its own, once its turn comes.
+func TestUnpackReadsAhead(t *testing.T) {
+	r, _ := newRoot(t, false)
+	layers, err := image(t, []entry{file("a", "a")}, []entry{file("b", "b")}, []entry{file("c", "c")}).Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, layers[0], unopenable{layers[1]}, layers[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Unpack(context.Background(), img)
+	if !errors.Is(err, errUnopenable) || !strings.Contains(err.Error(), "unpacking layer 1 (sha256:") {
+		t.Fatalf("err = %v", err)
+	}
+	assertTree(t, r.Dir(), "a")
 }

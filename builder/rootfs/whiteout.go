@@ -43,7 +43,7 @@ func isWhiteout(rel string) bool {
 // whiteout applies the whiteout entry rel. Its directory is resolved inside
 // the root like any entry's, and its name must be one plain component.
 func (a *applier) whiteout(rel string) error {
-	dir, base := path.Split(rel)
+	dir, base := splitRel(rel)
 	switch {
 	case base == opaqueMarker:
 		return a.opaque(dir)
@@ -55,41 +55,35 @@ func (a *applier) whiteout(rel string) error {
 	if name == "" || name == "." || name == ".." {
 		return fmt.Errorf("%w: whiteout %q names no file", ErrInvalidLayer, base)
 	}
-	c, err := a.whiteoutDir(dir)
-	if err != nil || c == nil {
+	d, ok, err := a.whiteoutDir(dir)
+	if err != nil || !ok {
 		return err
 	}
-	defer c.close()
-	return a.root.removeAt(c.fd(), name, c.join(name))
+	a.dirs.forget() // what goes may be a folder or a symlink cached paths lead through
+	return a.root.removeAt(d.fd, name, d.join(name))
 }
 
 // opaque removes from dir everything this layer did not write, before or
 // after the marker (containerd's order-independent reading).
 func (a *applier) opaque(dir string) error {
-	c, err := a.whiteoutDir(dir)
-	if err != nil || c == nil {
+	d, ok, err := a.whiteoutDir(dir)
+	if err != nil || !ok {
 		return err
 	}
-	defer c.close()
-	return a.clearOpaque(c.fd(), c.rel())
+	a.dirs.forget()
+	return a.clearOpaque(d.fd, d.rel)
 }
 
-// whiteoutDir resolves the directory a whiteout applies to, nil when there
-// is none (missing, or a file in the way): then there is nothing to delete.
-func (a *applier) whiteoutDir(dir string) (*chain, error) {
+// whiteoutDir resolves the directory a whiteout applies to; ok is false
+// when there is none (missing, or a file in the way): then there is
+// nothing to delete.
+func (a *applier) whiteoutDir(dir string) (d dirRef, ok bool, err error) {
 	a.stats.Whiteouts++
-	c, _, err := a.walk(dir, walkMode{followLast: true, enterLast: true})
+	d, ok, err = a.dir(dir, dirWrite)
 	if errors.Is(err, unix.ENOTDIR) {
-		return nil, nil
+		return dirRef{}, false, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	if c.fd() < 0 {
-		c.close()
-		return nil, nil
-	}
-	return c, nil
+	return d, ok, err
 }
 
 // clearOpaque removes what the layer did not write below the directory
