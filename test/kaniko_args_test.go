@@ -2,6 +2,7 @@ package test
 
 import (
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -22,13 +23,46 @@ import (
 // destinations, the digest files, the OCI layout, the platform, label and
 // annotation, --ignore-path, the log as --verbosity and --log-timestamp ask,
 // and --cache: the same args again hit every step.
+//
+// It runs three times: pushing to a plain-HTTP registry, to a TLS registry
+// with a self-signed CA (kaniko's --registry-certificate), and to one that
+// also wants a client certificate (--registry-client-cert); the base comes
+// from the plain one.
 func TestKanikoPodArgs(t *testing.T) {
 	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("the RUN step needs root here (chroot isolation)")
 	}
-	reg := harness.NewRegistry(t)
-	base, _ := pushBusyboxBase(t, reg.Addr)
+	src := harness.NewRegistry(t)
+	base, _ := pushBusyboxBase(t, src.Addr)
+	t.Run("plain HTTP", func(t *testing.T) {
+		kanikoPodArgs(t, base, src.Ref("kaniko/app"), nil, []name.Option{name.Insecure}, nil)
+	})
+	for _, mtls := range []bool{false, true} {
+		label := "TLS with a self-signed CA"
+		if mtls {
+			label = "mTLS"
+		}
+		t.Run(label, func(t *testing.T) {
+			reg, files := harness.NewTLSRegistry(t, mtls)
+			extra := []string{"--registry-certificate=" + reg.Addr + "=" + files.CA}
+			if mtls {
+				extra = append(extra, "--registry-client-cert="+reg.Addr+"="+files.ClientCert+","+files.ClientKey)
+			}
+			cfg, err := files.ClientConfig()
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = cfg
+			kanikoPodArgs(t, base, reg.Ref("kaniko/app"), extra, nil, []remote.Option{remote.WithTransport(tr)})
+		})
+	}
+}
+
+// kanikoPodArgs runs the pod's args, pushing to repo with extra flags, and
+// checks the result; nameOpts and remoteOpts reach the registry to check.
+func kanikoPodArgs(t *testing.T, base, repo string, extra []string, nameOpts []name.Option, remoteOpts []remote.Option) {
 	ws := t.TempDir() // the pod's /workspace
 	writeContext(t, ws, map[string]string{
 		"Dockerfile": "ARG BASE\nFROM ${BASE}\nARG VERSION\nCOPY app.txt /app/\n" +
@@ -36,12 +70,10 @@ func TestKanikoPodArgs(t *testing.T) {
 		"app.txt": "hello from a kaniko pod spec\n",
 	})
 	out := t.TempDir()
-	repo := reg.Ref("kaniko/app")
 	plat := "linux/" + runtime.GOARCH
 	args := []string{
-		"build", // what kiln's /kaniko/executor adds in front of kaniko's args
-		// TODO(issue 14 part b): "--context=dir://" + ws, as kaniko pod specs write it.
-		"--context=" + ws,
+		"build",                 // what kiln's /kaniko/executor adds in front of kaniko's args
+		"--context=dir://" + ws, // as kaniko pod specs write it
 		"--dockerfile=Dockerfile",
 		"--destination=" + repo + ":1.0",
 		"--destination=" + repo + ":latest",
@@ -72,6 +104,7 @@ func TestKanikoPodArgs(t *testing.T) {
 		"--oci-layout-path=" + filepath.Join(out, "layout"),
 		"--kaniko-dir=" + filepath.Join(out, "kaniko"),
 	}
+	args = append(args, extra...)
 	r := runKiln(t, args...)
 	mustExit(t, r, 0)
 	digest := readDigestFile(t, filepath.Join(out, "digest"))
@@ -87,11 +120,11 @@ func TestKanikoPodArgs(t *testing.T) {
 		}
 	}
 	for _, tag := range []string{"1.0", "latest"} {
-		ref, err := name.ParseReference(repo+":"+tag, name.Insecure)
+		ref, err := name.ParseReference(repo+":"+tag, nameOpts...)
 		if err != nil {
 			t.Fatal(err)
 		}
-		img, err := remote.Image(ref, remote.WithContext(t.Context()))
+		img, err := remote.Image(ref, append([]remote.Option{remote.WithContext(t.Context())}, remoteOpts...)...)
 		if err != nil {
 			t.Fatalf("pulling %s: %v", ref, err)
 		}
