@@ -140,6 +140,16 @@ func pushPull(ctx context.Context, t *testing.T, c *Client, r *tlsRegistry) (int
 	if _, err := c.Push(ctx, img, []name.Reference{ref}); err != nil {
 		return r.hellos.Load() - before, err
 	}
+	// The transport may finish dials it started for the push after the
+	// push is done (a request served by another connection meanwhile):
+	// those handshakes are not the pull's.
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+		n := r.hellos.Load()
+		time.Sleep(100 * time.Millisecond)
+		if r.hellos.Load() == n {
+			break
+		}
+	}
 	before = r.hellos.Load()
 	_, _, err = c.Get(ctx, ref)
 	return r.hellos.Load() - before, err
