@@ -24,12 +24,13 @@ const maxMountData = 3800
 // volatile: it lives only as long as the build, which discards it if it
 // dies.
 func Mount(lowers []string, upper, work, target string) error {
-	return mountLayers(lowers, upper, work, target, true)
+	return mountLayers(lowers, upper, work, target, true, true)
 }
 
 // mountLayers mounts the overlay; a volatile one skips the syncs a
-// durable upper needs.
-func mountLayers(lowers []string, upper, work, target string, volatile bool) error {
+// durable upper needs; an exported one can be the lower of an index=on
+// overlay.
+func mountLayers(lowers []string, upper, work, target string, volatile, exported bool) error {
 	for _, p := range append([]string{upper, work}, lowers...) {
 		if strings.ContainsAny(p, ",:") {
 			return fmt.Errorf("%w: path %q holds ',' or ':'", ErrCannotMount, p)
@@ -43,6 +44,9 @@ func mountLayers(lowers []string, upper, work, target string, volatile bool) err
 	var err error
 	extras := []string{plain, ""}
 	if volatile {
+		extras = []string{plain + ",volatile", ",volatile", plain, ""}
+	}
+	if volatile && exported {
 		// A stage's stack is exported (index=on,nfs_export=on) so that the
 		// overlay each RUN step mounts on it can use index=on too, which
 		// keeps a hardlinked file's names one file when the step writes

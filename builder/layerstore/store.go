@@ -198,7 +198,10 @@ func (s *Store) onOverlay(ctx context.Context, tmp, upper string, l v1.Layer, be
 	if err := CopyRootAttrs(lowers[0], upper); err != nil {
 		return err
 	}
-	if err := mountLayers(lowers, upper, work, merged, false); err != nil {
+	// Volatile: what this overlay writes is renamed into the store only
+	// once whole, and a crash leaves a temporary folder the next user
+	// sweeps, so overlay's own syncs buy nothing.
+	if err := mountLayers(lowers, upper, work, merged, true, false); err != nil {
 		return err
 	}
 	err := s.unpack(ctx, merged, l)
