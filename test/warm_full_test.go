@@ -158,7 +158,14 @@ func freeBytes(t *testing.T, dir string) int64 {
 // bytes that no process holds.
 func writeDeadTemp(t *testing.T, path string, size int) {
 	t.Helper()
-	if err := os.WriteFile(path, bytes.Repeat([]byte{0x5a}, size), 0o600); err != nil {
+	err := os.WriteFile(path, bytes.Repeat([]byte{0x5a}, size), 0o600)
+	if errors.Is(err, syscall.ENOSPC) {
+		// The volume is full already (the killed warm's temp file grew
+		// further on a slow machine): the partial file stays, as a dead
+		// write's would, and the volume is as full as the test wants.
+		return
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 }
