@@ -1,39 +1,58 @@
 #!/usr/bin/env bash
-# kiln's RUN benchmarks: one run, side by side with buildah, against a local
-# registry process seeded with deterministic base images (bench/runseed).
+# kiln's RUN benchmarks: one run, side by side with kaniko and buildah,
+# against a local registry process seeded with deterministic base images
+# (bench/runseed).
 #
 #   a. a RUN that rewrites 10 files of a 50,000-file rootfs (busybox + 50k
-#      small files): kiln build with --snapshot overlay and --snapshot walk
-#      (base from a warm cache; and once with no cache and --snapshot auto),
-#      vs buildah build (vfs, chroot isolation, --layers=false) alone and
-#      followed by buildah push to an OCI layout. kiln logs no per-step
-#      timing, so the snapshot cost is derived from whole builds: the same
-#      base with no RUN (a0), one RUN (a1) and two RUNs (a2); one RUN step =
-#      a2 - a1 (run + snapshot + layer), the first RUN = a1 - a0 (adds
-#      unpacking the base into a stage folder).
+#      small files). Against kaniko and buildah (a1, one RUN): kiln with its
+#      layer store (--layer-store, the default; --snapshot auto) cold (a
+#      fresh --cache-dir every run: the base is pulled from the registry and
+#      unpacked into the store during the build) and warm (the --cache-dir
+#      filled once, untimed, by `kiln warm --unpack`, and reused); kaniko's
+#      executor, jailed (bench/kaniko.sh), in its default full snapshot mode
+#      and with --snapshot-mode=redo --use-new-run; buildah build (vfs,
+#      chroot isolation, --layers=false) alone and followed by buildah push
+#      to an OCI layout. For reference, today's unpack: kiln with
+#      --layer-store=false, --snapshot overlay and --snapshot walk (base
+#      blobs from the same warm cache), on the same base with no RUN (a0),
+#      one RUN (a1) and two RUNs (a2): one RUN step = a2 - a1 (run +
+#      snapshot + layer), the first RUN = a1 - a0 (adds unpacking the base
+#      into a stage folder).
 #   b. a Debian bookworm minbase base (debootstrap, built once and kept in
 #      bench/.work/runstep-cache/) and five realistic RUN steps (motd,
 #      useradd, cp -a /usr/share/doc, rm -rf, dpkg -l; no network in RUN):
-#      kiln overlay and walk vs buildah build (+ push oci:)
+#      the same rows as a1 (kiln cold and warm store, kiln --layer-store=false
+#      overlay and walk, kaniko full and redo, buildah build (+ push oci:))
 #   c. peak RSS (/usr/bin/time -v) of every command of a and b
 #   d. a COPY-only build on the 50,000-file rootfs (WORKDIR + COPY of one
-#      file): kiln reads the base's layer headers instead of unpacking it;
-#      vs buildah build (+ push oci:)
+#      file): kiln (--layer-store=false) reads the base's layer headers
+#      instead of unpacking it; vs buildah build (+ push oci:)
 #
-# Median of BENCH_RUNS, ratios buildah/kiln. Every buildah run starts from an
-# empty storage folder (vfs: the base image is pulled and its layers copied
-# on every run, which is buildah's cost on a fresh CI machine).
+# Median of BENCH_RUNS. The detail tables give ratios row / kiln (unpack);
+# the layer-store summary gives kiln / peer (targets: cold / kaniko redo <=
+# 0.5, warm / kaniko redo <= 0.1). Every buildah run starts from an empty
+# storage folder (vfs: the base image is pulled and its layers copied on
+# every run, which is buildah's cost on a fresh CI machine); every kaniko run
+# from a fresh jail (it pulls and unpacks the base every time, like a CI
+# pod). Every command writes an OCI layout (kaniko: --oci-layout-path).
+#
+# kaniko is not built here: its executor is taken from KANIKO_EXECUTOR
+# (default bench/.bin/kaniko-executor); without it its rows say "skipped".
 #
 # Usage: bash bench/runstep.sh         (or: make bench)
 #   BENCH_RUNS=5        runs per measurement (median reported)
 #   KILN=bin/kiln       the kiln binary to measure
-#   BENCH_SKIP="..."    leave out some of: buildah nocache minbase
+#   KANIKO_EXECUTOR=... kaniko's executor (default bench/.bin/kaniko-executor)
+#   KANIKO_JAIL_FS=disk kaniko's root: disk (a folder under bench/.work/runstep,
+#                       the disk kiln and buildah write to; default here) or tmpfs
+#   BENCH_SKIP="..."    leave out some of: kaniko buildah cold minbase
 #
 # Writes only under bench/.work/runstep/ (scratch, wiped at start; TMPDIR of
-# every measured command points there too), bench/.work/runstep-cache/ (the
-# debootstrap tree as a tar, kept across runs: rm -rf it to rebuild) and
-# bench/results/runstep.md. Servers listen on 127.0.0.1 only; only processes
-# started here are stopped, by PID. The page cache is not dropped.
+# every measured command points there too, and kaniko's jail roots are made
+# there), bench/.work/runstep-cache/ (the debootstrap tree as a tar, kept
+# across runs: rm -rf it to rebuild) and bench/results/runstep.md. Servers
+# listen on 127.0.0.1 only; only processes started here are stopped, by PID.
+# The page cache is not dropped.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -46,8 +65,11 @@ KILN=${KILN:-$ROOT/bin/kiln}
 case $KILN in /*) ;; *) KILN=$PWD/$KILN ;; esac
 SUITE=bookworm
 MIRROR=http://deb.debian.org/debian
+export KANIKO_JAIL_FS=${KANIKO_JAIL_FS:-disk}
+export KANIKO_KEEP_ROOTS=1 # removing the jail's root is not kaniko's time: kaniko_clean after each build
 
-. "$BENCH/lib.sh" # log, die, cleanup of PIDS, apt_install, median, ratio, wipe...
+. "$BENCH/lib.sh"    # log, die, cleanup of PIDS, apt_install, median, ratio, wipe...
+. "$BENCH/kaniko.sh" # kaniko_run, kaniko_check, kaniko_clean, kaniko_host_state
 
 preflight
 
@@ -55,11 +77,12 @@ preflight
 declare -A SKIP=() # tool -> why it is not measured
 
 install_tools() {
-	local need=() s
+	local need=() s why
 	for s in ${BENCH_SKIP:-}; do
 		case $s in
-		buildah | nocache | minbase) SKIP[$s]="BENCH_SKIP" ;;
-		*) die "BENCH_SKIP: unknown '$s' (buildah nocache minbase)" ;;
+		kaniko | buildah | cold | minbase) SKIP[$s]="BENCH_SKIP" ;;
+		nocache) SKIP[cold]="BENCH_SKIP" ;; # its name before the layer store
+		*) die "BENCH_SKIP: unknown '$s' (kaniko buildah cold minbase)" ;;
 		esac
 	done
 	command -v docker-registry >/dev/null 2>&1 || [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
@@ -75,6 +98,9 @@ install_tools() {
 		die "docker-registry is required (apt-get install docker-registry)"
 	[ -x /usr/bin/time ] || die "/usr/bin/time is required (apt-get install time): it gives CPU time and peak RSS"
 	[ -x /bin/busybox ] || die "/bin/busybox is required (apt-get install busybox-static): the 50k image's shell"
+	if [ -z "${SKIP[kaniko]:-}" ]; then
+		why=$(kaniko_check) || SKIP[kaniko]=$why
+	fi
 	command -v jq >/dev/null 2>&1 || die "jq is required (the output layouts are summarised with it)"
 	[ -n "${SKIP[buildah]:-}" ] || command -v buildah >/dev/null 2>&1 ||
 		SKIP[buildah]="buildah not installed (apt-get install buildah failed)"
@@ -125,9 +151,45 @@ layout() {
 		"$1/blobs/${m%%:*}/${m#*:}" 2>/dev/null || echo "?"
 }
 
-kiln_build() { # DOCKERFILE OUT CACHE SNAPSHOT: sets CMD
+kiln_build() { # DOCKERFILE OUT CACHE SNAPSHOT FLAG...: sets CMD
 	CMD=("$KILN" build --context "$CTX" --dockerfile "$1" --output "oci:$2" --no-push --cache-dir "$3"
-		--snapshot "$4" --progress plain)
+		--snapshot "$4" --progress plain "${@:5}")
+}
+
+# kaniko_build DOCKERFILE OUT MODE: sets CMD: kaniko_run (bench/kaniko.sh)
+# of the context with DOCKERFILE, in a fresh jail, writing an OCI layout to
+# OUT (bound at /kaniko/out). MODE is kaniko_run_step's: full (kaniko's
+# default, --snapshot-mode=full) or redo (--snapshot-mode=redo
+# --use-new-run). A bash of its own sources lib.sh and kaniko.sh, so that
+# /usr/bin/time sees the executor and its RUN steps as its children.
+kaniko_build() {
+	local mode=()
+	case $3 in
+	full) mode=(--snapshot-mode=full) ;;
+	redo) mode=(--snapshot-mode=redo --use-new-run) ;;
+	esac
+	mkdir -p "$2"
+	# shellcheck disable=SC2016 # expanded by the inner bash
+	CMD=(env BENCH="$BENCH" WORK="$WORK" KANIKO_EXECUTOR="$KANIKO_EXECUTOR" KANIKO_JAILS="$KANIKO_JAILS"
+		KANIKO_OUT="$2" bash -c '. "$BENCH/lib.sh"; . "$BENCH/kaniko.sh"; kaniko_run "$@"' kaniko
+		"$CTX" --dockerfile "/workspace/$1" --insecure-registry "$REG" --no-push
+		--oci-layout-path /kaniko/out "${mode[@]}")
+}
+
+# kaniko_jail_intact: what kaniko's RUN steps would have changed on this
+# host, had they escaped the jail, is as it was before the first kaniko run.
+kaniko_jail_intact() {
+	host_state >"$WORK/host-state.after"
+	if ! diff -u "$WORK/host-state.before" "$WORK/host-state.after" >&2; then
+		die "the host changed while kaniko ran: the jail leaked (see the diff above)"
+	fi
+	! grep -q "$KANIKO_JAILS" /proc/self/mountinfo || die "a kaniko jail mount shows on the host"
+}
+
+# host_state: kaniko_host_state with what the Dockerfiles create or change.
+host_state() {
+	kaniko_host_state /usr/lib/bench /home/app /srv/doc /srv/packages.txt
+	sha256sum /etc/motd 2>/dev/null || echo "absent /etc/motd"
 }
 
 buildah_build() { # STORAGE DOCKERFILE TAG: sets CMD
@@ -175,17 +237,30 @@ CTX=$(cat "$WORK/lists/context")
 # d: COPY-only onto the 50k base.
 printf 'FROM %s\nWORKDIR /srv/app\nCOPY Dockerfile.a0 ./\n' "$B50K" >"$CTX/Dockerfile.d"
 
+# One warm cache for every kiln row but the cold one: its blobs serve the
+# --layer-store=false rows, its layer store (.kiln/unpacked, filled here by
+# --unpack; those rows do not read it) the warm-store row.
 CACHE=$WORK/cache
-log "kiln warm of the base images into $CACHE"
+log "kiln warm --unpack of the base images into $CACHE"
 WARM=(--image "$B50K")
 [ -z "$MINBASE" ] || WARM+=(--image "$MINBASE")
-"$KILN" warm "${WARM[@]}" --platform "$PLAT" --cache-dir "$CACHE" --progress plain \
+"$KILN" warm "${WARM[@]}" --unpack --platform "$PLAT" --cache-dir "$CACHE" --progress plain \
 	>"$WORK/logs/warm.log" 2>&1 || { tail -n 5 "$WORK/logs/warm.log" >&2; die "kiln warm failed"; }
+STORED=$(find "$CACHE/.kiln/unpacked" -mindepth 1 -maxdepth 1 -regextype posix-extended -regex '.*/[0-9a-f]{64}' 2>/dev/null | wc -l)
+[ "$STORED" -gt 0 ] || log "kiln warm --unpack left nothing in $CACHE/.kiln/unpacked: the warm row will fill it in its first run"
+
+[ -n "${SKIP[kaniko]:-}" ] || host_state >"$WORK/host-state.before"
 
 # ---------------------------------------------------------------- runs
 # One job per (measurement, tool); the order rotates from run to run.
-JOBS_A=(kiln:a0:overlay kiln:a1:overlay kiln:a2:overlay kiln:a1:walk kiln:a2:walk nocache:a1:auto buildah:a1 buildah:a2)
-JOBS_B=(kiln:b:overlay kiln:b:walk buildah:b)
+#   kiln:M:SNAP     --layer-store=false (today's unpack), base from the warm cache
+#   cold:M          layer store, a fresh --cache-dir (base pulled, store filled)
+#   warm:M          layer store, the warm cache (bases already in the store)
+#   kaniko:M:MODE   kaniko full or redo, jailed
+#   buildah:M       buildah build, then buildah push oci:
+JOBS_A=(kiln:a0:overlay kiln:a1:overlay kiln:a2:overlay kiln:a1:walk kiln:a2:walk cold:a1 warm:a1
+	kaniko:a1:full kaniko:a1:redo buildah:a1 buildah:a2)
+JOBS_B=(kiln:b:overlay kiln:b:walk cold:b warm:b kaniko:b:full kaniko:b:redo buildah:b)
 JOBS_D=(kiln:d:walk buildah:d)
 
 job() { # JOB RUN
@@ -196,16 +271,29 @@ job() { # JOB RUN
 	case $tool in
 	kiln)
 		key=$m-kiln_$snap
-		kiln_build "Dockerfile.$m" "$out" "$CACHE" "$snap"
+		kiln_build "Dockerfile.$m" "$out" "$CACHE" "$snap" --layer-store=false
 		measure "$key" "$WORK/logs/$key-$n.log" "${CMD[@]}" && NOTE[$key]=$(layout "$out") || true
 		;;
-	nocache)
-		[ -z "${SKIP[nocache]:-}" ] || return 0
-		key=$m-kiln_nocache
-		wipe "$WORK/nocache"
-		kiln_build "Dockerfile.$m" "$out" "$WORK/nocache" "$snap"
+	cold)
+		[ -z "${SKIP[cold]:-}" ] || return 0
+		key=$m-kiln_cold
+		wipe "$WORK/cold"
+		kiln_build "Dockerfile.$m" "$out" "$WORK/cold" auto --layer-store=true
 		measure "$key" "$WORK/logs/$key-$n.log" "${CMD[@]}" && NOTE[$key]=$(layout "$out") || true
-		wipe "$WORK/nocache"
+		wipe "$WORK/cold"
+		;;
+	warm)
+		key=$m-kiln_warm
+		kiln_build "Dockerfile.$m" "$out" "$CACHE" auto --layer-store=true
+		measure "$key" "$WORK/logs/$key-$n.log" "${CMD[@]}" && NOTE[$key]=$(layout "$out") || true
+		;;
+	kaniko)
+		[ -z "${SKIP[kaniko]:-}" ] || return 0
+		key=$m-kaniko_$snap
+		kaniko_build "Dockerfile.$m" "$out" "$snap"
+		measure "$key" "$WORK/logs/$key-$n.log" "${CMD[@]}" && NOTE[$key]=$(layout "$out") || true
+		kaniko_clean
+		kaniko_jail_intact
 		;;
 	buildah)
 		[ -z "${SKIP[buildah]:-}" ] || return 0
@@ -257,16 +345,19 @@ for n in $(seq 1 "$RUNS"); do
 	rotate "$n" "${JOBS_D[@]}"
 done
 
-# What kiln chose with --snapshot auto, and why (the no-cache row runs with auto).
-AUTO=$(grep -h -m1 'msg="RUN steps"' "$WORK"/logs/a1-kiln_nocache-*.log 2>/dev/null | head -n 1 |
-	sed -e 's/^.*msg="RUN steps" //') || true
+# What kiln chose with --snapshot auto, and why (the layer-store rows run with auto).
+AUTO=$(grep -h -m1 'msg="RUN steps"' "$WORK"/logs/a1-kiln_warm-*.log "$WORK"/logs/a1-kiln_cold-*.log 2>/dev/null |
+	head -n 1 | sed -e 's/^.*msg="RUN steps" //') || true
 
 # ---------------------------------------------------------------- report
 
 declare -A LABEL=(
-	[kiln_overlay]="kiln build --snapshot overlay (cache)"
-	[kiln_walk]="kiln build --snapshot walk (cache)"
-	[kiln_nocache]="kiln build --snapshot auto, no cache (base pulled)"
+	[kiln_overlay]="kiln build --layer-store=false --snapshot overlay (warm cache: unpack)"
+	[kiln_walk]="kiln build --layer-store=false --snapshot walk (warm cache: unpack)"
+	[kiln_cold]="kiln build, layer store cold (fresh --cache-dir, base pulled)"
+	[kiln_warm]="kiln build, layer store warm (after kiln warm --unpack)"
+	[kaniko_full]="kaniko, default snapshots (--snapshot-mode=full), jailed"
+	[kaniko_redo]="kaniko --snapshot-mode=redo --use-new-run, jailed"
 	[buildah_build]="buildah build (vfs, chroot, --layers=false)"
 	[buildah_push]="buildah push oci: (a process of its own)"
 	[buildah_total]="buildah build + buildah push oci:"
@@ -274,7 +365,8 @@ declare -A LABEL=(
 
 skip_of() {
 	case $1 in
-	*kiln_nocache) echo "${SKIP[nocache]:-}" ;;
+	*kiln_cold) echo "${SKIP[cold]:-}" ;;
+	*kaniko*) echo "${SKIP[kaniko]:-}" ;;
 	*buildah*) echo "${SKIP[buildah]:-}" ;;
 	esac
 }
@@ -309,6 +401,74 @@ table() {
 	done
 }
 
+# verdict RATIO TARGET: whether RATIO is at most TARGET.
+verdict() {
+	case $1 in '' | -) echo "-" ;; *) awk -v r="$1" -v t="$2" 'BEGIN { print (r <= t ? "met" : "missed") }' ;; esac
+}
+
+# store_log M ROW FIELD: the median of FIELD over the layer-store mount lines
+# of the logs of M-ROW ("-" if none: the stage was unpacked, not mounted).
+store_log() {
+	local v
+	v=$(median $(grep -ho "msg=\"mounted the stage's filesystem from the layer store\".*" "$WORK"/logs/"$1-$2"-*.log 2>/dev/null |
+		grep -o " $3=[0-9.]*" | cut -d= -f2))
+	if [ -z "$v" ]; then echo "-"; else awk -v v="$v" -v f="$3" 'BEGIN { printf (f == "seconds" ? "%.3f" : "%d"), v }'; fi
+}
+
+# summary: the layer-store rows against kaniko and buildah, a1 and b side by side.
+summary() {
+	local m k v c why row cells target r1 r2
+	echo "## Layer store vs kaniko and buildah (a1 and b)"
+	echo
+	echo "Seconds (median of $RUNS; CPU = user + system of the command and its children). a1: one RUN rewriting $CHANGED files of the ${B50K_FILES}-file base; b: five RUN steps on Debian minbase (both below)."
+	echo
+	echo "| row | a1 s | a1 CPU s | b s | b CPU s |"
+	echo "| --- | ---: | ---: | ---: | ---: |"
+	for k in kiln_cold kiln_warm kiln_overlay kiln_walk kaniko_full kaniko_redo buildah_total buildah_build; do
+		cells=""
+		for m in a1 b; do
+			why=$(skip_of "$m-$k")
+			v=$(median ${T[$m-$k]:-}) c=$(median ${CPU[$m-$k]:-})
+			[ "$m" = a1 ] || [ -n "$MINBASE" ] || why="no minbase image"
+			if [ -n "$why" ]; then
+				cells+=" skipped | |"
+			elif [ -z "$v" ]; then
+				cells+=" ${FAIL[$m-$k]:+failed} | |"
+			else
+				cells+=" $v | $c |"
+			fi
+		done
+		echo "| ${LABEL[$k]} |$cells"
+	done
+	echo
+	echo "Ratios kiln / peer (below 1: kiln is faster), of the medians above:"
+	echo
+	echo "| ratio | a1 | b | target | a1 | b |"
+	echo "| --- | ---: | ---: | ---: | --- | --- |"
+	for row in "kiln_cold kaniko_redo 0.5" "kiln_warm kaniko_redo 0.1" "kiln_cold kaniko_full" "kiln_warm kaniko_full" \
+		"kiln_cold buildah_total" "kiln_warm buildah_total" "kiln_cold buildah_build" "kiln_warm buildah_build" \
+		"kiln_overlay kaniko_redo" "kiln_warm kiln_overlay" "kiln_cold kiln_overlay"; do
+		read -r k v target <<<"$row"
+		r1=$(ratio "$(median ${T[a1-$k]:-})" "$(median ${T[a1-$v]:-})")
+		r2=$(ratio "$(median ${T[b-$k]:-})" "$(median ${T[b-$v]:-})")
+		if [ -n "$target" ]; then
+			echo "| ${k//_/ } / ${v//_/ } | $r1 | $r2 | ≤ $target | $(verdict "$r1" "$target") | $(verdict "$r2" "$target") |"
+		else
+			echo "| ${k//_/ } / ${v//_/ } | $r1 | $r2 | | | |"
+		fi
+	done
+	echo
+	echo "kiln cold: a fresh --cache-dir every run, so the base is pulled from the registry and unpacked into the layer store during the build; kiln warm: the cache filled by \`kiln warm --unpack\` once (untimed) and reused by every run; kiln overlay / walk: --layer-store=false, the stage unpacked from the warm cache's blobs (today's path, for reference). kaniko pulls and unpacks the base in a fresh jail on every run; buildah pulls it into fresh vfs storage (buildah total = build + push oci:)."
+	echo
+	echo "How kiln made the stage's filesystem (its log line \"mounted the stage's filesystem from the layer store\", median over runs; \"-\": not mounted, the stage was unpacked):"
+	echo
+	echo "| kiln | a1: mount s | a1: layers unpacked into the store by the build | b: mount s | b: layers unpacked by the build |"
+	echo "| --- | ---: | ---: | ---: | ---: |"
+	for k in kiln_cold kiln_warm; do
+		echo "| ${LABEL[$k]} | $(store_log a1 "$k" seconds) | $(store_log a1 "$k" unpacked_now) | $(store_log b "$k" seconds) | $(store_log b "$k" unpacked_now) |"
+	done
+}
+
 report() {
 	local s st m k a0 a1 a2 c0 c1 c2
 	echo "# kiln RUN benchmarks"
@@ -317,20 +477,24 @@ report() {
 	echo "- commit: $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo '?')"
 	echo "- machine: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr); work folder on $(df -T "$WORK" | awk 'NR == 2 { print $2 }')"
 	echo "- overlay: $(grep -qw overlay /proc/filesystems && echo 'in /proc/filesystems' || echo 'not in /proc/filesystems'); kiln with --snapshot auto: ${AUTO:-not measured}"
-	echo "- peer: $(buildah --version 2>/dev/null || echo 'buildah n/a'), vfs storage driver, --isolation chroot, --layers=false; fresh storage folder every run"
+	echo "- peers: kaniko $("$KANIKO_EXECUTOR" version 2>/dev/null | awk '{ print $NF }' || echo 'n/a') (${SKIP[kaniko]:-$KANIKO_EXECUTOR, jailed by bench/kaniko.sh, its root on $KANIKO_JAIL_FS: the disk kiln and buildah use}), a fresh jail every run; $(buildah --version 2>/dev/null || echo 'buildah n/a'), vfs storage driver, --isolation chroot, --layers=false; fresh storage folder every run"
+	echo "- kiln's warm cache: \`kiln warm --unpack\` (untimed) left $STORED layers in its layer store (.kiln/unpacked)"
 	echo "- runs: $RUNS (median shown); registry: docker-registry on $REG, plain HTTP on loopback; platform $PLAT"
 	echo "- load average (1, 5, 15 min) at start: $LOAD_START; at end: $(cut -d' ' -f1-3 /proc/loadavg) — anything above ~0.5 means other work shared the CPUs, so compare ratios within this run only"
 	echo "- page cache: not dropped; a sync (not timed) precedes every timed command; TMPDIR of every command is bench/.work/runstep/tmp"
 	echo "- a's base ${B50K#"$REG"/}: busybox (static, /bin/sh) + $B50K_FILES files of 100 B–3 KiB ($(mb "$B50K_BYTES") MB, incompressible) in 1,000 folders; $B50K_ENTRIES tar entries"
 	[ -z "$MINBASE" ] || echo "- b's base ${MINBASE#"$REG"/}: debootstrap --variant=minbase $SUITE, one layer, $(mb "$MINBASE_BYTES") MB tar, $MINBASE_ENTRIES entries (cached in bench/.work/runstep-cache/minbase.tar)"
 	echo
-	echo "Ratio = row / kiln: above 1, kiln is faster (or smaller). kiln's rows take the base from a cache filled by \`kiln warm\` beforehand, except \"no cache\"; every command writes an OCI layout (kiln: --output oci:, buildah: the push row). Peak RSS is the largest single process (/usr/bin/time -v)."
+	echo "In the detail tables (a to d), ratio = row / kiln unpack (--layer-store=false): above 1, kiln is faster (or smaller). The layer-store summary gives kiln / peer instead: below 1, kiln is faster. kiln's rows take the base from a cache filled by \`kiln warm --unpack\` beforehand, except \"layer store cold\"; every command writes an OCI layout (kiln: --output oci:, kaniko: --oci-layout-path, buildah: the push row). Peak RSS is the largest single process (/usr/bin/time -v)."
+	echo
+	summary
 	echo
 	echo "## a. RUN rewriting $CHANGED files of a ${B50K_FILES}-file rootfs"
 	echo
 	echo "a0: FROM + LABEL (no RUN); a1: FROM + one RUN rewriting $CHANGED files (\`echo ... > FILE\` × $CHANGED, spread over the tree); a2: a1 + a second RUN rewriting $CHANGED other files."
 	echo
-	table a1-kiln_overlay a1-kiln_walk a0-kiln_overlay a1-kiln_overlay a2-kiln_overlay a1-kiln_walk a2-kiln_walk a1-kiln_nocache \
+	table a1-kiln_overlay a1-kiln_walk a0-kiln_overlay a1-kiln_overlay a2-kiln_overlay a1-kiln_walk a2-kiln_walk a1-kiln_cold a1-kiln_warm \
+		a1-kaniko_full a1-kaniko_redo \
 		a1-buildah_build a1-buildah_push a1-buildah_total a2-buildah_build a2-buildah_push a2-buildah_total
 	echo
 	echo "### Snapshot cost, measured (kiln's own log lines)"
@@ -371,7 +535,8 @@ report() {
 		sed -e "s|$REG/||" "$CTX/Dockerfile.b"
 		echo '```'
 		echo
-		table b-kiln_overlay b-kiln_walk b-kiln_overlay b-kiln_walk b-buildah_build b-buildah_push b-buildah_total
+		table b-kiln_overlay b-kiln_walk b-kiln_overlay b-kiln_walk b-kiln_cold b-kiln_warm \
+			b-kaniko_full b-kaniko_redo b-buildah_build b-buildah_push b-buildah_total
 		echo
 		echo "kiln writes one layer per RUN (as docker build does; RUNs that change nothing add none); buildah --layers=false one layer for the whole build."
 	else
@@ -380,17 +545,20 @@ report() {
 	echo
 	echo "## c. Peak RSS"
 	echo
-	echo "| build | kiln overlay MiB | kiln walk MiB | buildah build MiB | buildah push MiB | buildah build / kiln overlay | buildah build / kiln walk |"
-	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+	echo "| build | kiln overlay MiB | kiln walk MiB | kiln store cold MiB | kiln store warm MiB | kaniko full MiB | kaniko redo MiB | buildah build MiB | buildah push MiB | buildah build / kiln overlay | buildah build / kiln walk |"
+	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 	for m in a1 a2 b; do
 		[ "$m" != b ] || [ -n "$MINBASE" ] || continue
-		local ro rw rb rp
-		ro=$(median ${RSS[$m-kiln_overlay]:-}) rw=$(median ${RSS[$m-kiln_walk]:-})
-		rb=$(median ${RSS[$m-buildah_build]:-}) rp=$(median ${RSS[$m-buildah_push]:-})
-		echo "| $m | ${ro:+$(mib "$ro")} | ${rw:+$(mib "$rw")} | ${rb:+$(mib "$rb")} | ${rp:+$(mib "$rp")} | $(ratio "$rb" "$ro") | $(ratio "$rb" "$rw") |"
+		local ro rw rb line=""
+		for k in kiln_overlay kiln_walk kiln_cold kiln_warm kaniko_full kaniko_redo buildah_build buildah_push; do
+			rb=$(median ${RSS[$m-$k]:-})
+			line+=" ${rb:+$(mib "$rb")} |"
+		done
+		ro=$(median ${RSS[$m-kiln_overlay]:-}) rw=$(median ${RSS[$m-kiln_walk]:-}) rb=$(median ${RSS[$m-buildah_build]:-})
+		echo "| $m |$line $(ratio "$rb" "$ro") | $(ratio "$rb" "$rw") |"
 	done
 	echo
-	echo "The walk strategy keeps the before-state of every entry in memory; overlay reads only the upper dir."
+	echo "The walk strategy keeps the before-state of every entry in memory; overlay reads only the upper dir. kaniko's figure is its executor's (the largest process in its jail)."
 	echo
 	echo "## d. COPY-only onto the ${B50K_FILES}-file rootfs"
 	echo
