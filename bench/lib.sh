@@ -15,15 +15,18 @@ preflight() {
 
 # ---------------------------------------------------------------- processes
 # PIDS: what the script started; cleanup stops them (by PID, never by name)
-# and closes fd 3, the children's standard input, on any exit.
+# and closes fd 3, the children's standard input, on any exit; then it
+# runs the functions named in AT_EXIT (after the processes are gone).
 PIDS=()
+AT_EXIT=()
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
-	local pid
+	local pid f
 	for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
 	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
 	exec 3>&- 2>/dev/null || true
+	for f in "${AT_EXIT[@]}"; do "$f" || true; done
 	exit "$rc"
 }
 trap cleanup EXIT

@@ -43,14 +43,25 @@
 #   BENCH_RUNS=5        runs per measurement (median reported)
 #   KILN=bin/kiln       the kiln binary to measure
 #   KANIKO_EXECUTOR=... kaniko's executor (default bench/.bin/kaniko-executor)
+#   BENCH_FS=tmpfs      where every tool writes: tmpfs (default: a tmpfs of
+#                       BENCH_TMPFS_SIZE, 12G, mounted on bench/.work/runstep for the
+#                       run, as issue 12 measured) or disk (the folder itself)
+#   BENCH_SETTLE=31     on disk, seconds to wait after each job before the next:
+#                       ext4 without a journal will not reuse an inode freed in
+#                       the last dirty_expire_centisecs (30 s) and scans past each
+#                       one when it allocates (ext4 recently_deleted), so a build
+#                       right after a 50,000-file tree was removed pays for it
+#                       (the runs drifted from 2.4 s to 16 s here); 0 on tmpfs
 #   KANIKO_JAIL_FS=disk kaniko's root: disk (a folder under bench/.work/runstep,
-#                       the disk kiln and buildah write to; default here) or tmpfs
+#                       where kiln and buildah write; default here) or tmpfs
 #   BENCH_SKIP="..."    leave out some of: kaniko buildah cold minbase
 #
 # Writes only under bench/.work/runstep/ (scratch, wiped at start; TMPDIR of
 # every measured command points there too, and kaniko's jail roots are made
-# there), bench/.work/runstep-cache/ (the debootstrap tree as a tar, kept
-# across runs: rm -rf it to rebuild) and bench/results/runstep.md. Servers
+# there; a tmpfs mounted for the run with BENCH_FS=tmpfs, its logs copied to
+# bench/.work/runstep-logs/ at the end), bench/.work/runstep-cache/ (the
+# debootstrap tree as a tar, kept across runs: rm -rf it to rebuild) and
+# bench/results/runstep.md. Servers
 # listen on 127.0.0.1 only; only processes started here are stopped, by PID.
 # The page cache is not dropped.
 set -euo pipefail
@@ -204,7 +215,29 @@ buildah_push() { # STORAGE TAG OUT: sets CMD
 }
 
 # ---------------------------------------------------------------- start
+BENCH_FS=${BENCH_FS:-tmpfs}
+case $BENCH_FS in
+tmpfs) SETTLE=${BENCH_SETTLE:-0} ;;
+disk) SETTLE=${BENCH_SETTLE:-31} ;;
+*) die "BENCH_FS must be tmpfs or disk, got '$BENCH_FS'" ;;
+esac
+case $SETTLE in '' | *[!0-9]*) die "BENCH_SETTLE must be whole seconds, got '$SETTLE'" ;; esac
+if mountpoint -q "$WORK"; then
+	umount "$WORK" || die "$WORK is mounted (a killed run's tmpfs?) and cannot be unmounted"
+fi
 wipe "$WORK"
+mkdir -p "$WORK"
+if [ "$BENCH_FS" = tmpfs ]; then
+	[ "$(id -u)" = 0 ] || die "BENCH_FS=tmpfs mounts a tmpfs: run as root, or BENCH_FS=disk"
+	mount -t tmpfs -o "size=${BENCH_TMPFS_SIZE:-12G},mode=0755" kiln-bench "$WORK"
+	# The logs outlive the tmpfs (bench/.work/runstep-logs).
+	bench_unmount() {
+		rm -rf "$BENCH/.work/runstep-logs"
+		cp -a "$WORK/logs" "$BENCH/.work/runstep-logs" 2>/dev/null || true
+		cd / && { umount "$WORK" 2>/dev/null || umount -l "$WORK"; }
+	}
+	AT_EXIT+=(bench_unmount)
+fi
 mkdir -p "$WORK/logs" "$WORK/out" "$WORK/tmp" "$RESULTS"
 install_tools
 minbase_tar "$KEEP" "$SUITE" "$MIRROR"
@@ -318,6 +351,7 @@ job() { # JOB RUN
 		;;
 	esac
 	wipe "$out"
+	[ "$SETTLE" -eq 0 ] || sleep "$SETTLE"
 }
 
 rotate() { # RUN JOB...: every job, starting at a different one each run
@@ -475,9 +509,9 @@ report() {
 	echo
 	echo "- when: $(date -u +%Y-%m-%dT%H:%M:%SZ); kiln $("$KILN" version 2>/dev/null | head -n 1)"
 	echo "- commit: $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo '?')"
-	echo "- machine: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr); work folder on $(df -T "$WORK" | awk 'NR == 2 { print $2 }')"
+	echo "- machine: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr); work folder on $(df -T "$WORK" | awk 'NR == 2 { print $2 }') (BENCH_FS=$BENCH_FS, ${SETTLE} s settle after each job)"
 	echo "- overlay: $(grep -qw overlay /proc/filesystems && echo 'in /proc/filesystems' || echo 'not in /proc/filesystems'); kiln with --snapshot auto: ${AUTO:-not measured}"
-	echo "- peers: kaniko $("$KANIKO_EXECUTOR" version 2>/dev/null | awk '{ print $NF }' || echo 'n/a') (${SKIP[kaniko]:-$KANIKO_EXECUTOR, jailed by bench/kaniko.sh, its root on $KANIKO_JAIL_FS: the disk kiln and buildah use}), a fresh jail every run; $(buildah --version 2>/dev/null || echo 'buildah n/a'), vfs storage driver, --isolation chroot, --layers=false; fresh storage folder every run"
+	echo "- peers: kaniko $("$KANIKO_EXECUTOR" version 2>/dev/null | awk '{ print $NF }' || echo 'n/a') (${SKIP[kaniko]:-$KANIKO_EXECUTOR, jailed by bench/kaniko.sh, its root on $KANIKO_JAIL_FS: the filesystem kiln and buildah write to}), a fresh jail every run; $(buildah --version 2>/dev/null || echo 'buildah n/a'), vfs storage driver, --isolation chroot, --layers=false; fresh storage folder every run"
 	echo "- kiln's warm cache: \`kiln warm --unpack\` (untimed) left $STORED layers in its layer store (.kiln/unpacked)"
 	echo "- runs: $RUNS (median shown); registry: docker-registry on $REG, plain HTTP on loopback; platform $PLAT"
 	echo "- load average (1, 5, 15 min) at start: $LOAD_START; at end: $(cut -d' ' -f1-3 /proc/loadavg) — anything above ~0.5 means other work shared the CPUs, so compare ratios within this run only"

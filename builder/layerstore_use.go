@@ -21,20 +21,15 @@ import (
 func WithLayerStore(s *layerstore.Store) Option { return func(o *options) { o.layers = s } }
 
 // StoreUnpacker is the layer store's Unpacker: the layer applied as a
-// container runtime would, its streams checked against its digests.
+// container runtime would, read and decompressed in a goroutine of its own
+// while it is applied (as a stage unpack reads it), its streams checked
+// against its digests.
 func StoreUnpacker(ctx context.Context, dir string, l v1.Layer) error {
 	root, err := rootfs.Open(dir)
 	if err != nil {
 		return err
 	}
-	rc, err := l.Uncompressed()
-	if err != nil {
-		return err
-	}
-	_, err = root.ApplyLayer(ctx, rc)
-	if cerr := rc.Close(); err == nil {
-		err = cerr // the diff_id is checked when the stream is closed
-	}
+	_, err = root.UnpackLayer(ctx, l) // the diff_id is checked at the stream's end
 	return err
 }
 
