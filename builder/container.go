@@ -145,7 +145,7 @@ func (b *builder) containerRoot(ctx context.Context, s *stageState) (*rootfs.Roo
 	if err != nil {
 		return nil, err
 	}
-	stats, err := root.Unpack(ctx, img)
+	stats, err := b.unpackImage(ctx, root, img, s.name)
 	if err != nil {
 		return nil, fmt.Errorf("container isolation: unpacking stage %s onto /: %w", s.name, err)
 	}

@@ -39,7 +39,7 @@ func StoreUnpacker(ctx context.Context, dir string, l v1.Layer) error {
 // snapshots, container isolation) would meet overlay's copy-up, which
 // splits a hardlinked file's names, where an unpacked tree keeps them one.
 func (b *builder) useLayerStore() bool {
-	if b.o.layers == nil || b.o.snapshot == SnapshotWalk {
+	if b.o.layers == nil || !b.o.layers.Mounts() || b.o.snapshot == SnapshotWalk {
 		return false
 	}
 	iso := b.o.isolation
@@ -88,4 +88,38 @@ func (b *builder) mountStored(ctx context.Context, s *stageState, img v1.Image, 
 	b.o.log.Info("mounted the stage's filesystem from the layer store", "stage", s.name, "layers", len(layers),
 		"unpacked_now", unpacked, "seconds", roundSeconds(time.Since(start)))
 	return true, nil
+}
+
+// unpackImage unpacks img onto root for stage, its layers' uncompressed
+// tars read from (and kept in) the layer store when there is one (see
+// builder/layerstore/tars.go). A stored tar found damaged at its end was
+// removed by then: the root is emptied and unpacked once more, and that
+// layer fetched again.
+func (b *builder) unpackImage(ctx context.Context, root *rootfs.Root, img v1.Image, stage string) (*rootfs.ApplyStats, error) {
+	s := b.o.layers
+	if s == nil {
+		return root.Unpack(ctx, img)
+	}
+	for attempt := 0; ; attempt++ {
+		read0, kept0 := s.TarCounts()
+		timg, err := s.TarImage(img)
+		if err != nil {
+			return nil, err
+		}
+		stats, err := root.Unpack(ctx, timg)
+		if errors.Is(err, layerstore.ErrDamagedTar) && attempt == 0 {
+			b.o.log.Warn("layer store: a stored tar was damaged; unpacking the stage again", "stage", stage, "err", err)
+			if cerr := root.Clear(ctx); cerr != nil {
+				return nil, cerr
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if read, kept := s.TarCounts(); read > read0 || kept > kept0 {
+			b.o.log.Info("layer store: uncompressed tars", "stage", stage, "read", read-read0, "kept", kept-kept0)
+		}
+		return stats, nil
+	}
 }

@@ -409,7 +409,7 @@ func (b *builder) ensureRoot(ctx context.Context, s *stageState) (*rootfs.Root, 
 			return root, nil
 		}
 	}
-	stats, err := root.Unpack(ctx, img)
+	stats, err := b.unpackImage(ctx, root, img, s.name)
 	if err != nil {
 		return nil, fmt.Errorf("unpacking the filesystem of stage %s: %w", s.name, err)
 	}

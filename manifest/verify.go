@@ -323,3 +323,23 @@ func (v *verifyReader) Close() error {
 	}
 	return cerr
 }
+
+// NewVerifyingReader checks rc as it is read, as a verified layer's streams
+// are checked: the bytes must hash to want (and number size, unless size <
+// 0). At the end a mismatch is the last Read's error and Close's (an
+// ErrIntegrity error naming what); Close reads up to 1 MiB the consumer
+// left, so that the end is checked.
+func NewVerifyingReader(rc io.ReadCloser, want v1.Hash, size int64, what string) io.ReadCloser {
+	return newVerifyReader(rc, want, size, what)
+}
+
+// IsVerified says whether l came from VerifiedImage: a layer of an image
+// read from a registry, a cache or a layout, not one built in this
+// process.
+func IsVerified(l v1.Layer) bool {
+	if ml, ok := l.(*remote.MountableLayer); ok {
+		l = ml.Layer
+	}
+	_, ok := l.(*verifiedLayer)
+	return ok
+}

@@ -201,3 +201,82 @@ func digestLine(out string) string {
 	}
 	return ""
 }
+
+// TestLayerStoreTars: where a stage is unpacked rather than mounted (here
+// walk snapshots; in a pod, container isolation), the store keeps each base
+// layer's uncompressed tar as the first build reads it and the next builds
+// unpack from it, to the same image. A damaged tar is found at its end,
+// removed, and the stage unpacked again from the registry; warm --verify
+// reports the tars and warm --prune keeps those of cached images.
+func TestLayerStoreTars(t *testing.T) {
+	needStore(t)
+	reg := harness.NewRegistry(t)
+	base := storeBase(t, reg)
+	dir := t.TempDir()
+	writeContext(t, dir, map[string]string{"Dockerfile": treeDockerfile(base)})
+	build := func(cache string, extra ...string) (string, result) {
+		md := filepath.Join(t.TempDir(), "md.json")
+		args := append([]string{"build", "--context", dir, "--reproducible", "--insecure-registry", reg.Addr, "--cache-dir", cache,
+			"--work-dir", t.TempDir(), "--output", "oci:" + filepath.Join(t.TempDir(), "out"), "--metadata-file", md, "--progress", "plain"}, extra...)
+		r := runKiln(t, args...)
+		mustExit(t, r, 0)
+		return readBuildMeta(t, md).Digest, r
+	}
+	plain, _ := build(t.TempDir(), "--layer-store=false", "--snapshot", "walk")
+	cache := t.TempDir()
+	first, r1 := build(cache, "--snapshot", "walk")
+	if !strings.Contains(r1.stderr, `msg="layer store: uncompressed tars" stage=0 read=0 kept=3`) {
+		t.Fatalf("the first build should keep the base's 3 tars:\n%s", r1.stderr)
+	}
+	tars, err := layerstore.ListTars(cache)
+	if err != nil || len(tars) != 3 {
+		t.Fatalf("store holds tars %v (%v), want the base's 3", tars, err)
+	}
+	second, r2 := build(cache, "--snapshot", "walk")
+	if !strings.Contains(r2.stderr, `read=3 kept=0`) {
+		t.Fatalf("the second build should unpack from the 3 stored tars:\n%s", r2.stderr)
+	}
+	if first != plain || second != plain {
+		t.Fatalf("digests: unpacked %s, tars kept %s, tars read %s: the store must give the same image", plain, first, second)
+	}
+
+	// Damage one stored tar (its blobs are read-only, as blobs are).
+	victim := tars[1].Path
+	data, err := os.ReadFile(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[600] ^= 0xff // inside the first entry's content
+	if err := os.Chmod(victim, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(victim, data, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	third, r3 := build(cache, "--snapshot", "walk")
+	if !strings.Contains(r3.stderr, "a stored tar was damaged; unpacking the stage again") || third != plain {
+		t.Fatalf("a damaged tar must be found, dropped and the stage unpacked again to the same image (%s, want %s):\n%s", third, plain, r3.stderr)
+	}
+	if tars2, _ := layerstore.ListTars(cache); len(tars2) != 3 {
+		t.Errorf("after the damaged tar: %d tars stored, want 3 (it is kept again, whole)", len(tars2))
+	}
+
+	v := runKiln(t, "warm", "--verify", "--cache-dir", cache)
+	if !strings.Contains(v.stdout, "layer store: 3 layers kept as uncompressed tars") {
+		t.Errorf("warm --verify does not report the tars:\n%s", v)
+	}
+	// Once the base is warmed, prune keeps its tars; once no configured
+	// image uses it, prune drops them.
+	p := runKiln(t, "warm", "--prune", "--cache-dir", cache, "--image", base, "--insecure-registry", reg.Addr, "--progress", "plain")
+	mustExit(t, p, 0)
+	if tars3, _ := layerstore.ListTars(cache); len(tars3) != 3 {
+		t.Errorf("warm --prune of the cache that holds the base left %d tars, want 3:\n%s", len(tars3), p)
+	}
+	other := base[:strings.LastIndex(base, ":")] + "-other:1"
+	pushHandImage(t, other, handImage(t, "linux/amd64", v1.Config{}, handLayer(t, lfile("only", "o\n"))))
+	p = runKiln(t, "warm", "--prune", "--cache-dir", cache, "--image", other, "--insecure-registry", reg.Addr, "--progress", "plain")
+	mustExit(t, p, 0)
+	if tars4, _ := layerstore.ListTars(cache); len(tars4) != 0 || !strings.Contains(p.stdout, "layer store: dropped 3 stored layers") {
+		t.Errorf("warm --prune without the base left %d of its tars:\n%s", len(tars4), p)
+	}
+}

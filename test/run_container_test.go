@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"kiln/builder/layerstore"
+	"kiln/test/harness"
 )
 
 // podScript builds what a Kubernetes pod running kiln's own image looks
@@ -337,5 +340,42 @@ RUN --mount=type=bind,from=deps,source=/out,target=/d ["/bin/busybox", "cp", "/d
 	}
 	if _, err := os.Stat(filepath.Join(ctxDir, "Dockerfile")); err != nil {
 		t.Errorf("the workspace lost its files: %v", err)
+	}
+}
+
+// TestRunContainerLayerStoreTars: in a pod (container isolation, where
+// stages are unpacked onto "/", never mounted), the layer store on the
+// cache volume keeps the base's uncompressed tars; the next pod's build
+// unpacks from them, neither fetching nor decompressing, to the same image.
+func TestRunContainerLayerStoreTars(t *testing.T) {
+	t.Parallel()
+	needBusybox(t)
+	reg := harness.NewRegistry(t)
+	base := storeBase(t, reg)
+	ws := t.TempDir()
+	writeContext(t, filepath.Join(ws, "ctx"), map[string]string{"Dockerfile": fmt.Sprintf(
+		"FROM %s\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo hi > /hello && /bin/busybox cat /keep/x >> /hello\"]\n", base)})
+	build := func(out string) result {
+		r := runInPod(t, ws, false, "build", "--progress", "plain", "--isolation", "container", "--insecure-registry", reg.Addr,
+			"--context", "/workspace/ctx", "--output", "oci:/workspace/"+out, "--cache-dir", "/workspace/cache", "--reproducible",
+			"--digest-file", "/workspace/"+out+".digest")
+		mustExit(t, r, 0)
+		return r
+	}
+	r1 := build("out1")
+	if !strings.Contains(r1.stderr, `msg="layer store: uncompressed tars" stage=0 read=0 kept=3`) {
+		t.Fatalf("the first pod's build should keep the base's 3 tars on the cache volume:\n%s", r1)
+	}
+	r2 := build("out2")
+	if !strings.Contains(r2.stderr, `read=3 kept=0`) {
+		t.Fatalf("the second pod's build should unpack from the stored tars:\n%s", r2)
+	}
+	d1, _ := os.ReadFile(filepath.Join(ws, "out1.digest"))
+	d2, _ := os.ReadFile(filepath.Join(ws, "out2.digest"))
+	if len(d1) == 0 || string(d1) != string(d2) {
+		t.Errorf("digests %q and %q: the stored tars must give the same image", d1, d2)
+	}
+	if tars, err := layerstore.ListTars(filepath.Join(ws, "cache")); err != nil || len(tars) != 3 {
+		t.Errorf("the cache volume holds tars %v (%v), want 3", tars, err)
 	}
 }

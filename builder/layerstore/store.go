@@ -34,6 +34,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -57,22 +58,34 @@ type Store struct {
 	unpack Unpacker
 	log    *slog.Logger
 
-	sf     singleflight.Group
-	mu     sync.Mutex
-	unlock func() error // the cache's shared lock, once taken
+	tars *manifest.Layout // the uncompressed tars (tars.go)
+
+	sf        singleflight.Group
+	mu        sync.Mutex
+	unlock    func() error // the cache's shared lock, once taken
+	tarWarned bool
+
+	tarsRead, tarsKept atomic.Int64
 }
 
 // Open opens (making it if needed) the store of the cache layout l. It
-// takes the cache's shared lock on first use (Close releases it).
+// takes the cache's shared lock on first use (Close releases it). With an
+// unpack function the store keeps layers unpacked for overlay mounts (the
+// caller has checked that overlay mounts here); with nil, only their
+// uncompressed tars (see tars.go).
 func Open(l *manifest.Layout, unpack Unpacker, log *slog.Logger) (*Store, error) {
 	dir := Dir(l.Dir())
-	if err := os.MkdirAll(filepath.Join(dir, ".locks"), 0o755); err != nil {
+	if err := manifest.MkdirShared(filepath.Join(dir, ".locks")); err != nil {
+		return nil, fmt.Errorf("layer store: %w", err)
+	}
+	tars, err := manifest.OpenLayout(TarsDir(l.Dir()))
+	if err != nil {
 		return nil, fmt.Errorf("layer store: %w", err)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{dir: dir, unpack: unpack, log: log}
+	s := &Store{dir: dir, unpack: unpack, log: log, tars: tars}
 	unlock, err := l.LockShared(context.Background())
 	if err != nil && !errors.Is(err, manifest.ErrLockUnavailable) {
 		return nil, err
@@ -120,6 +133,9 @@ func ChainIDs(diffIDs []v1.Hash) []v1.Hash {
 // Ensure returns the stored folders of an image's layers, bottom first,
 // unpacking those the store lacks; unpacked counts those this call did.
 func (s *Store) Ensure(ctx context.Context, layers []v1.Layer) (dirs []string, unpacked int, err error) {
+	if !s.Mounts() {
+		return nil, 0, errors.New("this layer store keeps only uncompressed tars: overlay cannot be mounted here")
+	}
 	diffIDs := make([]v1.Hash, len(layers))
 	for i, l := range layers {
 		if diffIDs[i], err = l.DiffID(); err != nil {

@@ -19,22 +19,16 @@ import (
 )
 
 func layerStoreFlag() cli.Flag {
-	return &cli.BoolFlag{Name: "layer-store", Value: true, Usage: "keep layers unpacked in the cache folder (.kiln/unpacked) and mount stage filesystems from them, so no base is unpacked twice on this machine (as root, where overlay mounts; else stages are unpacked)", EnvVars: envs("LAYER_STORE")}
+	return &cli.BoolFlag{Name: "layer-store", Value: true, Usage: "keep layers in the cache folder (.kiln/unpacked) so no base is unpacked twice on this machine: unpacked, and stage filesystems mounted from them, as root where overlay mounts; elsewhere (a pod, rootless) their uncompressed tars, so an unpack neither fetches nor decompresses them again", EnvVars: envs("LAYER_STORE")}
 }
 
 // openLayerStore opens the layer store of the cache folder when it can
-// serve: root, overlay mounts permitted, a writable cache folder. nil
-// otherwise (stages are unpacked, as without it); why is logged.
+// serve: a writable cache folder. As root where overlay mounts, it keeps
+// layers unpacked and stages mount them; elsewhere it keeps their
+// uncompressed tars. nil otherwise (stages are unpacked, as without it);
+// why is logged.
 func openLayerStore(c *cli.Context, cacheDir string, log *slog.Logger) *layerstore.Store {
 	if !c.Bool("layer-store") || cacheDir == "" {
-		return nil
-	}
-	if os.Geteuid() != 0 {
-		log.Debug("no layer store: not root (stages are unpacked)")
-		return nil
-	}
-	if ok, why := snapshot.Supported(); !ok {
-		log.Debug("no layer store: overlay cannot be mounted here (stages are unpacked)", "why", why)
 		return nil
 	}
 	l, err := manifest.OpenLayout(cacheDir)
@@ -45,7 +39,15 @@ func openLayerStore(c *cli.Context, cacheDir string, log *slog.Logger) *layersto
 		log.Info("no layer store: the cache folder cannot be written (stages are unpacked)", "cache", cacheDir, "err", err)
 		return nil
 	}
-	s, err := layerstore.Open(l, builder.StoreUnpacker, log)
+	unpack := builder.StoreUnpacker
+	if os.Geteuid() != 0 {
+		log.Debug("layer store: tars only (not root: overlay cannot be mounted)")
+		unpack = nil
+	} else if ok, why := snapshot.Supported(); !ok {
+		log.Debug("layer store: tars only (overlay cannot be mounted here)", "why", why)
+		unpack = nil
+	}
+	s, err := layerstore.Open(l, unpack, log)
 	if err != nil {
 		log.Info("no layer store (stages are unpacked)", "err", err)
 		return nil
@@ -54,14 +56,18 @@ func openLayerStore(c *cli.Context, cacheDir string, log *slog.Logger) *layersto
 }
 
 // unpackWarmed fills the layer store with every warmed (image, platform),
-// so the first build of the day mounts its bases at once (kiln warm
+// so the first build of the day mounts its bases at once, or where overlay
+// cannot be mounted, neither fetches nor decompresses them (kiln warm
 // --unpack).
 func unpackWarmed(c *cli.Context, cacheDir string, items []warmer.Item, log *slog.Logger) (layers, unpacked int, err error) {
 	s := openLayerStore(c, cacheDir, log)
 	if s == nil {
-		return 0, 0, fmt.Errorf("--unpack: the layer store needs root, overlay mounts and a writable cache folder (%s)", cacheDir)
+		return 0, 0, fmt.Errorf("--unpack: the layer store needs a writable cache folder (%s)", cacheDir)
 	}
 	defer s.Close()
+	if !s.Mounts() {
+		log.Info("--unpack: overlay cannot be mounted here (not root, or no overlay permitted): keeping each layer's uncompressed tar instead, which builds here unpack without fetching or decompressing")
+	}
 	l, err := manifest.OpenExistingLayout(cacheDir)
 	if err != nil {
 		return 0, 0, err
@@ -83,28 +89,41 @@ func unpackWarmed(c *cli.Context, cacheDir string, items []warmer.Item, log *slo
 		if err != nil {
 			return layers, unpacked, err
 		}
+		layers += len(ls)
+		if !s.Mounts() {
+			for _, layer := range ls {
+				stored, err := s.StoreTar(layer)
+				if err != nil {
+					return layers, unpacked, fmt.Errorf("--unpack %s: %w", it.Ref, err)
+				}
+				if stored {
+					unpacked++
+				}
+			}
+			continue
+		}
 		_, n, err := s.Ensure(c.Context, ls)
 		if err != nil {
 			return layers, unpacked, fmt.Errorf("--unpack %s: %w", it.Ref, err)
 		}
-		layers += len(ls)
 		unpacked += n
 	}
 	return layers, unpacked, nil
 }
 
-// keptChains are the chain IDs of every image the cache holds (under each
-// entry, every platform's image), which prune keeps in the layer store.
-func keptChains(cacheDir string) (map[v1.Hash]bool, error) {
+// keptChains are the chain IDs and the diff_ids of every image the cache
+// holds (under each entry, every platform's image), which prune keeps in
+// the layer store.
+func keptChains(cacheDir string) (chains, diffIDs map[v1.Hash]bool, err error) {
 	l, err := manifest.OpenExistingLayout(cacheDir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	idx, err := l.ReadIndex()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	keep := map[v1.Hash]bool{}
+	keep, diffs := map[v1.Hash]bool{}, map[v1.Hash]bool{}
 	var walk func(d v1.Descriptor)
 	walk = func(d v1.Descriptor) {
 		switch {
@@ -128,12 +147,15 @@ func keptChains(cacheDir string) (map[v1.Hash]bool, error) {
 			for _, ch := range layerstore.ChainIDs(cf.RootFS.DiffIDs) {
 				keep[ch] = true
 			}
+			for _, d := range cf.RootFS.DiffIDs {
+				diffs[d] = true
+			}
 		}
 	}
 	for _, d := range idx.Manifests {
 		walk(d)
 	}
-	return keep, nil
+	return keep, diffs, nil
 }
 
 // pruneLayerStore drops the stored layers no cached image uses. The
@@ -144,11 +166,16 @@ func pruneLayerStore(ctx context.Context, cacheDir string, log *slog.Logger) (in
 		return 0, 0, err
 	}
 	defer unlock()
-	keep, err := keptChains(cacheDir)
+	keep, diffIDs, err := keptChains(cacheDir)
 	if err != nil {
 		return 0, 0, err
 	}
-	return layerstore.Prune(cacheDir, keep)
+	n, bytes, err := layerstore.Prune(cacheDir, keep)
+	if err != nil {
+		return n, bytes, err
+	}
+	tn, tbytes, err := layerstore.PruneTars(cacheDir, diffIDs)
+	return n + tn, bytes + tbytes, err
 }
 
 func lockCacheExclusive(ctx context.Context, cacheDir string, log *slog.Logger) (func() error, error) {
@@ -164,12 +191,19 @@ func lockCacheExclusive(ctx context.Context, cacheDir string, log *slog.Logger) 
 // printLayerStore reports the store's disk use (warm --verify).
 func printLayerStore(w io.Writer, cacheDir string) {
 	layers, err := layerstore.List(cacheDir)
-	if err != nil || len(layers) == 0 {
-		return
+	if err == nil && len(layers) > 0 {
+		var n int64
+		for _, l := range layers {
+			n += l.Bytes
+		}
+		fmt.Fprintf(w, "layer store: %s unpacked (%s on disk) in %s\n", count(len(layers), "layer", "layers"), manifest.FormatBytes(n), layerstore.Dir(cacheDir))
 	}
-	var n int64
-	for _, l := range layers {
-		n += l.Bytes
+	tars, err := layerstore.ListTars(cacheDir)
+	if err == nil && len(tars) > 0 {
+		var n int64
+		for _, t := range tars {
+			n += t.Bytes
+		}
+		fmt.Fprintf(w, "layer store: %s kept as uncompressed tars (%s) in %s\n", count(len(tars), "layer", "layers"), manifest.FormatBytes(n), layerstore.TarsDir(cacheDir))
 	}
-	fmt.Fprintf(w, "layer store: %s unpacked (%s on disk) in %s\n", count(len(layers), "layer", "layers"), manifest.FormatBytes(n), layerstore.Dir(cacheDir))
 }

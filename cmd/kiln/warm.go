@@ -79,7 +79,7 @@ failed; 2 for bad flags, build.toml or Dockerfile.`,
 			&cli.BoolFlag{Name: "prune", Usage: "after warming, drop entries for images no longer configured and delete unreferenced blobs (waits for running builds)", EnvVars: envs("PRUNE")},
 			&cli.BoolFlag{Name: "verify", Usage: "only verify the cache: rehash every blob, check every reference; no network", EnvVars: envs("VERIFY")},
 			&cli.BoolFlag{Name: "repair", Usage: "with --verify: delete blobs whose content does not match their digest (the next warm fetches them again) and give every file the mode readers need", EnvVars: envs("REPAIR")},
-			&cli.BoolFlag{Name: "unpack", Usage: "also keep every warmed image unpacked in the layer store (.kiln/unpacked; root, where overlay mounts), so the first build of the day mounts its bases at once", EnvVars: envs("UNPACK")},
+			&cli.BoolFlag{Name: "unpack", Usage: "also fill the layer store (.kiln/unpacked) with every warmed image, so the first build of the day mounts its bases at once (root, where overlay mounts: layers kept unpacked) or unpacks them without fetching or decompressing (elsewhere, e.g. in a pod: uncompressed tars)", EnvVars: envs("UNPACK")},
 			layerStoreFlag(),
 			&cli.DurationFlag{Name: "cache-ttl", Value: warmer.DefaultLayerCacheTTL, Usage: "with --prune: drop layer cache entries (kiln build --cache) stored longer ago than this; younger ones are kept", DefaultText: "cache.layers_ttl of build.toml, else 336h", EnvVars: envs("CACHE_TTL")},
 			&cli.DurationFlag{Name: "prune-grace", Usage: "with --prune: keep the blobs of entries that left the index less than this long ago, for builds that read the cache without its lock (see above)", EnvVars: envs("PRUNE_GRACE")},
@@ -162,7 +162,7 @@ func runWarm(c *cli.Context) error {
 		if perr != nil {
 			err = fmt.Errorf("prune of the layer store: %w", perr)
 		} else if n > 0 {
-			storeLine = fmt.Sprintf("layer store: dropped %s no cached image uses (%s)\n", count(n, "unpacked layer", "unpacked layers"), manifest.FormatBytes(bytes))
+			storeLine = fmt.Sprintf("layer store: dropped %s no cached image uses (%s)\n", count(n, "stored layer", "stored layers"), manifest.FormatBytes(bytes))
 		}
 	}
 	if c.Bool("unpack") && err == nil && rep.OK() {
@@ -170,7 +170,7 @@ func runWarm(c *cli.Context) error {
 		if uerr != nil {
 			err = uerr
 		} else {
-			storeLine += fmt.Sprintf("layer store: %s unpacked now, %s of %s already were\n", count(unpacked, "layer", "layers"), count(n-unpacked, "layer", "layers"), count(n, "warmed layer", "warmed layers"))
+			storeLine += fmt.Sprintf("layer store: %s stored now, %s of %s already were\n", count(unpacked, "layer", "layers"), count(n-unpacked, "layer", "layers"), count(n, "warmed layer", "warmed layers"))
 		}
 	}
 	printWarmSummary(c.App.Writer, rep)
