@@ -11,8 +11,20 @@
 #          the stage; a build without RUN reads only the layers' headers);
 #          the unpack time is kiln's own log line "unpacked the stage's
 #          filesystem", which times rootfs.Unpack: reading, decompressing
-#          and checking both digests of every layer, and writing the tree.
-#          The whole build's time is reported too.
+#          and checking both digests of every layer, and writing the tree
+#          (--layer-store=false). The whole build's time is reported too.
+#   kiln, layer store cold
+#          the same build with the layer store (the default as root) in a
+#          copy of the cache on the filesystem measured, its store emptied
+#          before every run: the time is the log line "mounted the stage's
+#          filesystem from the layer store", which times unpacking every
+#          layer into the store (each onto an overlay of those below) and
+#          mounting the stage.
+#   kiln, layer store tars
+#          the pod path (where stages are unpacked, not mounted): the layer
+#          store keeps each layer's uncompressed tar, filled by one untimed
+#          build, and the stage is unpacked from them (--snapshot walk makes
+#          a root build take that path): "unpacked the stage's filesystem".
 #   tar    tar -xzf of each layer blob in order, as root (owners, modes and
 #          mtimes applied, as kiln does), into an empty folder.
 #
@@ -27,6 +39,11 @@
 #                                one built from main), a column of its own
 #   BENCH_TMPFS=/dev/shm         a tmpfs mount to measure on ("" to skip)
 #   BENCH_SKIP="strace"          leave out the strace -c pass
+#   BENCH_SETTLE=31              seconds to wait after each run on the disk:
+#                                ext4 without a journal scans past every inode
+#                                freed in the last 30 s when it allocates one
+#                                (recently_deleted), so a run right after a
+#                                50,000-file tree was removed pays for it
 #
 # Writes only under bench/.work/unpack/ (scratch, wiped at start, holds the
 # disk runs), a folder of its own under BENCH_TMPFS (removed at exit) and
@@ -149,14 +166,43 @@ mapfile -t BLOBS < <(layers "$CACHE" "$B50K")
 [ ${#BLOBS[@]} -gt 0 ] || die "no layers found for $B50K in $CACHE"
 BLOB_BYTES=$(du -cb "${BLOBS[@]}" | tail -n 1 | cut -f1)
 
+# The layer-store rows' caches: copies of CACHE on each filesystem; the
+# tars row's filled by one untimed build.
+SETTLE=${BENCH_SETTLE:-31}
+case $SETTLE in '' | *[!0-9]*) die "BENCH_SETTLE must be whole seconds, got '$SETTLE'" ;; esac
+settle() { if [ "$1" = disk ] && [ "$SETTLE" -gt 0 ]; then sleep "$SETTLE"; fi; }
+for fs in "${FSES[@]}"; do
+	cp -a "$CACHE" "${DIR[$fs]}/cache-cold"
+	cp -a "$CACHE" "${DIR[$fs]}/cache-tars"
+	mkdir -p "${DIR[$fs]}/work"
+	"$KILN" build --context "$CTX" --dockerfile Dockerfile.a1 --no-push --output "oci:${DIR[$fs]}/out" --snapshot walk \
+		--cache-dir "${DIR[$fs]}/cache-tars" --work-dir "${DIR[$fs]}/work" --progress plain >"$WORK/logs/fill-tars-$fs.log" 2>&1 ||
+		die "kiln could not fill the layer store's tars (see $WORK/logs/fill-tars-$fs.log)"
+	grep -q 'msg="layer store: uncompressed tars".*kept=[1-9]' "$WORK/logs/fill-tars-$fs.log" ||
+		die "kiln kept no tars in its layer store (see $WORK/logs/fill-tars-$fs.log)"
+	wipe "${DIR[$fs]}/work"
+	wipe "${DIR[$fs]}/out"
+	settle "$fs"
+done
+
 # ---------------------------------------------------------------- runs
 declare -A T=() TS=() FAIL=() UNPACK=() BUILD=()
 
-kiln_run() { # FS N [baseline]: KILN, or BASELINE with a third argument
-	local fs=$1 n=$2 bin=$KILN key=$1 base=${DIR[$1]} logf t0 t1 s
-	if [ -n "${3:-}" ]; then
-		bin=$BASELINE key=baseline-$1
-	fi
+# kiln_run FS N [VARIANT]: VARIANT is "" (this kiln, --layer-store=false),
+# baseline (BASELINE, the same), cold (layer store emptied first) or tars
+# (unpacked from the layer store's tars).
+kiln_run() {
+	local fs=$1 n=$2 bin=$KILN key=$1 base=${DIR[$1]} logf t0 t1 s cache=$CACHE line="unpacked the stage's filesystem"
+	local flags=(--layer-store=false)
+	case ${3:-} in
+	baseline) bin=$BASELINE key=baseline-$1 ;;
+	cold)
+		key=cold-$1 cache=$base/cache-cold flags=(--layer-store=true)
+		line="mounted the stage's filesystem from the layer store"
+		wipe "$cache/.kiln/unpacked"
+		;;
+	tars) key=tars-$1 cache=$base/cache-tars flags=(--layer-store=true --snapshot walk) ;;
+	esac
 	logf=$WORK/logs/kiln-$key-$n.log
 	wipe "$base/work"
 	wipe "$base/out"
@@ -164,20 +210,27 @@ kiln_run() { # FS N [baseline]: KILN, or BASELINE with a third argument
 	sync
 	t0=$EPOCHREALTIME
 	if ! "$bin" build --context "$CTX" --dockerfile Dockerfile.a1 --no-push --output "oci:$base/out" \
-		--cache-dir "$CACHE" --work-dir "$base/work" --progress plain >"$logf" 2>&1; then
+		--cache-dir "$cache" --work-dir "$base/work" --progress plain "${flags[@]}" >"$logf" 2>&1; then
 		FAIL[kiln-$key]=$((${FAIL[kiln-$key]:-0} + 1))
 		log "kiln ($key) failed; last lines of $logf:"
 		tail -n 5 "$logf" | sed 's/^/    /' >&2
 		return 0
 	fi
 	t1=$EPOCHREALTIME
-	s=$(grep -o "msg=\"unpacked the stage's filesystem\".*" "$logf" | grep -o ' seconds=[0-9.]*' | cut -d= -f2 | head -n 1)
+	s=$(grep -o "msg=\"$line\".*" "$logf" | grep -o ' seconds=[0-9.]*' | cut -d= -f2 | head -n 1)
+	if [ -z "$s" ]; then
+		FAIL[kiln-$key]=$((${FAIL[kiln-$key]:-0} + 1))
+		log "kiln ($key): no \"$line\" line in $logf"
+		return 0
+	fi
 	s=$(awk -v s="$s" 'BEGIN { printf "%.3f", s }')
 	UNPACK[$key]+=" $s"
 	BUILD[$key]+=" $(secs "$t0" "$t1")"
 	log "kiln ($key): unpack ${s}s, build $(secs "$t0" "$t1")s"
 	wipe "$base/work"
 	wipe "$base/out"
+	[ "${3:-}" != cold ] || wipe "$cache/.kiln/unpacked"
+	settle "$fs"
 }
 
 tar_run() { # FS N
@@ -199,6 +252,7 @@ tar_run() { # FS N
 	fi
 	wipe "$dest"
 	sync
+	settle "$fs"
 }
 
 for n in $(seq 1 "$RUNS"); do
@@ -207,9 +261,13 @@ for n in $(seq 1 "$RUNS"); do
 		if [ $((n % 2)) = 1 ]; then
 			kiln_run "$fs" "$n"
 			tar_run "$fs" "$n"
+			kiln_run "$fs" "$n" cold
+			kiln_run "$fs" "$n" tars
 			[ -z "$BASELINE" ] || kiln_run "$fs" "$n" baseline
 		else
 			[ -z "$BASELINE" ] || kiln_run "$fs" "$n" baseline
+			kiln_run "$fs" "$n" tars
+			kiln_run "$fs" "$n" cold
 			tar_run "$fs" "$n"
 			kiln_run "$fs" "$n"
 		fi
@@ -224,7 +282,7 @@ if [ -z "${SKIP[strace]:-}" ]; then
 	wipe "$base/work"
 	mkdir -p "$base/work" "$base/tar"
 	strace -c -f -o "$WORK/logs/strace-kiln.txt" "$KILN" build --context "$CTX" --dockerfile Dockerfile.a1 --no-push \
-		--output "oci:$base/out" --cache-dir "$CACHE" --work-dir "$base/work" --progress plain \
+		--layer-store=false --output "oci:$base/out" --cache-dir "$CACHE" --work-dir "$base/work" --progress plain \
 		>"$WORK/logs/strace-kiln.log" 2>&1 || SKIP[strace]="kiln failed under strace (see logs/strace-kiln.log)"
 	strace -c -f -o "$WORK/logs/strace-tar.txt" sh -c 'for b; do tar -xzf "$b" -C "$0" || exit 1; done' "$base/tar" "${BLOBS[@]}" ||
 		SKIP[strace]="tar failed under strace"
@@ -265,16 +323,21 @@ report() {
 	echo
 	echo "| filesystem | kiln unpack s | tar -xzf s | kiln / tar | kiln build (FROM + RUN) s | kiln unpack runs | tar runs |"
 	echo "| --- | ---: | ---: | ---: | ---: | --- | --- |"
+	local variant vlabel
 	for fs in tmpfs disk; do
 		if [ -n "${SKIP[$fs]:-}" ]; then
 			echo "| $fs | skipped: ${SKIP[$fs]} | | | | | |"
 			continue
 		fi
 		t=$(median ${T[$fs]:-})
-		for k in $fs ${BASELINE:+baseline-$fs}; do
+		for k in $fs cold-$fs tars-$fs ${BASELINE:+baseline-$fs}; do
 			local u label=""
 			[ -z "$BASELINE" ] || label=", this kiln"
-			[ "$k" = "$fs" ] || label=", baseline kiln"
+			case $k in
+			baseline-*) label=", baseline kiln" ;;
+			cold-*) label=", layer store cold (unpack into the store + mount)" ;;
+			tars-*) label=", from the layer store's tars (the pod path)" ;;
+			esac
 			u=$(median ${UNPACK[$k]:-})
 			echo "| ${FSNOTE[$fs]}$label | ${u:-failed} | ${t:-failed} | $(ratio "$u" "$t") | $(median ${BUILD[$k]:-}) | $(fmt_runs "${UNPACK[$k]:-}")| $(fmt_runs "${T[$fs]:-}")|"
 		done

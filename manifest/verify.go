@@ -208,7 +208,7 @@ func (l *verifiedLayer) Uncompressed() (io.ReadCloser, error) {
 		c.Close()
 		return nil, fmt.Errorf("%s (%s): %w: %v", l.what, l.desc.Digest, ErrIntegrity, err)
 	}
-	u := newVerifyReader(d, l.diffID, -1, l.what+" (diff_id "+l.diffID.String()+")")
+	u := newVerifyReader(newAsyncReader(d), l.diffID, -1, l.what+" (diff_id "+l.diffID.String()+")")
 	return &layerReader{u: u, c: c}, nil
 }
 
