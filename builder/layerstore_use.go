@@ -20,16 +20,16 @@ import (
 // refused, the stage is unpacked as without it.
 func WithLayerStore(s *layerstore.Store) Option { return func(o *options) { o.layers = s } }
 
-// StoreUnpacker is the layer store's Unpacker: the layer applied as a
-// container runtime would, read and decompressed in a goroutine of its own
-// while it is applied (as a stage unpack reads it), its streams checked
-// against its digests.
-func StoreUnpacker(ctx context.Context, dir string, l v1.Layer) error {
+// StoreUnpacker is the layer store's Unpacker: the layers applied as a
+// container runtime would, each read and decompressed in a goroutine of its
+// own (the next one fetched ahead) while it is applied, as a stage unpack
+// reads them, its streams checked against its digests.
+func StoreUnpacker(ctx context.Context, dir string, layers []v1.Layer) error {
 	root, err := rootfs.Open(dir)
 	if err != nil {
 		return err
 	}
-	_, err = root.UnpackLayer(ctx, l) // the diff_id is checked at the stream's end
+	_, err = root.UnpackLayers(ctx, layers) // the diff_ids are checked at the streams' ends
 	return err
 }
 
@@ -58,7 +58,7 @@ func (b *builder) mountStored(ctx context.Context, s *stageState, img v1.Image, 
 		return false, err
 	}
 	start := time.Now()
-	lowers, unpacked, err := b.o.layers.Ensure(ctx, layers)
+	lowers, unpacked, err := b.o.layers.Ensure(ctx, layers, true)
 	if err != nil {
 		return false, fmt.Errorf("stage %s: %w", s.name, err)
 	}
@@ -86,7 +86,7 @@ func (b *builder) mountStored(ctx context.Context, s *stageState, img v1.Image, 
 	}
 	b.mounts = append(b.mounts, dir)
 	b.o.log.Info("mounted the stage's filesystem from the layer store", "stage", s.name, "layers", len(layers),
-		"unpacked_now", unpacked, "seconds", roundSeconds(time.Since(start)))
+		"unpacked_now", unpacked, "whole", len(lowers) == 1 && len(layers) > 1, "seconds", roundSeconds(time.Since(start)))
 	return true, nil
 }
 

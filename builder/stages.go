@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -440,4 +441,6 @@ func (b *builder) dispatchError(line int, cmd instructions.Command, err error) e
 }
 
 // roundSeconds is d in seconds with millisecond precision, for log lines.
-func roundSeconds(d time.Duration) float64 { return d.Round(time.Millisecond).Seconds() }
+func roundSeconds(d time.Duration) float64 {
+	return math.Round(float64(d)/float64(time.Millisecond)) / 1000 // 1.132, not 1.1320000000000001
+}

@@ -86,18 +86,36 @@ func TestLayerStoreSameImage(t *testing.T) {
 	cache := t.TempDir()
 	cold, r1 := build(cache)
 	warm, r2 := build(cache)
-	if !strings.Contains(r1.stderr, `msg="mounted the stage's filesystem from the layer store" stage=0 layers=3 unpacked_now=3`) ||
-		!strings.Contains(r2.stderr, "unpacked_now=0") {
+	// A build on an empty store stores the base whole, in one pass.
+	if !strings.Contains(r1.stderr, `msg="mounted the stage's filesystem from the layer store" stage=0 layers=3 unpacked_now=3 whole=true`) ||
+		!strings.Contains(r2.stderr, "unpacked_now=0 whole=true") {
 		t.Fatalf("the stage was not mounted from the store (cold, then warm):\n%s\n%s", r1.stderr, r2.stderr)
 	}
 	if cold != plain || warm != plain {
 		t.Fatalf("digests: unpacked %s, store cold %s, store warm %s: the store must give the same image", plain, cold, warm)
 	}
 	stored, err := layerstore.List(cache)
-	if err != nil || len(stored) != 3 {
-		t.Fatalf("store holds %v (%v), want the base's 3 layers", stored, err)
+	if err != nil || len(stored) != 1 || !stored[0].Flat {
+		t.Fatalf("store holds %v (%v), want the base stored whole", stored, err)
 	}
 	v := runKiln(t, "warm", "--verify", "--cache-dir", cache)
+	if !strings.Contains(v.stdout, "layer store: 0 layers unpacked, 1 base unpacked whole by builds") {
+		t.Errorf("warm --verify does not report the store:\n%s", v)
+	}
+
+	// kiln warm --unpack stores layer by layer, each applied onto an
+	// overlay of those below: the same image again.
+	layered := t.TempDir()
+	w := runKiln(t, "warm", "--image", base, "--unpack", "--insecure-registry", reg.Addr, "--cache-dir", layered, "--progress", "plain")
+	mustExit(t, w, 0)
+	if !strings.Contains(w.stdout, "layer store: 3 layers stored now") {
+		t.Errorf("warm --unpack should store the 3 layers:\n%s", w)
+	}
+	byLayer, r3 := build(layered)
+	if !strings.Contains(r3.stderr, "layers=3 unpacked_now=0 whole=false") || byLayer != plain {
+		t.Fatalf("mounted layer by layer: %s, want %s:\n%s", byLayer, plain, r3.stderr)
+	}
+	v = runKiln(t, "warm", "--verify", "--cache-dir", layered)
 	if !strings.Contains(v.stdout, "layer store: 3 layers unpacked") {
 		t.Errorf("warm --verify does not report the store:\n%s", v)
 	}

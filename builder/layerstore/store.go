@@ -11,6 +11,14 @@
 // real metadata; that upper folder becomes the stored layer. The first
 // layer is unpacked into an empty folder.
 //
+// A build that finds none of its base's layers stored stores the base whole
+// instead, in one pass (a "flat" entry, named flat-CHAIN for the chain ID
+// of its top layer: every layer applied in order onto one empty folder, as
+// an unpack does, then mounted as the stage's only lower layer): that costs
+// what an unpack costs, where applying each layer onto an overlay of those
+// below costs a third more. kiln warm --unpack stores layer by layer, so
+// that the images of a cache share the layers they share on disk too.
+//
 // The store is a folder inside the warm cache (.kiln/unpacked): builds and
 // kiln warm --unpack fill it, kiln warm --verify reports it and kiln warm
 // --prune drops the layers no cached image uses any more. A layer is
@@ -47,10 +55,10 @@ import (
 // Dir is the store's folder inside a cache folder.
 func Dir(cacheDir string) string { return filepath.Join(cacheDir, ".kiln", "unpacked") }
 
-// Unpacker applies layer l, whole, onto the folder dir (an empty folder,
-// or an overlay mount of the layers below it) and checks it against its
-// diff_id.
-type Unpacker func(ctx context.Context, dir string, l v1.Layer) error
+// Unpacker applies layers, in order and whole, onto the folder dir (an
+// empty folder, or an overlay mount of the layers below them) and checks
+// each against its diff_id.
+type Unpacker func(ctx context.Context, dir string, layers []v1.Layer) error
 
 // Store is an open layer store.
 type Store struct {
@@ -109,9 +117,18 @@ func (s *Store) Close() error {
 // Path is where the layer of chain ID chain lives once stored.
 func (s *Store) Path(chain v1.Hash) string { return filepath.Join(s.dir, chain.Hex) }
 
+// flatPrefix names the entries that hold a whole stack of layers.
+const flatPrefix = "flat-"
+
+// FlatPath is where the whole stack of layers up to chain ID chain lives
+// once stored flat.
+func (s *Store) FlatPath(chain v1.Hash) string { return filepath.Join(s.dir, flatPrefix+chain.Hex) }
+
 // Has says whether the layer of chain ID chain is stored.
-func (s *Store) Has(chain v1.Hash) bool {
-	fi, err := os.Lstat(s.Path(chain))
+func (s *Store) Has(chain v1.Hash) bool { return isDir(s.Path(chain)) }
+
+func isDir(p string) bool {
+	fi, err := os.Lstat(p)
 	return err == nil && fi.IsDir()
 }
 
@@ -130,9 +147,11 @@ func ChainIDs(diffIDs []v1.Hash) []v1.Hash {
 	return out
 }
 
-// Ensure returns the stored folders of an image's layers, bottom first,
-// unpacking those the store lacks; unpacked counts those this call did.
-func (s *Store) Ensure(ctx context.Context, layers []v1.Layer) (dirs []string, unpacked int, err error) {
+// Ensure returns the stored folders of an image's layers, bottom first (or
+// the one folder of a flat entry), unpacking what the store lacks; unpacked
+// counts the layers this call unpacked. With flat, a stack of which no layer
+// is stored is stored whole (see the package doc).
+func (s *Store) Ensure(ctx context.Context, layers []v1.Layer, flat bool) (dirs []string, unpacked int, err error) {
 	if !s.Mounts() {
 		return nil, 0, errors.New("this layer store keeps only uncompressed tars: overlay cannot be mounted here")
 	}
@@ -143,6 +162,24 @@ func (s *Store) Ensure(ctx context.Context, layers []v1.Layer) (dirs []string, u
 		}
 	}
 	chains := ChainIDs(diffIDs)
+	top := chains[len(chains)-1]
+	if len(chains) > 1 {
+		if p := s.FlatPath(top); isDir(p) {
+			touch(p)
+			return []string{p}, 0, nil
+		}
+		if flat && !s.Has(chains[0]) {
+			key := flatPrefix + top.Hex
+			v, err, _ := s.sf.Do(key, func() (any, error) { return s.store(ctx, key, s.FlatPath(top), diffIDs, layers, nil) })
+			if err != nil {
+				return nil, 0, fmt.Errorf("unpacking the %d layers of %s into the store: %w", len(layers), top, err)
+			}
+			if v.(bool) {
+				unpacked = len(layers)
+			}
+			return []string{s.FlatPath(top)}, unpacked, nil
+		}
+	}
 	for i, chain := range chains {
 		final := s.Path(chain)
 		dirs = append(dirs, final)
@@ -150,7 +187,9 @@ func (s *Store) Ensure(ctx context.Context, layers []v1.Layer) (dirs []string, u
 			touch(final)
 			continue
 		}
-		v, err, _ := s.sf.Do(chain.Hex, func() (any, error) { return s.store(ctx, chain, layers[i], dirs[:i]) })
+		v, err, _ := s.sf.Do(chain.Hex, func() (any, error) {
+			return s.store(ctx, chain.Hex, final, diffIDs[i:i+1], layers[i:i+1], dirs[:i])
+		})
 		if err != nil {
 			return nil, unpacked, fmt.Errorf("unpacking layer %s (%d of %d) into the store: %w", diffIDs[i], i+1, len(layers), err)
 		}
@@ -161,19 +200,20 @@ func (s *Store) Ensure(ctx context.Context, layers []v1.Layer) (dirs []string, u
 	return dirs, unpacked, nil
 }
 
-// store unpacks one layer onto the stored layers below it (bottom first),
-// under the layer's lock.
-func (s *Store) store(ctx context.Context, chain v1.Hash, l v1.Layer, below []string) (bool, error) {
-	unlock, err := manifest.LockFile(ctx, filepath.Join(s.dir, ".locks", chain.Hex+".lock"), true, nil)
+// store unpacks layers onto the stored layers below them (bottom first;
+// none: onto an empty folder) into the entry final, named key, under the
+// entry's lock.
+func (s *Store) store(ctx context.Context, key, final string, diffIDs []v1.Hash, layers []v1.Layer, below []string) (bool, error) {
+	unlock, err := manifest.LockFile(ctx, filepath.Join(s.dir, ".locks", key+".lock"), true, nil)
 	if err != nil {
 		return false, fmt.Errorf("locking it: %w", err)
 	}
 	defer unlock()
-	if s.Has(chain) { // another process stored it while we waited
+	if isDir(final) { // another process stored it while we waited
 		return false, nil
 	}
-	s.sweepTemps(chain.Hex)
-	tmp, err := os.MkdirTemp(s.dir, ".tmp-"+chain.Hex+"-")
+	s.sweepTemps(key)
+	tmp, err := os.MkdirTemp(s.dir, ".tmp-"+key+"-")
 	if err != nil {
 		return false, err
 	}
@@ -184,23 +224,24 @@ func (s *Store) store(ctx context.Context, chain v1.Hash, l v1.Layer, below []st
 	}
 	start := time.Now()
 	if len(below) == 0 {
-		err = s.unpack(ctx, upper, l)
+		err = s.unpack(ctx, upper, layers)
 	} else {
-		err = s.onOverlay(ctx, tmp, upper, l, below)
+		err = s.onOverlay(ctx, tmp, upper, layers, below)
 	}
 	if err != nil {
 		return false, err
 	}
-	if err := os.Rename(upper, s.Path(chain)); err != nil {
+	if err := os.Rename(upper, final); err != nil {
 		return false, err
 	}
-	s.log.Debug("layer stored unpacked", "chain_id", chain.String(), "seconds", time.Since(start).Round(time.Millisecond).Seconds())
+	s.log.Debug("stored unpacked", "entry", key, "layers", len(layers), "top_diff_id", diffIDs[len(diffIDs)-1].String(),
+		"seconds", time.Since(start).Round(time.Millisecond).Seconds())
 	return true, nil
 }
 
 // onOverlay applies l onto an overlay of the layers below it whose upper
 // folder is upper: the kernel writes what l deletes as whiteouts there.
-func (s *Store) onOverlay(ctx context.Context, tmp, upper string, l v1.Layer, below []string) error {
+func (s *Store) onOverlay(ctx context.Context, tmp, upper string, layers []v1.Layer, below []string) error {
 	work, merged := filepath.Join(tmp, "work"), filepath.Join(tmp, "merged")
 	for _, d := range []string{work, merged} {
 		if err := os.Mkdir(d, 0o755); err != nil {
@@ -220,17 +261,17 @@ func (s *Store) onOverlay(ctx context.Context, tmp, upper string, l v1.Layer, be
 	if err := mountLayers(lowers, upper, work, merged, true, false); err != nil {
 		return err
 	}
-	err := s.unpack(ctx, merged, l)
+	err := s.unpack(ctx, merged, layers)
 	if uerr := Unmount(merged); err == nil {
 		err = uerr
 	}
 	return err
 }
 
-// sweepTemps removes the temporary folders a killed unpack of layer hex
-// left; the caller holds that layer's lock, so none is in use.
-func (s *Store) sweepTemps(hex string) {
-	old, _ := filepath.Glob(filepath.Join(s.dir, ".tmp-"+hex+"-*"))
+// sweepTemps removes the temporary folders a killed unpack of entry key
+// left; the caller holds that entry's lock, so none is in use.
+func (s *Store) sweepTemps(key string) {
+	old, _ := filepath.Glob(filepath.Join(s.dir, ".tmp-"+key+"-*"))
 	for _, p := range old {
 		_ = Unmount(filepath.Join(p, "merged")) // a killed unpack's overlay
 		_ = removeAll(p)
@@ -260,9 +301,10 @@ func removeAll(p string) error {
 	return os.RemoveAll(p)
 }
 
-// Layer is one stored layer, for reports.
+// Layer is one stored layer, or a flat entry, for reports.
 type Layer struct {
-	ChainID v1.Hash
+	ChainID v1.Hash // of the layer, or of a flat entry's top layer
+	Flat    bool    // a whole stack of layers (see the package doc)
 	Path    string
 	Bytes   int64 // disk use (st_blocks)
 	Used    time.Time
@@ -281,15 +323,17 @@ func List(cacheDir string) ([]Layer, error) {
 	}
 	var out []Layer
 	for _, e := range ents {
-		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") || len(e.Name()) != 64 {
-			continue
+		hex, flat := strings.CutPrefix(e.Name(), flatPrefix)
+		chain, err := v1.NewHash("sha256:" + hex)
+		if !e.IsDir() || err != nil {
+			continue // temporary folders, .locks, tars
 		}
 		p := filepath.Join(dir, e.Name())
 		fi, err := e.Info()
 		if err != nil {
 			continue
 		}
-		out = append(out, Layer{ChainID: v1.Hash{Algorithm: "sha256", Hex: e.Name()}, Path: p, Bytes: diskUse(p), Used: fi.ModTime()})
+		out = append(out, Layer{ChainID: chain, Flat: flat, Path: p, Bytes: diskUse(p), Used: fi.ModTime()})
 	}
 	return out, nil
 }

@@ -17,6 +17,11 @@ func (r *Root) Unpack(ctx context.Context, img v1.Image, opts ...ApplyOption) (*
 	if err != nil {
 		return nil, fmt.Errorf("listing layers: %w", err)
 	}
+	return r.UnpackLayers(ctx, layers, opts...)
+}
+
+// UnpackLayers applies layers in order, as Unpack applies an image's.
+func (r *Root) UnpackLayers(ctx context.Context, layers []v1.Layer, opts ...ApplyOption) (*ApplyStats, error) {
 	total := &ApplyStats{}
 	var next *readahead
 	defer func() {

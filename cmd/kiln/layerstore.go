@@ -102,7 +102,7 @@ func unpackWarmed(c *cli.Context, cacheDir string, items []warmer.Item, log *slo
 			}
 			continue
 		}
-		_, n, err := s.Ensure(c.Context, ls)
+		_, n, err := s.Ensure(c.Context, ls, false)
 		if err != nil {
 			return layers, unpacked, fmt.Errorf("--unpack %s: %w", it.Ref, err)
 		}
@@ -193,10 +193,18 @@ func printLayerStore(w io.Writer, cacheDir string) {
 	layers, err := layerstore.List(cacheDir)
 	if err == nil && len(layers) > 0 {
 		var n int64
+		flat := 0
 		for _, l := range layers {
 			n += l.Bytes
+			if l.Flat {
+				flat++
+			}
 		}
-		fmt.Fprintf(w, "layer store: %s unpacked (%s on disk) in %s\n", count(len(layers), "layer", "layers"), manifest.FormatBytes(n), layerstore.Dir(cacheDir))
+		what := count(len(layers)-flat, "layer", "layers") + " unpacked"
+		if flat > 0 {
+			what += ", " + count(flat, "base", "bases") + " unpacked whole by builds"
+		}
+		fmt.Fprintf(w, "layer store: %s (%s on disk) in %s\n", what, manifest.FormatBytes(n), layerstore.Dir(cacheDir))
 	}
 	tars, err := layerstore.ListTars(cacheDir)
 	if err == nil && len(tars) > 0 {
