@@ -2,7 +2,10 @@ package test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -297,4 +300,94 @@ func TestLayerStoreTars(t *testing.T) {
 	if tars4, _ := layerstore.ListTars(cache); len(tars4) != 0 || !strings.Contains(p.stdout, "layer store: dropped 3 stored layers") {
 		t.Errorf("warm --prune without the base left %d of its tars:\n%s", len(tars4), p)
 	}
+}
+
+// TestLayerStoreTarsKilled: builds killed while they keep a layer's tar
+// leave no tar a later build would trust (every stored tar hashes to its
+// name), the next build gives the image an unpack gives, and warm --prune
+// removes the killed builds' temporary files.
+func TestLayerStoreTarsKilled(t *testing.T) {
+	needStore(t)
+	reg := harness.NewRegistry(t)
+	big := make([]lentry, 0, 3002)
+	bb, err := os.ReadFile(needBusybox(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := lfile("bin/busybox", string(bb))
+	exe.mode = 0o755
+	big = append(big, ldir("bin"), exe, ldir("many"))
+	for i := range 3000 {
+		big = append(big, lfile(fmt.Sprintf("many/f%04d", i), strings.Repeat("y", 2048)))
+	}
+	ref := reg.Addr + "/store/bigtars:1"
+	pushHandImage(t, ref, handImage(t, "linux/amd64", v1.Config{Env: []string{"PATH=/bin"}}, handLayer(t, big...), handLayer(t, lfile("top", "t\n"))))
+	dir := t.TempDir()
+	writeContext(t, dir, map[string]string{"Dockerfile": fmt.Sprintf("FROM %s\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox ls /many | /bin/busybox wc -l > /count\"]\n", ref)})
+	cache := t.TempDir()
+	args := func(extra ...string) []string {
+		return append([]string{"build", "--context", dir, "--reproducible", "--insecure-registry", reg.Addr, "--cache-dir", cache,
+			"--work-dir", t.TempDir(), "--no-push", "--output", "oci:" + filepath.Join(t.TempDir(), "out"), "--progress", "plain", "--snapshot", "walk"}, extra...)
+	}
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewSource(seed))
+	for i := range 4 {
+		ctx, cancel := context.WithCancel(t.Context())
+		cmd, _, _ := kilnCmd(t, ctx, runOpts{}, args()...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(50+rng.Intn(600)) * time.Millisecond)
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		_ = cmd.Wait()
+		cancel()
+		t.Logf("kill %d done", i)
+	}
+	checkTars := func() int {
+		tars, err := layerstore.ListTars(cache)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tr := range tars {
+			if got := sha256File(t, tr.Path); got != tr.DiffID.Hex {
+				t.Errorf("stored tar %s hashes to %s: a killed build left a tar a build would trust", tr.Path, got)
+			}
+		}
+		return len(tars)
+	}
+	checkTars()
+	plain := runKiln(t, args("--layer-store=false")...)
+	mustExit(t, plain, 0)
+	again := runKiln(t, args()...)
+	mustExit(t, again, 0)
+	if d1, d2 := digestLine(plain.stdout), digestLine(again.stdout); d1 == "" || d1 != d2 {
+		t.Errorf("after kills: %q from the store, %q unpacked", d2, d1)
+	}
+	if n := checkTars(); n != 2 {
+		t.Errorf("%d tars stored after a whole build, want 2", n)
+	}
+	p := runKiln(t, "warm", "--prune", "--image", ref, "--insecure-registry", reg.Addr, "--cache-dir", cache, "--progress", "plain")
+	mustExit(t, p, 0)
+	left, _ := filepath.Glob(filepath.Join(layerstore.TarsDir(cache), "blobs", "sha256", ".*"))
+	if len(left) != 0 {
+		t.Errorf("warm --prune left temporary files: %v", left)
+	}
+	if n := checkTars(); n != 2 {
+		t.Errorf("%d tars after warm --prune of the cache holding the base, want 2", n)
+	}
+}
+
+func sha256File(t *testing.T, p string) string {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
