@@ -28,6 +28,10 @@
 //		...
 //	}
 //
+// The package's own init function makes the same call as soon as the
+// package and its imports are initialized, so the re-executed init does not
+// wait for the rest of the program's packages to initialize.
+//
 // A step then runs as:
 //
 //	iso, why := run.Detect() // once per build
