@@ -74,13 +74,27 @@ type runEnvironment struct {
 	err       error
 }
 
+// detectedIsolation is run.Detect's answer, asked at most once per build:
+// it starts a process, and both the layer store's choice and the first RUN
+// want it.
+type detectedIsolation struct {
+	once sync.Once
+	iso  run.Isolation
+	why  string
+}
+
+func (d *detectedIsolation) get() (run.Isolation, string) {
+	d.once.Do(func() { d.iso, d.why = run.Detect() })
+	return d.iso, d.why
+}
+
 // runEnv picks (once per build) the isolation and the snapshot strategy.
 func (b *builder) runEnv() (*runEnvironment, error) {
 	e := &b.runState
 	e.once.Do(func() {
 		iso, why := b.o.isolation, "asked for"
 		if iso == "" {
-			iso, why = run.Detect()
+			iso, why = b.detected.get()
 		}
 		switch iso {
 		case run.Chroot, run.Rootless:
