@@ -22,9 +22,11 @@ const envMarker = "_KILN_RUN_INIT"
 
 // Values of envMarker.
 const (
-	stageProbe = "probe"  // Detect: exit 0 at once
-	stageMap   = "stage1" // rootless: wait for the id maps, then re-exec as stageInit
-	stageInit  = "init"   // set up the root and exec the command
+	stageProbe       = "probe"        // Detect, rootless: try the mounts a step makes, exit
+	stageProbeChroot = "probe-chroot" // Detect, chroot: make the mount namespace as stageChroot does, then as stageProbe
+	stageMap         = "stage1"       // rootless: wait for the id maps, then re-exec as stageInit
+	stageInit        = "init"         // set up the root and exec the command
+	stageChroot      = "chroot"       // make the step's mount (and network) namespace, then as stageInit
 )
 
 // Extra file descriptors the init inherits.
@@ -48,7 +50,7 @@ type initConfig struct {
 	Groups    []uint32
 	SetGroups bool // false when setgroups is denied (single-id rootless)
 	Hostname  string
-	Loopback  bool              // bring lo up: the step has its own network namespace
+	Loopback  bool              // the step has its own network namespace (made by a stageChroot init): bring lo up
 	DropCaps  bool              // keep only Docker's default capabilities
 	MaskPaths bool              // mask and make read-only runc's system paths
 	Seccomp   []unix.SockFilter `json:",omitempty"`
@@ -138,15 +140,19 @@ func runIsolated(ctx context.Context, iso Isolation, spec Spec) error {
 }
 
 // initCommand is this program re-executed as the init, in the namespaces
-// the isolation asks for.
+// the isolation asks for. In chroot mode the init is started in new PID,
+// UTS and IPC namespaces and makes its mount namespace (and network
+// namespace, for Network "none") itself once it has its step, so that an
+// init can be started before the step's root is mounted (Runner); a
+// rootless init gets all of them, its user namespace first, from clone.
 func initCommand(ctx context.Context, iso Isolation, spec Spec, tail *tailWriter) *exec.Cmd {
-	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
-	if spec.network() == NetworkNone {
-		flags |= unix.CLONE_NEWNET
-	}
-	stage := stageInit
+	flags := uintptr(unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
+	stage := stageChroot
 	if iso == Rootless {
-		flags |= unix.CLONE_NEWUSER
+		flags |= unix.CLONE_NEWUSER | unix.CLONE_NEWNS
+		if spec.network() == NetworkNone {
+			flags |= unix.CLONE_NEWNET
+		}
 		stage = stageMap
 	}
 	cmd := exec.CommandContext(ctx, "/proc/self/exe")
