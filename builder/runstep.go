@@ -71,6 +71,7 @@ type runEnvironment struct {
 	overlay   bool
 	mapIDs    func(uid, gid int) (int, int) // rootless: host ids back to the namespace's
 	security  run.Security                  // the seccomp filter compiled once
+	runner    *run.Runner                   // starts each step's init ahead; closed by cleanup
 	err       error
 }
 
@@ -134,6 +135,9 @@ func (b *builder) runEnv() (*runEnvironment, error) {
 		e.overlay = snap == SnapshotOverlay
 		b.o.log.Info("RUN steps", "isolation", string(iso), "why", why, "snapshot", snap, "snapshot_why", swhy)
 		e.security, e.err = b.runSecurity(iso)
+		if e.err == nil {
+			e.runner = run.NewRunner(iso)
+		}
 	})
 	return e, e.err
 }
@@ -294,7 +298,7 @@ func (b *builder) runCmd(ctx context.Context, s *stageState, c *instructions.Run
 	stats, err := b.snapshotStep(ctx, env, root.Dir(), layerPath, exclude, func(dir string) error {
 		spec.Root = dir
 		t0 := time.Now()
-		err := run.Run(ctx, env.isolation, spec)
+		err := env.runner.Run(ctx, spec)
 		stepTime = time.Since(t0)
 		out.flush()
 		var ee *run.ExitError

@@ -88,8 +88,12 @@ func newBuilder(req Request, o *options, plan *dockerfile.Plan, bc *buildcontext
 	return b
 }
 
-// cleanup removes the stage filesystems; layer files stay for the result.
+// cleanup ends the RUN init started ahead and removes the stage
+// filesystems; layer files stay for the result.
 func (b *builder) cleanup() {
+	if b.runState.runner != nil {
+		b.runState.runner.Close()
+	}
 	for _, m := range b.mounts {
 		if err := layerstore.Unmount(m); err != nil {
 			b.o.log.Warn("unmounting a stage filesystem", "err", err)
