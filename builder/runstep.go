@@ -89,6 +89,23 @@ func (d *detectedIsolation) get() (run.Isolation, string) {
 	return d.iso, d.why
 }
 
+// detectAhead starts run.Detect in the background when the isolation was
+// not asked for and a stage has a RUN step: its probe process then starts
+// while the bases are fetched and mounted, not in front of the first RUN.
+func (b *builder) detectAhead() {
+	if b.o.isolation != "" {
+		return
+	}
+	for _, st := range b.plan.Stages {
+		for _, cmd := range st.Commands {
+			if _, ok := cmd.(*instructions.RunCommand); ok {
+				go b.detected.get()
+				return
+			}
+		}
+	}
+}
+
 // runEnv picks (once per build) the isolation and the snapshot strategy.
 func (b *builder) runEnv() (*runEnvironment, error) {
 	e := &b.runState
