@@ -142,6 +142,7 @@ func build(ctx context.Context, req Request, o *options, work string) (*Result, 
 	}
 	b := newBuilder(req, o, plan, bc, work)
 	defer b.cleanup()
+	b.detectAhead()
 	st, err := b.stage(ctx, plan.Target)
 	if err != nil {
 		return nil, err

@@ -44,7 +44,7 @@ func (b *builder) useLayerStore() bool {
 	}
 	iso := b.o.isolation
 	if iso == "" {
-		iso, _ = run.Detect()
+		iso, _ = b.detected.get()
 	}
 	return iso == run.Chroot
 }

@@ -71,7 +71,39 @@ type runEnvironment struct {
 	overlay   bool
 	mapIDs    func(uid, gid int) (int, int) // rootless: host ids back to the namespace's
 	security  run.Security                  // the seccomp filter compiled once
+	runner    *run.Runner                   // starts each step's init ahead; closed by cleanup
 	err       error
+}
+
+// detectedIsolation is run.Detect's answer, asked at most once per build:
+// it starts a process, and both the layer store's choice and the first RUN
+// want it.
+type detectedIsolation struct {
+	once sync.Once
+	iso  run.Isolation
+	why  string
+}
+
+func (d *detectedIsolation) get() (run.Isolation, string) {
+	d.once.Do(func() { d.iso, d.why = run.Detect() })
+	return d.iso, d.why
+}
+
+// detectAhead starts run.Detect in the background when the isolation was
+// not asked for and a stage has a RUN step: its probe process then starts
+// while the bases are fetched and mounted, not in front of the first RUN.
+func (b *builder) detectAhead() {
+	if b.o.isolation != "" {
+		return
+	}
+	for _, st := range b.plan.Stages {
+		for _, cmd := range st.Commands {
+			if _, ok := cmd.(*instructions.RunCommand); ok {
+				go b.detected.get()
+				return
+			}
+		}
+	}
 }
 
 // runEnv picks (once per build) the isolation and the snapshot strategy.
@@ -80,7 +112,7 @@ func (b *builder) runEnv() (*runEnvironment, error) {
 	e.once.Do(func() {
 		iso, why := b.o.isolation, "asked for"
 		if iso == "" {
-			iso, why = run.Detect()
+			iso, why = b.detected.get()
 		}
 		switch iso {
 		case run.Chroot, run.Rootless:
@@ -120,6 +152,9 @@ func (b *builder) runEnv() (*runEnvironment, error) {
 		e.overlay = snap == SnapshotOverlay
 		b.o.log.Info("RUN steps", "isolation", string(iso), "why", why, "snapshot", snap, "snapshot_why", swhy)
 		e.security, e.err = b.runSecurity(iso)
+		if e.err == nil {
+			e.runner = run.NewRunner(iso)
+		}
 	})
 	return e, e.err
 }
@@ -280,7 +315,7 @@ func (b *builder) runCmd(ctx context.Context, s *stageState, c *instructions.Run
 	stats, err := b.snapshotStep(ctx, env, root.Dir(), layerPath, exclude, func(dir string) error {
 		spec.Root = dir
 		t0 := time.Now()
-		err := run.Run(ctx, env.isolation, spec)
+		err := env.runner.Run(ctx, spec)
 		stepTime = time.Since(t0)
 		out.flush()
 		var ee *run.ExitError

@@ -35,7 +35,8 @@ var errStageCycle = errors.New("stage needs itself")
 
 // builder is one Build: the plan, the context and the stages built so far.
 type builder struct {
-	runState runEnvironment // isolation and snapshot strategy, chosen at the first RUN
+	runState runEnvironment    // isolation and snapshot strategy, chosen at the first RUN
+	detected detectedIsolation // run.Detect's answer, asked once
 
 	// Container isolation: the paths replacing "/" keeps, kiln's folder,
 	// and the stage whose filesystem "/" is.
@@ -88,8 +89,12 @@ func newBuilder(req Request, o *options, plan *dockerfile.Plan, bc *buildcontext
 	return b
 }
 
-// cleanup removes the stage filesystems; layer files stay for the result.
+// cleanup ends the RUN init started ahead and removes the stage
+// filesystems; layer files stay for the result.
 func (b *builder) cleanup() {
+	if b.runState.runner != nil {
+		b.runState.runner.Close()
+	}
 	for _, m := range b.mounts {
 		if err := layerstore.Unmount(m); err != nil {
 			b.o.log.Warn("unmounting a stage filesystem", "err", err)

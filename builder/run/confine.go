@@ -21,7 +21,9 @@ import (
 // the step makes, or one an image or a bind source carries, can then be
 // recorded in a layer but never opened.
 func enforceNodev(root string, devices []string) error {
-	f, err := os.Open("/proc/self/mountinfo")
+	// This thread's table: the init's other threads stay in kiln's mount
+	// namespace when the init made its own with unshare.
+	f, err := os.Open("/proc/thread-self/mountinfo")
 	if err != nil {
 		return fmt.Errorf("reading the mount table: %w", err)
 	}

@@ -60,13 +60,14 @@ func inContainer() (bool, string) {
 func probeNamespaces(user bool) error {
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Args = []string{"kiln-run-probe"}
-	cmd.Env = []string{envMarker + "=" + stageProbe}
+	cmd.Env = []string{envMarker + "=" + stageProbeChroot}
 	attr := &syscall.SysProcAttr{
-		Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC,
+		Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC,
 		Pdeathsig:  syscall.SIGKILL,
 	}
-	if user {
-		attr.Cloneflags |= unix.CLONE_NEWUSER
+	if user { // as initCommand starts a rootless init
+		cmd.Env = []string{envMarker + "=" + stageProbe}
+		attr.Cloneflags |= unix.CLONE_NEWUSER | unix.CLONE_NEWNS
 		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}}
 		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}}
 	}

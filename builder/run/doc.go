@@ -28,6 +28,10 @@
 //		...
 //	}
 //
+// The package's own init function makes the same call as soon as the
+// package and its imports are initialized, so the re-executed init does not
+// wait for the rest of the program's packages to initialize.
+//
 // A step then runs as:
 //
 //	iso, why := run.Detect() // once per build
@@ -43,6 +47,14 @@
 //	if errors.As(err, &exit) {
 //		// exit.Code, exit.Tail: the last lines of the command's output
 //	}
+//
+// A build that runs many steps uses a Runner instead (NewRunner(iso), then
+// r.Run(ctx, spec) for each step, r.Close() at the end): in chroot mode it
+// starts the next step's init while a step runs, so a step does not wait for
+// this program to start. That init waits, confined by nothing but its PID,
+// UTS and IPC namespaces, until a step hands it its config; every init, the
+// ones Run starts included, makes its mount (and network) namespace only
+// then, from kiln's mounts as they are when the step starts.
 //
 // Every mount lives in the step's own mount namespace and vanishes with it:
 // nothing is left mounted on the host. Mount points the root lacks (/proc,

@@ -13,28 +13,51 @@ import (
 	"kiln/builder/run/seccomp"
 )
 
+// init takes over a process started as a step's init (or the probe) as
+// soon as this package and its imports are initialized, before the
+// packages that do not depend on it: a build re-executes this program for
+// every RUN step, and initializing all of kiln (Kubernetes' client, the
+// registry and git clients, their regexps and type registries) took about
+// two thirds of a trivial step's time.
+func init() {
+	MaybeInit()
+}
+
 // MaybeInit must be the first call in main (and in TestMain of tests that
 // use Run or Detect). In a process started by Run as the step's init it sets
 // up the root and execs the command, never returning; elsewhere it returns
-// at once.
+// at once. The package's init function calls it already, earlier than main
+// can; the call in main stays as the documented entry point.
 func MaybeInit() {
 	switch os.Getenv(envMarker) {
 	case "":
 		return
 	case stageProbe:
-		probeMounts()
+		probeMounts(false)
+	case stageProbeChroot:
+		probeMounts(true)
 	case stageMap:
 		reexecMapped()
 	case stageInit:
-		initStep()
+		initStep(false)
+	case stageChroot:
+		initStep(true)
 	}
 	fmt.Fprintf(os.Stderr, "kiln: unknown %s value %q\n", envMarker, os.Getenv(envMarker))
 	os.Exit(125)
 }
 
 // probeMounts tries, in the probe's namespaces, the mounts a step needs
-// first: namespaces a security profile forbids to mount in are no use.
-func probeMounts() {
+// first: namespaces a security profile forbids to mount in are no use. With
+// unshare it first makes its mount namespace, as a chroot step's init does.
+func probeMounts(unshare bool) {
+	if unshare {
+		runtime.LockOSThread() // the new mount namespace is this thread's
+		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+			fmt.Fprintf(os.Stderr, "making a mount namespace: %v", err)
+			os.Exit(1)
+		}
+	}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		fmt.Fprintf(os.Stderr, "making mounts private: %v", err)
 		os.Exit(1)
@@ -59,13 +82,28 @@ func reexecMapped() {
 }
 
 // initStep runs in the new namespaces: mounts, pivot, credentials, exec.
-func initStep() {
-	runtime.LockOSThread() // prctl and the bounding set are per thread
+// With unshare (chroot mode) it first makes the step's mount namespace, and
+// its network namespace when the step has its own: a copy of kiln's mounts
+// as they are when the step starts, the step's root among them.
+func initStep(unshare bool) {
+	// prctl, the bounding set and the namespaces unshare makes are this
+	// thread's: the one that execs the command.
+	runtime.LockOSThread()
 	unix.CloseOnExec(fdConfig)
 	unix.CloseOnExec(fdStatus)
 	var cfg initConfig
 	if err := json.NewDecoder(os.NewFile(fdConfig, "config")).Decode(&cfg); err != nil {
 		initFail("reading the step", err)
+	}
+	if unshare {
+		flags := unix.CLONE_NEWNS
+		if cfg.Loopback {
+			flags |= unix.CLONE_NEWNET
+		}
+		// Nothing is mounted before this succeeds: a failure ends the init.
+		if err := unix.Unshare(flags); err != nil {
+			initFail("making the step's namespaces", err)
+		}
 	}
 	if err := setupRoot(&cfg); err != nil {
 		initFail("preparing the root", err)

@@ -22,9 +22,11 @@ const envMarker = "_KILN_RUN_INIT"
 
 // Values of envMarker.
 const (
-	stageProbe = "probe"  // Detect: exit 0 at once
-	stageMap   = "stage1" // rootless: wait for the id maps, then re-exec as stageInit
-	stageInit  = "init"   // set up the root and exec the command
+	stageProbe       = "probe"        // Detect, rootless: try the mounts a step makes, exit
+	stageProbeChroot = "probe-chroot" // Detect, chroot: make the mount namespace as stageChroot does, then as stageProbe
+	stageMap         = "stage1"       // rootless: wait for the id maps, then re-exec as stageInit
+	stageInit        = "init"         // set up the root and exec the command
+	stageChroot      = "chroot"       // make the step's mount (and network) namespace, then as stageInit
 )
 
 // Extra file descriptors the init inherits.
@@ -48,7 +50,7 @@ type initConfig struct {
 	Groups    []uint32
 	SetGroups bool // false when setgroups is denied (single-id rootless)
 	Hostname  string
-	Loopback  bool              // bring lo up: the step has its own network namespace
+	Loopback  bool              // the step has its own network namespace (made by a stageChroot init): bring lo up
 	DropCaps  bool              // keep only Docker's default capabilities
 	MaskPaths bool              // mask and make read-only runc's system paths
 	Seccomp   []unix.SockFilter `json:",omitempty"`
@@ -59,6 +61,11 @@ type initConfig struct {
 // fails is an *ExitError; a step whose setup fails matches ErrSetup; a
 // cancelled ctx kills the whole process tree and is returned wrapped.
 func Run(ctx context.Context, iso Isolation, spec Spec) error {
+	return run(ctx, iso, spec, nil)
+}
+
+// run is Run, taking the init from r where it has one started.
+func run(ctx context.Context, iso Isolation, spec Spec, r *Runner) error {
 	if err := spec.validate(); err != nil {
 		return err
 	}
@@ -67,7 +74,7 @@ func Run(ctx context.Context, iso Isolation, spec Spec) error {
 	}
 	switch iso {
 	case Chroot, Rootless:
-		return runIsolated(ctx, iso, spec)
+		return runIsolated(ctx, iso, spec, r)
 	case Container:
 		return runContainer(ctx, spec)
 	}
@@ -75,8 +82,9 @@ func Run(ctx context.Context, iso Isolation, spec Spec) error {
 }
 
 // runIsolated starts this program again as the step's init in new
-// namespaces, hands it the step through a pipe and waits for the command.
-func runIsolated(ctx context.Context, iso Isolation, spec Spec) error {
+// namespaces (or takes the one r started), hands it the step through a
+// pipe and waits for the command.
+func runIsolated(ctx context.Context, iso Isolation, spec Spec, r *Runner) error {
 	mounts, created, err := planMounts(spec)
 	defer removeCreated(created)
 	if err != nil {
@@ -94,68 +102,94 @@ func runIsolated(ctx context.Context, iso Isolation, spec Spec) error {
 	}
 	cg := stepCgroup(spec)
 	defer cg.remove()
+	tail := &tailWriter{}
+	p, err := r.take(iso, spec, tail)
+	if err != nil {
+		return fmt.Errorf("%w: starting the %s init for %s: %v", ErrSetup, iso, spec.Args[0], err)
+	}
+	defer p.statusR.Close()
+	defer p.cfgW.Close()
+	// Killing the init, PID 1 of the step's PID namespace, kills every
+	// process of the step.
+	stop := context.AfterFunc(ctx, func() { _ = p.cmd.Process.Kill() })
+	defer stop()
+	// The init waits for its config before it does anything: moved now,
+	// every process of the step starts in the cgroup.
+	if err := cg.add(p.cmd.Process.Pid); err != nil {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+		return fmt.Errorf("%w for %s: %v", ErrSetup, spec.Args[0], err)
+	}
+	if iso == Rootless {
+		if err := mapIDs(p.cmd.Process.Pid, &cfg, logger(spec)); err != nil {
+			_ = p.cmd.Process.Kill()
+			_ = p.cmd.Wait()
+			return err
+		}
+		_, _ = p.cfgW.Write([]byte{'g'}) // the maps are written: re-exec
+	}
+	// A write error means the init died; its status or exit says why.
+	_ = json.NewEncoder(p.cfgW).Encode(cfg)
+	p.cfgW.Close()
+	r.prestart()                       // the next step's init starts up while this step runs
+	status, _ := io.ReadAll(p.statusR) // ends at exec (close-on-exec) or at a failure
+	return result(ctx, spec, p.cmd.Wait(), string(status), tail)
+}
+
+// startedInit is an init process waiting on fdConfig for its step.
+type startedInit struct {
+	cmd     *exec.Cmd
+	cfgW    *os.File     // fdConfig's other end
+	statusR *os.File     // fdStatus's other end
+	out     *laterWriter // a prestarted init's output: the step's writers, set when it gets one
+}
+
+// startInit starts this program as an init for the isolation, in the
+// namespaces initCommand gives it, with the step's stdin and outputs.
+func startInit(iso Isolation, network string, stdin io.Reader, stdout, stderr io.Writer) (*startedInit, error) {
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
-		return fmt.Errorf("running %s: %w", spec.Args[0], err)
+		return nil, err
 	}
-	defer cfgW.Close()
 	statusR, statusW, err := os.Pipe()
 	if err != nil {
 		cfgR.Close()
-		return fmt.Errorf("running %s: %w", spec.Args[0], err)
+		cfgW.Close()
+		return nil, err
 	}
-	defer statusR.Close()
-
-	tail := &tailWriter{}
-	cmd := initCommand(ctx, iso, spec, tail)
+	cmd := initCommand(iso, network)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	cmd.ExtraFiles = []*os.File{cfgR, statusW} // fdConfig, fdStatus
 	err = cmd.Start()
 	cfgR.Close()
 	statusW.Close()
 	if err != nil {
-		return fmt.Errorf("%w: starting the %s init for %s: %v", ErrSetup, iso, spec.Args[0], err)
+		cfgW.Close()
+		statusR.Close()
+		return nil, err
 	}
-	// The init waits for its config before it does anything: moved now,
-	// every process of the step starts in the cgroup.
-	if err := cg.add(cmd.Process.Pid); err != nil {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		return fmt.Errorf("%w for %s: %v", ErrSetup, spec.Args[0], err)
-	}
-	if iso == Rootless {
-		if err := mapIDs(cmd.Process.Pid, &cfg, logger(spec)); err != nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			return err
-		}
-		_, _ = cfgW.Write([]byte{'g'}) // the maps are written: re-exec
-	}
-	// A write error means the init died; its status or exit says why.
-	_ = json.NewEncoder(cfgW).Encode(cfg)
-	cfgW.Close()
-	status, _ := io.ReadAll(statusR) // ends at exec (close-on-exec) or at a failure
-	return result(ctx, spec, cmd.Wait(), string(status), tail)
+	return &startedInit{cmd: cmd, cfgW: cfgW, statusR: statusR}, nil
 }
 
 // initCommand is this program re-executed as the init, in the namespaces
-// the isolation asks for.
-func initCommand(ctx context.Context, iso Isolation, spec Spec, tail *tailWriter) *exec.Cmd {
-	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
-	if spec.network() == NetworkNone {
-		flags |= unix.CLONE_NEWNET
-	}
-	stage := stageInit
+// the isolation asks for. In chroot mode the init is started in new PID,
+// UTS and IPC namespaces and makes its mount namespace (and network
+// namespace, for Network "none") itself once it has its step, so that an
+// init can be started before the step's root is mounted (Runner); a
+// rootless init gets all of them, its user namespace first, from clone.
+func initCommand(iso Isolation, network string) *exec.Cmd {
+	flags := uintptr(unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
+	stage := stageChroot
 	if iso == Rootless {
-		flags |= unix.CLONE_NEWUSER
+		flags |= unix.CLONE_NEWUSER | unix.CLONE_NEWNS
+		if network == NetworkNone {
+			flags |= unix.CLONE_NEWNET
+		}
 		stage = stageMap
 	}
-	cmd := exec.CommandContext(ctx, "/proc/self/exe")
+	cmd := exec.Command("/proc/self/exe")
 	cmd.Args = []string{"kiln-run-init"}
 	cmd.Env = []string{envMarker + "=" + stage}
-	cmd.Stdin = spec.Stdin
-	cmd.Stdout, cmd.Stderr = outputs(spec, tail)
-	// Killing the init, PID 1 of the step's PID namespace, kills every
-	// process of the step.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = waitDelay
 	return cmd
