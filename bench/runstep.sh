@@ -46,12 +46,13 @@
 #   BENCH_FS=tmpfs      where every tool writes: tmpfs (default: a tmpfs of
 #                       BENCH_TMPFS_SIZE, 12G, mounted on bench/.work/runstep for the
 #                       run, as issue 12 measured) or disk (the folder itself)
-#   BENCH_SETTLE=31     on disk, seconds to wait after each job before the next:
+#   BENCH_SETTLE=65     on disk, seconds to wait (after a sync) after each job:
 #                       ext4 without a journal will not reuse an inode freed in
-#                       the last dirty_expire_centisecs (30 s) and scans past each
-#                       one when it allocates (ext4 recently_deleted), so a build
-#                       right after a 50,000-file tree was removed pays for it
-#                       (the runs drifted from 2.4 s to 16 s here); 0 on tmpfs
+#                       the last 60 s (6 min while its inode table block is
+#                       dirty) and scans past each one when it allocates (ext4's
+#                       recently_deleted), so a build right after a 50,000-file
+#                       tree was removed pays for it (the runs drifted from 2.4 s
+#                       to 16 s here); 0 on tmpfs
 #   KANIKO_JAIL_FS=disk kaniko's root: disk (a folder under bench/.work/runstep,
 #                       where kiln and buildah write; default here) or tmpfs
 #   BENCH_SKIP="..."    leave out some of: kaniko buildah cold minbase
@@ -218,7 +219,7 @@ buildah_push() { # STORAGE TAG OUT: sets CMD
 BENCH_FS=${BENCH_FS:-tmpfs}
 case $BENCH_FS in
 tmpfs) SETTLE=${BENCH_SETTLE:-0} ;;
-disk) SETTLE=${BENCH_SETTLE:-31} ;;
+disk) SETTLE=${BENCH_SETTLE:-65} ;;
 *) die "BENCH_FS must be tmpfs or disk, got '$BENCH_FS'" ;;
 esac
 case $SETTLE in '' | *[!0-9]*) die "BENCH_SETTLE must be whole seconds, got '$SETTLE'" ;; esac
@@ -351,7 +352,7 @@ job() { # JOB RUN
 		;;
 	esac
 	wipe "$out"
-	[ "$SETTLE" -eq 0 ] || sleep "$SETTLE"
+	[ "$SETTLE" -eq 0 ] || { sync; sleep "$SETTLE"; }
 }
 
 rotate() { # RUN JOB...: every job, starting at a different one each run

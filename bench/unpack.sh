@@ -39,11 +39,12 @@
 #                                one built from main), a column of its own
 #   BENCH_TMPFS=/dev/shm         a tmpfs mount to measure on ("" to skip)
 #   BENCH_SKIP="strace"          leave out the strace -c pass
-#   BENCH_SETTLE=31              seconds to wait after each run on the disk:
-#                                ext4 without a journal scans past every inode
-#                                freed in the last 30 s when it allocates one
-#                                (recently_deleted), so a run right after a
-#                                50,000-file tree was removed pays for it
+#   BENCH_SETTLE=65              seconds to wait (after a sync) after each run on
+#                                the disk: ext4 without a journal scans past
+#                                every inode freed in the last 60 s when it
+#                                allocates one (recently_deleted), so a run
+#                                right after a 50,000-file tree was removed
+#                                pays for it
 #
 # Writes only under bench/.work/unpack/ (scratch, wiped at start, holds the
 # disk runs), a folder of its own under BENCH_TMPFS (removed at exit) and
@@ -168,9 +169,9 @@ BLOB_BYTES=$(du -cb "${BLOBS[@]}" | tail -n 1 | cut -f1)
 
 # The layer-store rows' caches: copies of CACHE on each filesystem; the
 # tars row's filled by one untimed build.
-SETTLE=${BENCH_SETTLE:-31}
+SETTLE=${BENCH_SETTLE:-65}
 case $SETTLE in '' | *[!0-9]*) die "BENCH_SETTLE must be whole seconds, got '$SETTLE'" ;; esac
-settle() { if [ "$1" = disk ] && [ "$SETTLE" -gt 0 ]; then sleep "$SETTLE"; fi; }
+settle() { if [ "$1" = disk ] && [ "$SETTLE" -gt 0 ]; then sync && sleep "$SETTLE"; fi; }
 for fs in "${FSES[@]}"; do
 	cp -a "$CACHE" "${DIR[$fs]}/cache-cold"
 	cp -a "$CACHE" "${DIR[$fs]}/cache-tars"
