@@ -3,6 +3,7 @@ package manifest
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -208,7 +209,10 @@ func (l *verifiedLayer) Uncompressed() (io.ReadCloser, error) {
 		c.Close()
 		return nil, fmt.Errorf("%s (%s): %w: %v", l.what, l.desc.Digest, ErrIntegrity, err)
 	}
-	u := newVerifyReader(newAsyncReader(d), l.diffID, -1, l.what+" (diff_id "+l.diffID.String()+")")
+	// Decompressing (with the reading and hashing of the blob under it) in a
+	// goroutine of its own runs beside the diff_id hash and the consumer.
+	ad := newReadahead(context.Background(), func() (io.ReadCloser, error) { return d, nil }, 4)
+	u := newVerifyReader(ad, l.diffID, -1, l.what+" (diff_id "+l.diffID.String()+")")
 	return &layerReader{u: u, c: c}, nil
 }
 

@@ -191,20 +191,20 @@ func (s *Store) StoreTar(l v1.Layer) (stored bool, err error) {
 	if s.HasTar(d) {
 		return false, nil
 	}
-	rc, err := l.Uncompressed()
-	if err != nil {
-		return false, err
-	}
-	defer rc.Close()
 	w, err := s.tars.NewBlobWriter(d, -1)
 	if err != nil {
 		return false, err
 	}
-	if _, err := io.Copy(w, rc); err != nil {
+	rc, err := l.Uncompressed()
+	if err != nil {
 		w.Abort()
 		return false, err
 	}
-	if err := rc.Close(); err != nil {
+	_, err = io.Copy(w, rc)
+	if cerr := rc.Close(); err == nil {
+		err = cerr // the layer's digests are checked at its end
+	}
+	if err != nil {
 		w.Abort()
 		return false, err
 	}

@@ -6,6 +6,8 @@ import (
 	"io"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"kiln/manifest"
 )
 
 // Unpack applies every layer of img, base first, onto the root. The stats
@@ -23,7 +25,7 @@ func (r *Root) Unpack(ctx context.Context, img v1.Image, opts ...ApplyOption) (*
 // UnpackLayers applies layers in order, as Unpack applies an image's.
 func (r *Root) UnpackLayers(ctx context.Context, layers []v1.Layer, opts ...ApplyOption) (*ApplyStats, error) {
 	total := &ApplyStats{}
-	var next *readahead
+	var next io.ReadCloser
 	defer func() {
 		if next != nil {
 			next.Close()
@@ -60,7 +62,7 @@ func (r *Root) UnpackLayer(ctx context.Context, l v1.Layer, opts ...ApplyOption)
 	return s, nil
 }
 
-func (r *Root) applyStream(ctx context.Context, rc *readahead, opts []ApplyOption) (*ApplyStats, error) {
+func (r *Root) applyStream(ctx context.Context, rc io.ReadCloser, opts []ApplyOption) (*ApplyStats, error) {
 	var stats *ApplyStats
 	err := consume(rc, func(rc io.Reader) (err error) {
 		stats, err = r.ApplyLayer(ctx, rc, opts...)
@@ -69,9 +71,14 @@ func (r *Root) applyStream(ctx context.Context, rc *readahead, opts []ApplyOptio
 	return stats, err
 }
 
+// readaheadBlocks: enough 256 KiB blocks that decompressing never waits for
+// a folder of small files to be written, few enough that two layers in
+// flight (see UnpackLayers) hold a few MiB.
+const readaheadBlocks = 8
+
 // readLayer starts reading l's uncompressed tar in the background.
-func readLayer(ctx context.Context, l v1.Layer) *readahead {
-	return newReadahead(ctx, l.Uncompressed)
+func readLayer(ctx context.Context, l v1.Layer) io.ReadCloser {
+	return manifest.Readahead(ctx, l.Uncompressed, readaheadBlocks)
 }
 
 // consume hands rc to fn, then reads the stream to its end and closes it,

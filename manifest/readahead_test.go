@@ -1,4 +1,4 @@
-package rootfs
+package manifest
 
 import (
 	"bytes"
@@ -55,7 +55,7 @@ func TestReadahead(t *testing.T) {
 			if open == nil {
 				open = opener(tc.s)
 			}
-			ra := newReadahead(context.Background(), open)
+			ra := newReadahead(context.Background(), open, 8)
 			got, err := io.ReadAll(ra)
 			if string(got) != tc.want || !errors.Is(err, tc.wantErr) {
 				t.Errorf("ReadAll: %d bytes, %v; want %d bytes, %v", len(got), err, len(tc.want), tc.wantErr)
@@ -75,7 +75,7 @@ func TestReadahead(t *testing.T) {
 // for a stream that gives nothing.
 func TestReadaheadStops(t *testing.T) {
 	endless := &stream{r: zeros{}}
-	ra := newReadahead(context.Background(), opener(endless))
+	ra := newReadahead(context.Background(), opener(endless), 8)
 	if _, err := io.ReadFull(ra, make([]byte, 10)); err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestReadaheadStops(t *testing.T) {
 	release := make(chan struct{})
 	stalled := &stream{r: waiting(release)}
 	ctx, cancel := context.WithCancel(context.Background())
-	ra = newReadahead(ctx, opener(stalled))
+	ra = newReadahead(ctx, opener(stalled), 8)
 	go func() {
 		time.Sleep(10 * time.Millisecond)
 		cancel()

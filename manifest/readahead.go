@@ -1,4 +1,4 @@
-package rootfs
+package manifest
 
 import (
 	"context"
@@ -7,21 +7,16 @@ import (
 	"sync"
 )
 
-// Read-ahead of a layer stream: enough blocks that decompressing never
-// waits for a folder of small files to be written, few enough that two
-// layers in flight (see Unpack) hold a few MiB.
-const (
-	readaheadBlock  = 256 << 10
-	readaheadBlocks = 8
-)
+// readaheadBlock is the size of the blocks a Readahead holds.
+const readaheadBlock = 256 << 10
 
-// readahead reads a layer's uncompressed stream in a goroutine of its own,
-// up to readaheadBlocks blocks ahead of its reader: decompressing and
-// checking digests (what a verified layer does as it is read) run beside
-// the writing of files instead of between them. Read gives the stream's
-// bytes and its error (io.EOF at the end), or the context's once it is
-// done; Close stops the goroutine, closes the stream and returns what that
-// said. One reader, which must call Close.
+// readahead reads a layer stream in a goroutine of its own, a few blocks
+// ahead of its reader, so that what produces the stream (fetching,
+// decompressing, checking digests) runs beside what consumes it (writing
+// files, hashing the uncompressed tar) instead of between them. Read gives
+// the stream's bytes and its error (io.EOF at the end), or the context's
+// once it is done; Close stops the goroutine, closes the stream and returns
+// what that said. One reader, which must call Close.
 type readahead struct {
 	ctx  context.Context
 	full chan []byte // blocks read, in order; closed after the last
@@ -35,18 +30,23 @@ type readahead struct {
 	closeErr   error  // the stream's Close
 }
 
-// newReadahead starts reading the stream open(): at once, even before the
-// first Read, so that a layer can be fetched while another is applied. An
-// error from open is the first Read's, and Close's.
-func newReadahead(ctx context.Context, open func() (io.ReadCloser, error)) *readahead {
+// Readahead starts reading the stream open() gives, up to blocks blocks of
+// 256 KiB ahead of its reader: at once, even before the first Read, so that
+// a layer can be fetched while another is applied. An error from open is the
+// first Read's, and Close's.
+func Readahead(ctx context.Context, open func() (io.ReadCloser, error), blocks int) io.ReadCloser {
+	return newReadahead(ctx, open, blocks)
+}
+
+func newReadahead(ctx context.Context, open func() (io.ReadCloser, error), blocks int) *readahead {
 	ra := &readahead{
 		ctx:  ctx,
-		full: make(chan []byte, readaheadBlocks),
-		free: make(chan []byte, readaheadBlocks),
+		full: make(chan []byte, blocks),
+		free: make(chan []byte, blocks),
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
-	for range readaheadBlocks {
+	for range blocks {
 		ra.free <- make([]byte, readaheadBlock)
 	}
 	go ra.run(open)
@@ -118,4 +118,17 @@ func (ra *readahead) Close() error {
 	ra.once.Do(func() { close(ra.stop) })
 	<-ra.done
 	return ra.closeErr
+}
+
+// fill reads src until buf is full or src fails (io.EOF at its end).
+func fill(src io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := src.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
