@@ -362,3 +362,65 @@ func killBuilds(t *testing.T, n, minMS, spanMS int, args func() []string) {
 		t.Logf("kill %d done", i)
 	}
 }
+
+// TestLayerStoreWarmTarsUnprivileged: kiln warm --unpack by a user who may
+// not mount overlays keeps each warmed layer's uncompressed tar instead;
+// a second run stores nothing new.
+func TestLayerStoreWarmTarsUnprivileged(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run kiln as another user")
+	}
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("setpriv (util-linux) not installed")
+	}
+	reg := harness.NewRegistry(t)
+	base := storeBase(t, reg)
+	dir := t.TempDir() // t.TempDir's parents are 0700: open the way for nobody
+	for p := dir; p != os.TempDir() && p != "/"; p = filepath.Dir(p) {
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(dir, "kiln")
+	data, err := os.ReadFile(kilnBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(dir, "cache")
+	if err := os.Mkdir(cache, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(cache, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	warm := func() string {
+		cmd := exec.CommandContext(t.Context(), "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bin,
+			"warm", "--image", base, "--unpack", "--insecure-registry", reg.Addr, "--cache-dir", cache, "--progress", "plain")
+		cmd.Dir = dir
+		cmd.Env = []string{"HOME=" + dir, "PATH=/usr/bin:/bin"}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("kiln warm --unpack as nobody: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	out := warm()
+	if !strings.Contains(out, "keeping each layer's uncompressed tar instead") || !strings.Contains(out, "layer store: 3 layers stored now") {
+		t.Fatalf("warm --unpack as nobody should keep the 3 layers' tars:\n%s", out)
+	}
+	tars, err := layerstore.ListTars(cache)
+	if err != nil || len(tars) != 3 {
+		t.Fatalf("tars %v (%v), want 3", tars, err)
+	}
+	for _, tr := range tars {
+		if !blobIntact(t, tr.Path) {
+			t.Errorf("stored tar %s does not hash to its name", tr.Path)
+		}
+	}
+	if out := warm(); !strings.Contains(out, "layer store: 0 layers stored now, 3 layers of 3 warmed layers already were") {
+		t.Errorf("a second warm --unpack should store nothing:\n%s", out)
+	}
+}
