@@ -29,13 +29,22 @@ func StoreUnpacker(ctx context.Context, dir string, layers []v1.Layer) error {
 	if err != nil {
 		return err
 	}
-	_, err = root.UnpackLayers(ctx, layers) // the diff_ids are checked at the streams' ends
+	stats, err := root.UnpackLayers(ctx, layers) // the diff_ids are checked at the streams' ends
+	if err == nil && len(stats.SkippedOwners) > 0 {
+		// A stored tree is the layers' files as they are: a copy-up of a
+		// file that lost its owner would put the wrong one in a layer.
+		for p, o := range stats.SkippedOwners {
+			return fmt.Errorf("%w: %d entries have owners this user namespace does not map, such as %s (%d:%d)",
+				layerstore.ErrNotStorable, len(stats.SkippedOwners), p, o.UID, o.GID)
+		}
+	}
 	return err
 }
 
 // useLayerStore says whether stages mount from the layer store: in chroot
-// isolation with overlay snapshots, where every RUN step writes to an
-// overlay of its own. A step writing straight onto a stored stack (walk
+// isolation (or rootless in kiln's own user namespace, where steps are
+// isolated as in chroot) with overlay snapshots, where every RUN step
+// writes to an overlay of its own. A step writing straight onto a stored stack (walk
 // snapshots, container isolation) would meet overlay's copy-up, which
 // splits a hardlinked file's names, where an unpacked tree keeps them one.
 func (b *builder) useLayerStore() bool {
@@ -46,7 +55,7 @@ func (b *builder) useLayerStore() bool {
 	if iso == "" {
 		iso, _ = b.detected.get()
 	}
-	return iso == run.Chroot
+	return iso == run.Chroot || (iso == run.Rootless && run.InOwnUserNamespace())
 }
 
 // mountStored mounts img's layers from the store on dir, unpacking into
@@ -59,6 +68,10 @@ func (b *builder) mountStored(ctx context.Context, s *stageState, img v1.Image, 
 	}
 	start := time.Now()
 	lowers, unpacked, err := b.o.layers.Ensure(ctx, layers, true)
+	if errors.Is(err, layerstore.ErrNotStorable) {
+		b.o.log.Warn("stage filesystem not mounted from the layer store; unpacking it", "stage", s.name, "err", err)
+		return false, nil
+	}
 	if err != nil {
 		return false, fmt.Errorf("stage %s: %w", s.name, err)
 	}

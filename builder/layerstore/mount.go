@@ -55,7 +55,7 @@ func mountLayers(lowers []string, upper, work, target string, volatile, exported
 		exported := ",metacopy=off,redirect_dir=nofollow,index=on,nfs_export=on"
 		extras = []string{exported + ",volatile", exported, plain + ",volatile", ",volatile", plain, ""}
 	}
-	for _, extra := range extras {
+	for _, extra := range mountExtras(extras) {
 		err = unix.Mount("overlay", target, "overlay", unix.MS_NODEV, base+extra)
 		if err == nil {
 			return nil

@@ -28,6 +28,10 @@
 // folder a build would trust, and two builds unpacking one layer at once do
 // it once. Users hold the cache's shared lock while they read the store, as
 // they do for blobs, so a prune never deletes a layer in use.
+//
+// A stored tree holds its files' owners as the user namespace that unpacked
+// it sees them: each id mapping keeps a store of its own (Dir; userns.go),
+// and overlay keeps its marks in user.overlay.* xattrs there.
 package layerstore
 
 import (
@@ -52,8 +56,14 @@ import (
 	"kiln/manifest"
 )
 
-// Dir is the store's folder inside a cache folder.
-func Dir(cacheDir string) string { return filepath.Join(cacheDir, ".kiln", "unpacked") }
+// Dir is the store's folder inside a cache folder: .kiln/unpacked, or in
+// a user namespace, a folder of that namespace's own below it (userns.go).
+func Dir(cacheDir string) string {
+	if ns := userNS(); ns != "" {
+		return filepath.Join(cacheDir, ".kiln", "unpacked", ns)
+	}
+	return filepath.Join(cacheDir, ".kiln", "unpacked")
+}
 
 // Unpacker applies layers, in order and whole, onto the folder dir (an
 // empty folder, or an overlay mount of the layers below them) and checks

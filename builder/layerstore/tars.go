@@ -29,7 +29,7 @@ import (
 var ErrDamagedTar = errors.New("a stored layer tar is damaged")
 
 // TarsDir is the folder of the stored uncompressed tars in a cache folder.
-func TarsDir(cacheDir string) string { return filepath.Join(Dir(cacheDir), "tars") }
+func TarsDir(cacheDir string) string { return filepath.Join(cacheDir, ".kiln", "unpacked", "tars") }
 
 // Mounts says whether the store keeps layers unpacked for overlay mounts
 // (root, overlay permitted); otherwise it keeps only uncompressed tars.

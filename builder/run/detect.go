@@ -16,13 +16,18 @@ var containerHints = [...]string{"docker", "kubepods", "containerd", "libpod", "
 // Detect picks the isolation for this process: chroot as root where
 // namespaces can be made (and a proc mounted in them), rootless as another
 // user where user namespaces can, container inside a container that allows
-// neither. The reason is for the log. Detect starts a process: call it once
+// neither. In kiln's own user namespace (ReexecInUserNamespace) it is
+// rootless, each step isolated there as a chroot step. The reason is for
+// the log. Detect starts a process: call it once
 // per build, not per step.
 func Detect() (Isolation, string) {
 	in, hint := inContainer()
 	uid := os.Geteuid()
 	err := probeNamespaces(uid != 0)
 	switch {
+	case err == nil && uid == 0 && InOwnUserNamespace():
+		return Rootless, "kiln runs in a user namespace of its own (" + UserNamespaceMap() + "); steps are isolated there as chroot isolation does"
+
 	case err == nil && uid == 0 && in:
 		return Chroot, fmt.Sprintf("running as root in a privileged container (%s); namespaces are permitted", hint)
 	case err == nil && uid == 0:

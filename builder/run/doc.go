@@ -6,7 +6,10 @@
 // current program as a small init in new mount, PID, UTS and IPC namespaces
 // (and a network namespace for Network "none"), mounts a fresh /proc, a
 // minimal /dev and a read-only /sys inside the root, pivots into it and execs
-// the command. Rootless does the same inside a user namespace. Container
+// the command. Rootless does the same inside a user namespace; a program
+// that ReexecInUserNamespace ran in a user namespace of its own (where it
+// is root over the caller's subordinate ids) isolates rootless steps there
+// as chroot steps. Container
 // runs the command directly, with the process's own / as the root, for a
 // dedicated pod that may not create namespaces.
 //

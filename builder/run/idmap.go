@@ -111,7 +111,13 @@ func userName(uid int) string {
 // sees it. The caller is 0; its /etc/subuid and /etc/subgid ranges, where
 // newuidmap and newgidmap exist to map them, are 1 and up; other ids are
 // kept.
+//
+// In kiln's own user namespace (ReexecInUserNamespace) files already show
+// the namespace's ids: it is the identity.
 func ContainerIDs() func(uid, gid int) (int, int) {
+	if InOwnUserNamespace() {
+		return func(uid, gid int) (int, int) { return uid, gid }
+	}
 	name := userName(os.Getuid())
 	uids := hostRange("uid", os.Getuid(), name)
 	gids := hostRange("gid", os.Getgid(), name)

@@ -38,6 +38,8 @@ func MaybeInit() {
 		probeMounts(true)
 	case stageMap:
 		reexecMapped()
+	case stageUserNS:
+		reexecInUserNS()
 	case stageInit:
 		initStep(false)
 	case stageChroot:

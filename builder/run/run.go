@@ -72,13 +72,23 @@ func run(ctx context.Context, iso Isolation, spec Spec, r *Runner) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("running %s: %w", spec.Args[0], context.Cause(ctx))
 	}
-	switch iso {
+	switch effective(iso) {
 	case Chroot, Rootless:
-		return runIsolated(ctx, iso, spec, r)
+		return runIsolated(ctx, effective(iso), spec, r)
 	case Container:
 		return runContainer(ctx, spec)
 	}
 	return fmt.Errorf("%w: isolation %q", ErrBadSpec, iso)
+}
+
+// effective is how a step is isolated: in kiln's own user namespace
+// (ReexecInUserNamespace) kiln is root there, and a rootless step is
+// isolated as a chroot step is, inside it.
+func effective(iso Isolation) Isolation {
+	if iso == Rootless && InOwnUserNamespace() && os.Geteuid() == 0 {
+		return Chroot
+	}
+	return iso
 }
 
 // runIsolated starts this program again as the step's init in new

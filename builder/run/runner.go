@@ -30,7 +30,7 @@ type Runner struct {
 // NewRunner returns a Runner for the isolation; in chroot isolation it
 // starts the first step's init at once.
 func NewRunner(iso Isolation) *Runner {
-	r := &Runner{iso: iso}
+	r := &Runner{iso: effective(iso)}
 	r.prestart()
 	return r
 }

@@ -209,6 +209,10 @@ type upperScan struct {
 	set   *changeSet
 	stats *Stats
 	links copiedLinks // copies of lower files with several links (index=on)
+
+	noIndex    bool   // overlay had no index: copy-ups split hardlinks
+	split      int    // upper files whose lower file has other names (noIndex)
+	splitFirst string // the first of them
 }
 
 // dir scans the upper directory name (in dirFD) at rel; lowerFD is the same
@@ -302,6 +306,15 @@ func (u *upperScan) entry(ctx context.Context, dirFD int, name, rel string, lowe
 	}
 	u.set.entry(rel)
 	u.links.note(&st, rel)
+	if u.noIndex && lowerFD >= 0 && st.Mode&unix.S_IFMT == unix.S_IFREG {
+		var lst unix.Stat_t
+		if unix.Fstatat(lowerFD, name, &lst, unix.AT_SYMLINK_NOFOLLOW) == nil && lst.Mode&unix.S_IFMT == unix.S_IFREG && lst.Nlink > 1 {
+			if u.split == 0 {
+				u.splitFirst = rel
+			}
+			u.split++
+		}
+	}
 	return false, nil
 }
 
@@ -404,7 +417,18 @@ func (o *Overlay) scan(ctx context.Context, set *changeSet, stats *Stats) (copie
 		return links, err
 	}
 	u := &upperScan{o: o, set: set, stats: stats, links: links}
-	return links, u.dir(ctx, unix.AT_FDCWD, o.upper(), "", lower)
+	// Without overlay's index (a user namespace, where the kernel refuses
+	// it, or a kernel or filesystem without it) a copy-up of a file with
+	// several names splits them: say so rather than leave it silent.
+	_, err = os.Stat(filepath.Join(o.work(), "index"))
+	u.noIndex = err != nil
+	err = u.dir(ctx, unix.AT_FDCWD, o.upper(), "", lower)
+	if u.split > 0 {
+		stats.Warnings = append(stats.Warnings, fmt.Sprintf("the step wrote %d files that have other names (hardlinks) in the layers below, /%s among them: "+
+			"overlay cannot keep a file's names one file here (no index: a user namespace, or this kernel), so where the step changed it in place "+
+			"its other names keep the old content; --snapshot walk with --layer-store=false keeps them one", u.split, u.splitFirst))
+	}
+	return links, err
 }
 
 func (o *Overlay) hostUpper(rel string) string {
@@ -443,6 +467,6 @@ func (o *Overlay) writeAndApply(ctx context.Context, changes []change, out io.Wr
 	if res.err != nil {
 		return fmt.Errorf("applying the overlay's change to %s: %w", o.root, res.err)
 	}
-	stats.Warnings = res.warnings
+	stats.Warnings = append(stats.Warnings, res.warnings...)
 	return nil
 }

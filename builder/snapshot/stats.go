@@ -13,6 +13,7 @@ type Stats struct {
 	Skipped   int   // sockets, which a layer cannot carry
 	Scanned   int   // tree entries examined to find the change
 	// Warnings are what Overlay.Diff could not apply to root (ownership or
-	// devices an unprivileged process cannot make), from builder/rootfs.
+	// devices an unprivileged process cannot make), from builder/rootfs, and
+	// the hardlinks overlay split (see Overlay.scan).
 	Warnings []string
 }

@@ -93,7 +93,9 @@ come from $DOCKER_CONFIG/config.json, else /kaniko/.docker/config.json, else ~/.
 
 RUN executes natively (never emulated unless --allow-emulation): --isolation picks chroot (root),
 rootless (a user namespace) or container (the kaniko way); --snapshot picks overlay (the cost of a
-step is what it changed) or walk. Both are chosen automatically and logged when not given.
+step is what it changed) or walk. Both are chosen automatically and logged when not given. Rootless
+with a subordinate id range (/etc/subuid, newuidmap), the whole build runs in a user namespace of
+kiln's own, where stages are mounted from the layer store as root's are.
 In chroot and rootless isolation a step is confined as a Docker container is: moby's default seccomp
 profile, /proc/sys and friends read-only, /proc/kcore and friends masked, device nodes it may create
 but never open, at most 4096 processes. Loosen it only for a step that needs it:
@@ -169,6 +171,9 @@ func runBuild(c *cli.Context) error {
 			return cli.Exit(err.Error(), exitUsage)
 		}
 		return nil
+	}
+	if err := ownUserNamespace(c, plan.cacheDir, out.log); err != nil {
+		return err
 	}
 	plan.req.Exclude = append(plan.req.Exclude, excludeOutputs(out.log, contextRoot(plan.req),
 		plan.ociDir, plan.tarPath, c.String("digest-file"), c.String("metadata-file"))...)

@@ -118,6 +118,11 @@ func runBuildAll(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
+	if s.kind != "kubernetes" && !c.Bool("plan") {
+		if err := ownUserNamespace(c, s.cacheDir, out.log); err != nil {
+			return err
+		}
+	}
 	workDir := c.String("work-dir")
 	if workDir == "" {
 		workDir = os.TempDir()

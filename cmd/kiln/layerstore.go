@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,7 +20,7 @@ import (
 )
 
 func layerStoreFlag() cli.Flag {
-	return &cli.BoolFlag{Name: "layer-store", Value: true, Usage: "keep layers in the cache folder (.kiln/unpacked) so no base is unpacked twice on this machine: unpacked, and stage filesystems mounted from them, as root where overlay mounts; elsewhere (a pod, rootless) their uncompressed tars, so an unpack neither fetches nor decompresses them again", EnvVars: envs("LAYER_STORE")}
+	return &cli.BoolFlag{Name: "layer-store", Value: true, Usage: "keep layers in the cache folder (.kiln/unpacked) so no base is unpacked twice on this machine: unpacked, and stage filesystems mounted from them, as root where overlay mounts and rootless with a subordinate id range (in a user namespace of kiln's own); elsewhere (a pod, rootless with one id) their uncompressed tars, so an unpack neither fetches nor decompresses them again", EnvVars: envs("LAYER_STORE")}
 }
 
 // openLayerStore opens the layer store of the cache folder when it can
@@ -103,6 +104,10 @@ func unpackWarmed(c *cli.Context, cacheDir string, items []warmer.Item, log *slo
 			continue
 		}
 		_, n, err := s.Ensure(c.Context, ls, false)
+		if errors.Is(err, layerstore.ErrNotStorable) {
+			log.Warn("--unpack: not stored (builds of it unpack it)", "image", it.Ref, "err", err)
+			continue
+		}
 		if err != nil {
 			return layers, unpacked, fmt.Errorf("--unpack %s: %w", it.Ref, err)
 		}

@@ -115,6 +115,13 @@ func runWarm(c *cli.Context) error {
 	if c.Bool("repair") && !c.Bool("verify") {
 		return cli.Exit("--repair goes with --verify (a plain warm repairs file modes by itself)", exitUsage)
 	}
+	if c.Bool("unpack") || c.Bool("prune") || c.Bool("verify") {
+		// The layer store of a rootless user is its user namespace's
+		// (builds run there): fill, report and prune that one.
+		if err := ownUserNamespace(c, plan.cacheDir, out.log); err != nil {
+			return err
+		}
+	}
 	ttl := c.Duration("cache-ttl")
 	if !c.IsSet("cache-ttl") && plan.layerTTL > 0 {
 		ttl = plan.layerTTL
