@@ -1,11 +1,15 @@
 package test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -188,8 +192,9 @@ func (u *rootlessUser) mkdir(name string) string {
 	return p
 }
 
-func (u *rootlessUser) run(args ...string) result {
-	u.t.Helper()
+// command is kiln with args as the user; every program on the way execs
+// the next, so its process is kiln's.
+func (u *rootlessUser) command(args ...string) *exec.Cmd {
 	argv := append([]string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", u.bin}, args...)
 	if u.subRange {
 		script := `mount --bind "$1" /etc/subuid && mount --bind "$1" /etc/subgid && shift && exec "$@"`
@@ -198,6 +203,12 @@ func (u *rootlessUser) run(args ...string) result {
 	cmd := exec.CommandContext(u.t.Context(), argv[0], argv[1:]...)
 	cmd.Dir = u.dir
 	cmd.Env = append(baseEnv(), "HOME="+u.dir, "TMPDIR="+u.mkdir("tmp"), "DOCKER_CONFIG="+u.dir)
+	return cmd
+}
+
+func (u *rootlessUser) run(args ...string) result {
+	u.t.Helper()
+	cmd := u.command(args...)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -328,4 +339,86 @@ func TestRunRootlessLayerStore(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(layerstore.Dir(cache), "userns-*", "flat-*")); len(left) != 0 {
 		t.Errorf("left in the namespace's store: %v", left)
 	}
+}
+
+// TestRunRootlessSignals: the kiln a user started waits for the one it ran
+// in its own user namespace. SIGTERM to it reaches the build, which stops
+// its step and fails; kill -9 of it takes the build, its step's init and
+// the step's processes along.
+func TestRunRootlessSignals(t *testing.T) {
+	needStore(t)
+	if _, err := os.Stat(fmt.Sprintf("/proc/self/task/%d/children", os.Getpid())); err != nil {
+		t.Skipf("no /proc/PID/task/TID/children here to find kiln's processes: %v", err)
+	}
+	u := newRootlessUser(t, true)
+	busybox := needBusybox(t)
+	ctxDir := u.mkdir("ctx")
+	copyFile(t, busybox, filepath.Join(ctxDir, "busybox"), 0o755)
+	writeContext(t, ctxDir, map[string]string{"Dockerfile": "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sleep\", \"60\"]\n"})
+	work, cache := u.mkdir("work"), u.mkdir("cache")
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		cmd := u.command("build", "--progress", "plain", "--context", ctxDir, "--work-dir", work, "--cache-dir", cache,
+			"--output", "oci:"+filepath.Join(work, "out"))
+		logFile := filepath.Join(t.TempDir(), "stderr")
+		f, err := os.Create(logFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stdout, cmd.Stderr = f, f
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		log := func() string { b, _ := os.ReadFile(logFile); return string(b) }
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(log(), "mounted the stage's filesystem") && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(300 * time.Millisecond) // into the step
+		inner := descendants(cmd.Process.Pid)
+		if len(inner) < 3 {
+			t.Fatalf("%v: want kiln in its namespace, the step's init and the step below kiln %d, have %v:\n%s", sig, cmd.Process.Pid, inner, log())
+		}
+		start := time.Now()
+		_ = cmd.Process.Signal(sig)
+		err = cmd.Wait()
+		if sig == syscall.SIGTERM && (exitCode(err) != 1 || !strings.Contains(log(), "terminated")) {
+			t.Errorf("after SIGTERM: exit %d, want 1 and the build stopped:\n%s", exitCode(err), log())
+		}
+		for _, pid := range inner {
+			for alive(pid) && time.Since(start) < 10*time.Second {
+				time.Sleep(50 * time.Millisecond)
+			}
+			if alive(pid) {
+				t.Errorf("after %v of kiln %d: process %d still runs", sig, cmd.Process.Pid, pid)
+				_ = syscall.Kill(pid, syscall.SIGKILL) // the test's own
+			}
+		}
+	}
+}
+
+// descendants lists every process below pid.
+func descendants(pid int) []int {
+	var out []int
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, task := range tasks {
+		b, _ := os.ReadFile(task)
+		for _, f := range strings.Fields(string(b)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				out = append(out, c)
+				out = append(out, descendants(c)...)
+			}
+		}
+	}
+	return out
+}
+
+// alive says whether pid runs (a zombie does not).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(rest, "Z") && !strings.HasPrefix(rest, "X")
 }

@@ -31,6 +31,7 @@ func init() {
 func MaybeInit() {
 	switch os.Getenv(envMarker) {
 	case "":
+		dieWithParent()
 		return
 	case stageProbe:
 		probeMounts(false)

@@ -28,6 +28,10 @@ import (
 // (and what it inherits): its value says how ids are mapped, for the log.
 const envUserNS = "_KILN_USERNS"
 
+// envUserNSParent is the pid of the process that waits for it, so the
+// re-executed program can tell whether it still waits.
+const envUserNSParent = "_KILN_USERNS_PARENT"
+
 // stageUserNS (an envMarker value) is the re-executed program before its
 // id maps are written: it waits for them, then execs itself again.
 const stageUserNS = "userns"
@@ -106,7 +110,8 @@ func ReexecInUserNamespace(log *slog.Logger) (int, error) {
 	defer gateW.Close()
 	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
 	cmd.Args[0] = os.Args[0]
-	cmd.Env = append(withoutEnv(os.Environ(), envMarker, envUserNS), envMarker+"="+stageUserNS, envUserNS+"="+desc)
+	cmd.Env = append(withoutEnv(os.Environ(), envMarker, envUserNS, envUserNSParent),
+		envMarker+"="+stageUserNS, envUserNS+"="+desc, envUserNSParent+"="+strconv.Itoa(os.Getpid()))
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.ExtraFiles = []*os.File{gateR} // fdConfig
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWUSER | unix.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
@@ -183,6 +188,23 @@ func reexecInUserNS() {
 	err := syscall.Exec("/proc/self/exe", os.Args, env)
 	fmt.Fprintf(os.Stderr, "kiln: re-executing in the user namespace: %v\n", err)
 	os.Exit(125)
+}
+
+// dieWithParent makes the program ReexecInUserNamespace started end when
+// the process waiting for it does: the exec that made it root in its
+// namespace changed its credentials, which clears the parent-death signal
+// clone set, so it is set again here, then the parent checked, in case it
+// died before.
+func dieWithParent() {
+	parent, err := strconv.Atoi(os.Getenv(envUserNSParent))
+	if err != nil {
+		return
+	}
+	os.Unsetenv(envUserNSParent) // for this process alone: its children have parents of their own
+	_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0, 0, 0)
+	if os.Getppid() != parent {
+		os.Exit(128 + int(syscall.SIGKILL))
+	}
 }
 
 // withoutEnv drops the variables named from env.
