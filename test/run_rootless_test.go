@@ -339,6 +339,14 @@ func TestRunRootlessLayerStore(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(layerstore.Dir(cache), "userns-*", "flat-*")); len(left) != 0 {
 		t.Errorf("left in the namespace's store: %v", left)
 	}
+	// Root's warm --prune (a nightly job) prunes the namespaces' stores too.
+	writeContext(t, ctxDir, map[string]string{"Dockerfile": df})
+	build(cache)
+	p = runKiln(t, "warm", "--image", farBase, "--prune", "--prune-grace", "0s", "--insecure-registry", reg.Addr, "--cache-dir", cache, "--progress", "plain")
+	mustExit(t, p, 0)
+	if left, _ := filepath.Glob(filepath.Join(layerstore.Dir(cache), "userns-*", "flat-*")); len(left) != 0 || !strings.Contains(p.stdout, "layer store: dropped 1 stored layer") {
+		t.Errorf("root's warm --prune should drop the namespace's stored base (left: %v):\n%s", left, p)
+	}
 }
 
 // TestRunRootlessSignals: the kiln a user started waits for the one it ran

@@ -322,8 +322,9 @@ type Layer struct {
 
 // List lists the stored layers (temporary folders left out) and their disk
 // use. It reads only the store's folder: no lock needed.
-func List(cacheDir string) ([]Layer, error) {
-	dir := Dir(cacheDir)
+func List(cacheDir string) ([]Layer, error) { return list(Dir(cacheDir)) }
+
+func list(dir string) ([]Layer, error) {
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -365,9 +366,27 @@ func diskUse(p string) int64 {
 
 // Prune removes the stored layers whose chain ID keep lacks, and the
 // temporary folders of killed unpacks. The caller holds the cache's
-// exclusive lock (kiln warm --prune), so no build is using any.
+// exclusive lock (kiln warm --prune), so no build is using any. Root on the
+// host prunes the stores of user namespaces too (userns.go): their owners
+// prune their own, and root may remove what they hold.
 func Prune(cacheDir string, keep map[v1.Hash]bool) (removed int, bytes int64, err error) {
-	layers, err := List(cacheDir)
+	dirs := []string{Dir(cacheDir)}
+	if userNS() == "" && os.Geteuid() == 0 {
+		nss, _ := filepath.Glob(filepath.Join(Dir(cacheDir), "userns-*"))
+		dirs = append(dirs, nss...)
+	}
+	for _, dir := range dirs {
+		n, b, err := prune(dir, keep)
+		removed, bytes = removed+n, bytes+b
+		if err != nil {
+			return removed, bytes, err
+		}
+	}
+	return removed, bytes, nil
+}
+
+func prune(dir string, keep map[v1.Hash]bool) (removed int, bytes int64, err error) {
+	layers, err := list(dir)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -381,7 +400,7 @@ func Prune(cacheDir string, keep map[v1.Hash]bool) (removed int, bytes int64, er
 		removed++
 		bytes += l.Bytes
 	}
-	temps, _ := filepath.Glob(filepath.Join(Dir(cacheDir), ".tmp-*"))
+	temps, _ := filepath.Glob(filepath.Join(dir, ".tmp-*"))
 	for _, t := range temps {
 		_ = Unmount(filepath.Join(t, "merged"))
 		_ = removeAll(t)
