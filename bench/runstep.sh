@@ -23,6 +23,13 @@
 #      useradd, cp -a /usr/share/doc, rm -rf, dpkg -l; no network in RUN):
 #      the same rows as a1 (kiln cold and warm store, kiln --layer-store=false
 #      overlay and walk, kaniko full and redo, buildah build (+ push oci:))
+#   r. rootless, a1 and b: kiln as uid 65534 (nobody) with a subordinate id
+#      range of the bench's own (65534:300000:65536 in /etc/subuid and
+#      /etc/subgid, bound over the host's in a private mount namespace; the
+#      build then runs in a user namespace of kiln's own with the layer
+#      store), cold (a fresh cache) and warm (its own cache, filled by its
+#      own `kiln warm --unpack`); and without the range (one id: stages
+#      unpacked from the store's uncompressed tars, filled the same way)
 #   c. peak RSS (/usr/bin/time -v) of every command of a and b
 #   d. a COPY-only build on the 50,000-file rootfs (WORKDIR + COPY of one
 #      file): kiln (--layer-store=false) reads the base's layer headers
@@ -55,7 +62,7 @@
 #                       to 16 s here); 0 on tmpfs
 #   KANIKO_JAIL_FS=disk kaniko's root: disk (a folder under bench/.work/runstep,
 #                       where kiln and buildah write; default here) or tmpfs
-#   BENCH_SKIP="..."    leave out some of: kaniko buildah cold minbase
+#   BENCH_SKIP="..."    leave out some of: kaniko buildah cold minbase rootless
 #
 # Writes only under bench/.work/runstep/ (scratch, wiped at start; TMPDIR of
 # every measured command points there too, and kaniko's jail roots are made
@@ -92,9 +99,9 @@ install_tools() {
 	local need=() s why
 	for s in ${BENCH_SKIP:-}; do
 		case $s in
-		kaniko | buildah | cold | minbase) SKIP[$s]="BENCH_SKIP" ;;
+		kaniko | buildah | cold | minbase | rootless) SKIP[$s]="BENCH_SKIP" ;;
 		nocache) SKIP[cold]="BENCH_SKIP" ;; # its name before the layer store
-		*) die "BENCH_SKIP: unknown '$s' (kaniko buildah cold minbase)" ;;
+		*) die "BENCH_SKIP: unknown '$s' (kaniko buildah cold minbase rootless)" ;;
 		esac
 	done
 	command -v docker-registry >/dev/null 2>&1 || [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
@@ -102,6 +109,7 @@ install_tools() {
 	[ -n "${SKIP[minbase]:-}" ] || [ -f "$KEEP/minbase.tar" ] || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
 	[ -x /usr/bin/time ] || need+=(time)
 	[ -x /bin/busybox ] || need+=(busybox-static)
+	[ -n "${SKIP[rootless]:-}" ] || command -v newuidmap >/dev/null 2>&1 || need+=(uidmap)
 	command -v jq >/dev/null 2>&1 || need+=(jq)
 	if [ ${#need[@]} -gt 0 ]; then
 		apt_install "${need[@]}" || log "could not apt-get install ${need[*]} (need root or sudo)"
@@ -116,6 +124,14 @@ install_tools() {
 	command -v jq >/dev/null 2>&1 || die "jq is required (the output layouts are summarised with it)"
 	[ -n "${SKIP[buildah]:-}" ] || command -v buildah >/dev/null 2>&1 ||
 		SKIP[buildah]="buildah not installed (apt-get install buildah failed)"
+	if [ -z "${SKIP[rootless]:-}" ]; then
+		local t
+		for t in newuidmap newgidmap setpriv unshare; do
+			command -v "$t" >/dev/null 2>&1 || SKIP[rootless]="$t not installed (uidmap, util-linux)"
+		done
+		[ "$(id -u)" = 0 ] || SKIP[rootless]="running kiln as another user needs root"
+		[ -f /etc/subuid ] && [ -f /etc/subgid ] || SKIP[rootless]="no /etc/subuid or /etc/subgid to bind the bench's range over"
+	fi
 	[ -n "${SKIP[minbase]:-}" ] || [ -f "$KEEP/minbase.tar" ] || [ -x /usr/sbin/debootstrap ] ||
 		SKIP[minbase]="debootstrap not installed (apt-get install debootstrap failed)"
 
@@ -166,6 +182,27 @@ layout() {
 kiln_build() { # DOCKERFILE OUT CACHE SNAPSHOT FLAG...: sets CMD
 	CMD=("$KILN" build --context "$CTX" --dockerfile "$1" --output "oci:$2" --no-push --cache-dir "$3"
 		--snapshot "$4" --progress plain "${@:5}")
+}
+
+# as_user RANGE ARG...: sets CMD: kiln ARG... run as uid 65534 from the
+# copy of kiln in $RL, with HOME and TMPDIR there; with RANGE "range",
+# its subordinate ids bound over /etc/subuid and /etc/subgid in a private
+# mount namespace first (every program on the way execs the next).
+as_user() {
+	local range=$1
+	shift
+	local run=(setpriv --reuid=65534 --regid=65534 --clear-groups env HOME="$RL" TMPDIR="$RL/tmp" "$RL/kiln" "$@")
+	if [ "$range" = range ]; then
+		# shellcheck disable=SC2016 # expanded by the inner sh
+		run=(unshare --mount --propagation private -- sh -c 'mount --bind "$1" /etc/subuid && mount --bind "$1" /etc/subgid && shift && exec "$@"' sh "$RL/subid" "${run[@]}")
+	fi
+	CMD=("${run[@]}")
+}
+
+# rl_build DOCKERFILE OUT CACHE: sets CMD: a rootless kiln build (see as_user; the range is RL_RANGE).
+rl_build() {
+	as_user "$RL_RANGE" build --context "$CTX" --dockerfile "$1" --output "oci:$2" --no-push --cache-dir "$3" \
+		--work-dir "$RL/work" --progress plain
 }
 
 # kaniko_build DOCKERFILE OUT MODE: sets CMD: kaniko_run (bench/kaniko.sh)
@@ -283,6 +320,28 @@ WARM=(--image "$B50K")
 STORED=$(find "$CACHE/.kiln/unpacked" -mindepth 1 -maxdepth 1 -regextype posix-extended -regex '.*/[0-9a-f]{64}' 2>/dev/null | wc -l)
 [ "$STORED" -gt 0 ] || log "kiln warm --unpack left nothing in $CACHE/.kiln/unpacked: the warm row will fill it in its first run"
 
+# r: the rootless user's folders (under $WORK, which it may traverse), its
+# range and its warm caches: with the range (a layer store of its user
+# namespace) and without (uncompressed tars), each filled by its own kiln
+# warm --unpack.
+RL=$WORK/rootless
+if [ -z "${SKIP[rootless]:-}" ]; then
+	chmod 755 "$WORK"
+	mkdir -p "$RL"/{tmp,work,out}
+	chmod 777 "$RL" "$RL"/{tmp,work,out}
+	chmod -R a+rX "$CTX"
+	cp "$KILN" "$RL/kiln" && chmod 755 "$RL/kiln"
+	echo "65534:300000:65536" >"$RL/subid"
+	for r in range one; do
+		mkdir -p "$RL/cache-$r" && chmod 777 "$RL/cache-$r"
+		as_user "$r" warm "${WARM[@]}" --unpack --platform "$PLAT" --cache-dir "$RL/cache-$r" --progress plain
+		"${CMD[@]}" >"$WORK/logs/warm-rootless-$r.log" 2>&1 || {
+			tail -n 5 "$WORK/logs/warm-rootless-$r.log" >&2
+			SKIP[rootless]="rootless kiln warm --unpack failed (see logs/warm-rootless-$r.log)"
+		}
+	done
+fi
+
 [ -n "${SKIP[kaniko]:-}" ] || host_state >"$WORK/host-state.before"
 
 # ---------------------------------------------------------------- runs
@@ -290,11 +349,14 @@ STORED=$(find "$CACHE/.kiln/unpacked" -mindepth 1 -maxdepth 1 -regextype posix-e
 #   kiln:M:SNAP     --layer-store=false (today's unpack), base from the warm cache
 #   cold:M          layer store, a fresh --cache-dir (base pulled, store filled)
 #   warm:M          layer store, the warm cache (bases already in the store)
+#   rlcold:M        rootless with the range, a fresh --cache-dir
+#   rlwarm:M        rootless with the range, its warm cache
+#   rlone:M         rootless without a range (one id), its warm cache (tars)
 #   kaniko:M:MODE   kaniko full or redo, jailed
 #   buildah:M       buildah build, then buildah push oci:
 JOBS_A=(kiln:a0:overlay kiln:a1:overlay kiln:a2:overlay kiln:a1:walk kiln:a2:walk cold:a1 warm:a1
-	kaniko:a1:full kaniko:a1:redo buildah:a1 buildah:a2)
-JOBS_B=(kiln:b:overlay kiln:b:walk cold:b warm:b kaniko:b:full kaniko:b:redo buildah:b)
+	rlcold:a1 rlwarm:a1 rlone:a1 kaniko:a1:full kaniko:a1:redo buildah:a1 buildah:a2)
+JOBS_B=(kiln:b:overlay kiln:b:walk cold:b warm:b rlcold:b rlwarm:b rlone:b kaniko:b:full kaniko:b:redo buildah:b)
 JOBS_D=(kiln:d:walk buildah:d)
 
 job() { # JOB RUN
@@ -320,6 +382,21 @@ job() { # JOB RUN
 		key=$m-kiln_warm
 		kiln_build "Dockerfile.$m" "$out" "$CACHE" auto --layer-store=true
 		measure "$key" "$WORK/logs/$key-$n.log" "${CMD[@]}" && NOTE[$key]=$(layout "$out") || true
+		;;
+	rlcold | rlwarm | rlone)
+		[ -z "${SKIP[rootless]:-}" ] || return 0
+		key=$m-kiln_$tool
+		out=$RL/out/$m-$tool
+		local c=$RL/cache-range
+		RL_RANGE=range
+		case $tool in
+		rlcold) c=$RL/cold && mkdir -p "$c" && chmod 777 "$c" ;;
+		rlone) c=$RL/cache-one RL_RANGE=one ;;
+		esac
+		rl_build "Dockerfile.$m" "$out" "$c"
+		measure "$key" "$WORK/logs/$key-$n.log" "${CMD[@]}" && NOTE[$key]=$(layout "$out") || true
+		wipe "$out"
+		[ "$tool" != rlcold ] || wipe "$RL/cold"
 		;;
 	kaniko)
 		[ -z "${SKIP[kaniko]:-}" ] || return 0
@@ -391,6 +468,9 @@ declare -A LABEL=(
 	[kiln_walk]="kiln build --layer-store=false --snapshot walk (warm cache: unpack)"
 	[kiln_cold]="kiln build, layer store cold (fresh --cache-dir, base pulled)"
 	[kiln_warm]="kiln build, layer store warm (after kiln warm --unpack)"
+	[kiln_rlcold]="kiln build rootless (a subordinate id range), layer store cold"
+	[kiln_rlwarm]="kiln build rootless (a subordinate id range), layer store warm"
+	[kiln_rlone]="kiln build rootless, one id (stages unpacked from stored tars)"
 	[kaniko_full]="kaniko, default snapshots (--snapshot-mode=full), jailed"
 	[kaniko_redo]="kaniko --snapshot-mode=redo --use-new-run, jailed"
 	[buildah_build]="buildah build (vfs, chroot, --layers=false)"
@@ -401,6 +481,7 @@ declare -A LABEL=(
 skip_of() {
 	case $1 in
 	*kiln_cold) echo "${SKIP[cold]:-}" ;;
+	*kiln_rl*) echo "${SKIP[rootless]:-}" ;;
 	*kaniko*) echo "${SKIP[kaniko]:-}" ;;
 	*buildah*) echo "${SKIP[buildah]:-}" ;;
 	esac
@@ -459,7 +540,7 @@ summary() {
 	echo
 	echo "| row | a1 s | a1 CPU s | b s | b CPU s |"
 	echo "| --- | ---: | ---: | ---: | ---: |"
-	for k in kiln_cold kiln_warm kiln_overlay kiln_walk kaniko_full kaniko_redo buildah_total buildah_build; do
+	for k in kiln_cold kiln_warm kiln_rlcold kiln_rlwarm kiln_rlone kiln_overlay kiln_walk kaniko_full kaniko_redo buildah_total buildah_build; do
 		cells=""
 		for m in a1 b; do
 			why=$(skip_of "$m-$k")
@@ -482,7 +563,8 @@ summary() {
 	echo "| --- | ---: | ---: | ---: | --- | --- |"
 	for row in "kiln_cold kaniko_redo 0.5" "kiln_warm kaniko_redo 0.1" "kiln_cold kaniko_full" "kiln_warm kaniko_full" \
 		"kiln_cold buildah_total" "kiln_warm buildah_total" "kiln_cold buildah_build" "kiln_warm buildah_build" \
-		"kiln_overlay kaniko_redo" "kiln_warm kiln_overlay" "kiln_cold kiln_overlay"; do
+		"kiln_overlay kaniko_redo" "kiln_warm kiln_overlay" "kiln_cold kiln_overlay" \
+		"kiln_rlcold kaniko_redo 0.5" "kiln_rlwarm kaniko_redo 0.1" "kiln_rlwarm kiln_rlone" "kiln_rlwarm kiln_warm"; do
 		read -r k v target <<<"$row"
 		r1=$(ratio "$(median ${T[a1-$k]:-})" "$(median ${T[a1-$v]:-})")
 		r2=$(ratio "$(median ${T[b-$k]:-})" "$(median ${T[b-$v]:-})")
@@ -499,7 +581,7 @@ summary() {
 	echo
 	echo "| kiln | a1: mount s | a1: layers unpacked into the store by the build | b: mount s | b: layers unpacked by the build |"
 	echo "| --- | ---: | ---: | ---: | ---: |"
-	for k in kiln_cold kiln_warm; do
+	for k in kiln_cold kiln_warm kiln_rlcold kiln_rlwarm; do
 		echo "| ${LABEL[$k]} | $(store_log a1 "$k" seconds) | $(store_log a1 "$k" unpacked_now) | $(store_log b "$k" seconds) | $(store_log b "$k" unpacked_now) |"
 	done
 }
@@ -529,7 +611,7 @@ report() {
 	echo "a0: FROM + LABEL (no RUN); a1: FROM + one RUN rewriting $CHANGED files (\`echo ... > FILE\` × $CHANGED, spread over the tree); a2: a1 + a second RUN rewriting $CHANGED other files."
 	echo
 	table a1-kiln_overlay a1-kiln_walk a0-kiln_overlay a1-kiln_overlay a2-kiln_overlay a1-kiln_walk a2-kiln_walk a1-kiln_cold a1-kiln_warm \
-		a1-kaniko_full a1-kaniko_redo \
+		a1-kiln_rlcold a1-kiln_rlwarm a1-kiln_rlone a1-kaniko_full a1-kaniko_redo \
 		a1-buildah_build a1-buildah_push a1-buildah_total a2-buildah_build a2-buildah_push a2-buildah_total
 	echo
 	echo "### Snapshot cost, measured (kiln's own log lines)"
@@ -571,7 +653,7 @@ report() {
 		echo '```'
 		echo
 		table b-kiln_overlay b-kiln_walk b-kiln_overlay b-kiln_walk b-kiln_cold b-kiln_warm \
-			b-kaniko_full b-kaniko_redo b-buildah_build b-buildah_push b-buildah_total
+			b-kiln_rlcold b-kiln_rlwarm b-kiln_rlone b-kaniko_full b-kaniko_redo b-buildah_build b-buildah_push b-buildah_total
 		echo
 		echo "kiln writes one layer per RUN (as docker build does; RUNs that change nothing add none); buildah --layers=false one layer for the whole build."
 	else
