@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -124,19 +125,29 @@ func ReexecInUserNamespace(log *slog.Logger) (int, error) {
 		return 0, fmt.Errorf("%w: starting kiln in a user namespace: %v", ErrNoUserNamespace, err)
 	}
 	pid := cmd.Process.Pid
-	for _, m := range []struct {
-		helper  string
-		id      int
-		r       idRange
-		mapFile string
-	}{{"newuidmap", uid, uids, "uid_map"}, {"newgidmap", gid, gids, "gid_map"}} {
-		out, err := exec.Command(m.helper, strconv.Itoa(pid), "0", strconv.Itoa(m.id), "1",
-			"1", strconv.FormatUint(uint64(m.r.start), 10), strconv.FormatUint(uint64(m.r.count), 10)).CombinedOutput()
-		if err != nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			return 0, fmt.Errorf("%w: %s: %v: %s", ErrNoUserNamespace, m.helper, err, strings.TrimSpace(string(out)))
-		}
+	// Both maps at once: each helper is a setuid program's start.
+	maps := [2]error{}
+	var wg sync.WaitGroup
+	for i, m := range []struct {
+		helper string
+		id     int
+		r      idRange
+	}{{"newuidmap", uid, uids}, {"newgidmap", gid, gids}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := exec.Command(m.helper, strconv.Itoa(pid), "0", strconv.Itoa(m.id), "1",
+				"1", strconv.FormatUint(uint64(m.r.start), 10), strconv.FormatUint(uint64(m.r.count), 10)).CombinedOutput()
+			if err != nil {
+				maps[i] = fmt.Errorf("%w: %s: %v: %s", ErrNoUserNamespace, m.helper, err, strings.TrimSpace(string(out)))
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(maps[0], maps[1]); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return 0, err
 	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP)
