@@ -12,6 +12,7 @@ import (
 	"kiln/builder/layerstore"
 	"kiln/builder/rootfs"
 	"kiln/builder/run"
+	"kiln/manifest"
 )
 
 // WithLayerStore makes stage filesystems overlay mounts of layers kept
@@ -59,13 +60,26 @@ func (b *builder) useLayerStore() bool {
 }
 
 // mountStored mounts img's layers from the store on dir, unpacking into
-// the store those it lacks. false: the mount was refused here, and dir is
+// the store those it lacks. Only the layers read from a registry or a
+// cache (the base's, and layer cache hits on it) are stored: the layers
+// this build made (a COPY before the first RUN) are applied onto the
+// mount, so that a stage whose base is stored costs what its own layers
+// do, and the store never fills with one build's files. false: the mount
+// was refused here (or there is nothing stored to mount), and dir is
 // still empty for an unpack.
 func (b *builder) mountStored(ctx context.Context, s *stageState, img v1.Image, dir string) (bool, error) {
-	layers, err := img.Layers()
-	if err != nil || len(layers) == 0 {
+	all, err := img.Layers()
+	if err != nil {
 		return false, err
 	}
+	n := 0
+	for n < len(all) && manifest.IsVerified(all[n]) {
+		n++
+	}
+	if n == 0 {
+		return false, nil
+	}
+	layers, own := all[:n], all[n:]
 	start := time.Now()
 	lowers, unpacked, err := b.o.layers.Ensure(ctx, layers, true)
 	if errors.Is(err, layerstore.ErrNotStorable) {
@@ -100,6 +114,21 @@ func (b *builder) mountStored(ctx context.Context, s *stageState, img v1.Image, 
 	b.mounts = append(b.mounts, dir)
 	b.o.log.Info("mounted the stage's filesystem from the layer store", "stage", s.name, "layers", len(layers),
 		"unpacked_now", unpacked, "whole", len(lowers) == 1 && len(layers) > 1, "seconds", roundSeconds(time.Since(start)))
+	if len(own) == 0 {
+		return true, nil
+	}
+	start = time.Now()
+	root, err := rootfs.Open(dir)
+	if err != nil {
+		return false, err
+	}
+	stats, err := root.UnpackLayers(ctx, own)
+	if err != nil {
+		return false, fmt.Errorf("applying stage %s's own layers onto its stored base: %w", s.name, err)
+	}
+	s.noteOwners(stats)
+	b.o.log.Info("applied the stage's own layers onto it", "stage", s.name, "layers", len(own), "entries", stats.Entries,
+		"seconds", roundSeconds(time.Since(start)))
 	return true, nil
 }
 

@@ -424,3 +424,41 @@ func TestLayerStoreWarmTarsUnprivileged(t *testing.T) {
 		t.Errorf("a second warm --unpack should store nothing:\n%s", out)
 	}
 }
+
+// TestLayerStoreOwnLayers: a stage whose first RUN comes after a COPY mounts
+// its base from the store and applies the COPY's layer onto the mount: a
+// changed COPY does not unpack the base again, the store holds the base
+// alone (never a build's own files), and the image is an unpack's.
+func TestLayerStoreOwnLayers(t *testing.T) {
+	needStore(t)
+	reg := harness.NewRegistry(t)
+	base := storeBase(t, reg)
+	dir := t.TempDir()
+	cache := t.TempDir()
+	build := func(content string, extra ...string) (string, result) {
+		writeContext(t, dir, map[string]string{"app.txt": content, "Dockerfile": "FROM " + base + "\nCOPY app.txt /keep/app.txt\n" +
+			"RUN [\"/bin/busybox\", \"sh\", \"-c\", \"cat /keep/app.txt /keep/x /keep/secret > /seen && echo more >> /keep/app.txt\"]\n"})
+		md := filepath.Join(t.TempDir(), "md.json")
+		args := append([]string{"build", "--context", dir, "--reproducible", "--insecure-registry", reg.Addr, "--cache-dir", cache,
+			"--work-dir", t.TempDir(), "--output", "oci:" + filepath.Join(t.TempDir(), "out"), "--metadata-file", md, "--progress", "plain"}, extra...)
+		r := runKiln(t, args...)
+		mustExit(t, r, 0)
+		return readBuildMeta(t, md).Digest, r
+	}
+	for i, content := range []string{"one\n", "two\n"} {
+		got, r := build(content)
+		want, _ := build(content, "--layer-store=false")
+		unpacked := []string{"unpacked_now=3", "unpacked_now=0"}[i]
+		if !strings.Contains(r.stderr, `msg="mounted the stage's filesystem from the layer store" stage=0 layers=3 `+unpacked) ||
+			!strings.Contains(r.stderr, `msg="applied the stage's own layers onto it" stage=0 layers=1`) {
+			t.Fatalf("build %d: the base should be mounted from the store (%s) and the COPY applied onto it:\n%s", i+1, unpacked, r.stderr)
+		}
+		if got != want {
+			t.Fatalf("build %d: %s with the store, %s unpacked: want the same image", i+1, got, want)
+		}
+	}
+	stored, err := layerstore.List(cache)
+	if err != nil || len(stored) != 1 || !stored[0].Flat {
+		t.Fatalf("store holds %v (%v), want the base alone, stored whole", stored, err)
+	}
+}
