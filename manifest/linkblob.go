@@ -3,7 +3,6 @@ package manifest
 import (
 	"context"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -27,16 +26,15 @@ const hashBufferSize = 1 << 20
 // filesystem without hard links) returns false with no error, and the
 // caller copies.
 func (l *Layout) linkVerified(ctx context.Context, h v1.Hash, vr *verifyReader, f *os.File) (bool, error) {
-	buf := make([]byte, hashBufferSize)
-	for {
-		_, err := ctxReader{ctx, vr}.Read(buf)
-		if errors.Is(err, io.EOF) {
-			break // digest and size match
-		}
-		if err != nil {
-			return false, err
-		}
+	if err := drain(ctx, vr); err != nil {
+		return false, err
 	}
+	return l.link(h, f)
+}
+
+// link makes f, a checked blob, blob h of the layout: false if the link is
+// refused.
+func (l *Layout) link(h v1.Hash, f *os.File) (bool, error) {
 	final := l.BlobPath(h)
 	err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), unix.AT_FDCWD, final, unix.AT_SYMLINK_FOLLOW)
 	switch {
@@ -62,4 +60,22 @@ func linkable(f *os.File, dir string) bool {
 	}
 	return src.Mode&unix.S_IFMT == unix.S_IFREG && src.Mode&0o222 == 0 &&
 		int(src.Uid) == os.Geteuid() && src.Dev == dst.Dev
+}
+
+// putChecked stores blob h from f, a file this process checked against h
+// already (KeepBlobs): linked where linkable, else copied, without hashing
+// it again.
+func (l *Layout) putChecked(ctx context.Context, h v1.Hash, size int64, f *os.File) error {
+	if linkable(f, filepath.Dir(l.BlobPath(h))) {
+		if ok, err := l.link(h, f); ok || err != nil {
+			return err
+		}
+	}
+	w, err := l.NewBlobWriter(h, size)
+	if err != nil {
+		return err
+	}
+	w.h = nil
+	_, err = w.copyFrom(ctx, f)
+	return err
 }

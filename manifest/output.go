@@ -120,7 +120,14 @@ func (l *Layout) putLayer(ctx context.Context, layer v1.Layer) error {
 	if l.HasBlob(h, size) {
 		return nil
 	}
-	rc, err := layer.Compressed()
+	if f := checkedBlob(ctx, layer); f != nil {
+		defer f.Close()
+		if err := l.putChecked(ctx, h, size, f); err != nil {
+			return fmt.Errorf("writing layer %s: %w", h, err)
+		}
+		return nil
+	}
+	rc, err := compressedStream(layer)
 	if err != nil {
 		return err
 	}
