@@ -9,9 +9,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/klauspost/compress/gzip"
 
 	"kiln/builder/rootfs"
 )
@@ -19,25 +17,18 @@ import (
 // layerWriter streams one layer's tar, gzipped, to a file: file contents are copied
 // from their source as they are written, never held in memory.
 type layerWriter struct {
-	path  string
-	f     *os.File
-	gz    *gzip.Writer
+	lf    *layerFile
 	tw    *tar.Writer
 	epoch *time.Time // every entry's mtime when set (reproducible builds)
 	n     int
 }
 
 func newLayerWriter(path string, epoch *time.Time, o *options) (*layerWriter, error) {
-	f, err := os.Create(path)
+	lf, err := newLayerFile(path, o)
 	if err != nil {
-		return nil, fmt.Errorf("creating a layer file: %w", err)
-	}
-	gz, err := o.newGzip(f) // no name, no mtime: the same tar gives the same bytes
-	if err != nil {
-		f.Close()
 		return nil, err
 	}
-	return &layerWriter{path: path, f: f, gz: gz, tw: tar.NewWriter(gz), epoch: epoch}, nil
+	return &layerWriter{lf: lf, tw: tar.NewWriter(lf), epoch: epoch}, nil
 }
 
 // entry is one tar entry to write: its container path (absolute, clean),
@@ -96,10 +87,7 @@ func tarName(name string, typ byte) string {
 }
 
 // abort removes the unfinished layer file.
-func (lw *layerWriter) abort() {
-	_ = lw.f.Close()
-	_ = os.Remove(lw.path)
-}
+func (lw *layerWriter) abort() { lw.lf.abort() }
 
 // finish closes the tar and returns it as a layer of media type mt, or nil
 // when nothing was written.
@@ -108,18 +96,13 @@ func (lw *layerWriter) finish(mt types.MediaType) (v1.Layer, error) {
 		lw.abort()
 		return nil, err
 	}
-	if err := lw.gz.Close(); err != nil {
-		lw.abort()
-		return nil, err
-	}
-	if err := lw.f.Close(); err != nil {
-		_ = os.Remove(lw.path)
+	if err := lw.lf.close(); err != nil {
+		_ = os.Remove(lw.lf.path)
 		return nil, err
 	}
 	if lw.n == 0 {
-		_ = os.Remove(lw.path)
+		_ = os.Remove(lw.lf.path)
 		return nil, nil
 	}
-	p := lw.path // gzip already: ggcr streams it as the compressed form
-	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return os.Open(p) }, tarball.WithMediaType(mt))
+	return lw.lf.layer(mt), nil
 }

@@ -40,6 +40,7 @@ type options struct {
 	progress       func(StepEvent)   // nil: the log only
 	layers         *layerstore.Store // nil: stages are unpacked
 	gzipLevel      int               // the layers' gzip level; gzip.DefaultCompression unless set
+	keepBaseBlobs  bool              // manifest.KeepBlobs on every base
 }
 
 func newOptions(opts []Option) *options {
@@ -159,3 +160,11 @@ func (o *options) newGzip(w io.Writer) (*gzip.Writer, error) {
 	}
 	return gz, nil
 }
+
+// WithKeepBaseBlobs tells Build that the image will be written to an OCI
+// layout or a tarball once it returns: each base's layers then keep a copy
+// of their blobs checked in this process (manifest.KeepBlobs; a registry's
+// in the work folder, so the Result must not be closed before), and
+// writing them neither fetches a blob again nor hashes a cached one at the
+// end. A build that only pushes has no use for it.
+func WithKeepBaseBlobs(keep bool) Option { return func(o *options) { o.keepBaseBlobs = keep } }

@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
@@ -312,7 +311,7 @@ func (b *builder) runCmd(ctx context.Context, s *stageState, c *instructions.Run
 	layerPath := b.layerPath()
 	var stepTime time.Duration
 	start := time.Now()
-	stats, err := b.snapshotStep(ctx, env, root.Dir(), layerPath, exclude, func(dir string) error {
+	stats, lf, err := b.snapshotStep(ctx, env, root.Dir(), layerPath, exclude, func(dir string) error {
 		spec.Root = dir
 		t0 := time.Now()
 		err := env.runner.Run(ctx, spec)
@@ -346,11 +345,7 @@ func (b *builder) runCmd(ctx context.Context, s *stageState, c *instructions.Run
 		}
 		return nil
 	}
-	p := layerPath
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return os.Open(p) }, tarball.WithMediaType(s.layerType))
-	if err != nil {
-		return err
-	}
+	l := lf.layer(s.layerType)
 	s.layers = append(s.layers, l) // the root holds the change already
 	s.history(b.created, createdBy, false)
 	switch {
@@ -379,30 +374,26 @@ func runHistory(args, buildArgs []string, env *vars) string {
 
 // snapshotStep runs step on the root (or on an overlay of it) and writes
 // the change as a gzipped layer at layerPath.
-func (b *builder) snapshotStep(ctx context.Context, env *runEnvironment, root, layerPath string, exclude []string, step func(dir string) error) (*snapshot.Stats, error) {
-	f, err := os.Create(layerPath)
+func (b *builder) snapshotStep(ctx context.Context, env *runEnvironment, root, layerPath string, exclude []string, step func(dir string) error) (*snapshot.Stats, *layerFile, error) {
+	lf, err := newLayerFile(layerPath, b.o)
 	if err != nil {
-		return nil, fmt.Errorf("creating a layer file: %w", err)
-	}
-	defer f.Close()
-	gz, err := b.o.newGzip(f)
-	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	opts := snapshot.Options{Exclude: exclude, SourceDateEpoch: b.epoch, MapIDs: env.mapIDs}
 	var stats *snapshot.Stats
 	if env.overlay {
-		stats, err = b.overlayStep(ctx, root, opts, gz, step)
+		stats, err = b.overlayStep(ctx, root, opts, lf, step)
 	} else {
-		stats, err = walkStep(ctx, root, opts, gz, step)
+		stats, err = walkStep(ctx, root, opts, lf, step)
 	}
 	if err != nil {
-		return nil, err
+		lf.abort()
+		return nil, nil, err
 	}
-	if err := gz.Close(); err != nil {
-		return nil, fmt.Errorf("writing the layer: %w", err)
+	if err := lf.close(); err != nil {
+		return nil, nil, err
 	}
-	return stats, f.Close()
+	return stats, lf, nil
 }
 
 func walkStep(ctx context.Context, root string, opts snapshot.Options, out io.Writer, step func(string) error) (*snapshot.Stats, error) {

@@ -262,6 +262,9 @@ func (b *builder) pull(ctx context.Context, ref string, p specs.Platform) (v1.Im
 	if err := b.checkBasePlatform(ref, img, p); err != nil {
 		return nil, err
 	}
+	if b.o.keepBaseBlobs {
+		manifest.KeepBlobs(ctx, img, b.work)
+	}
 	return img, nil
 }
 

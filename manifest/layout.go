@@ -362,6 +362,23 @@ func (l *Layout) WriteBlob(ctx context.Context, h v1.Hash, size int64, r io.Read
 	if err != nil {
 		return 0, err
 	}
+	return w.copyFrom(ctx, r)
+}
+
+// writeChecked is WriteBlob for r, a verifying reader that checks digest h
+// and size itself (its last Read fails on a mismatch): the writer does not
+// hash the bytes a second time.
+func (l *Layout) writeChecked(ctx context.Context, h v1.Hash, size int64, r *verifyReader) (int64, error) {
+	w, err := l.NewBlobWriter(h, size)
+	if err != nil {
+		return 0, err
+	}
+	w.h = nil
+	return w.copyFrom(ctx, r)
+}
+
+// copyFrom writes r whole, then commits; on any error the blob is aborted.
+func (w *BlobWriter) copyFrom(ctx context.Context, r io.Reader) (int64, error) {
 	defer w.Abort()
 	n, err := io.Copy(w, ctxReader{ctx, r})
 	if err != nil {
@@ -382,7 +399,7 @@ func (l *Layout) WriteBlob(ctx context.Context, h v1.Hash, size int64, r io.Read
 type BlobWriter struct {
 	l     *Layout
 	f     *os.File
-	h     hash.Hash
+	h     hash.Hash // nil: the source checks the digest (writeChecked)
 	want  v1.Hash
 	size  int64
 	n     int64
@@ -410,7 +427,9 @@ func (w *BlobWriter) Write(p []byte) (int, error) {
 		return 0, fmt.Errorf("blob %s: %w: more than the %d bytes promised", w.want, ErrSizeMismatch, w.size)
 	}
 	n, err := w.f.Write(p)
-	w.h.Write(p[:n])
+	if w.h != nil {
+		w.h.Write(p[:n])
+	}
 	w.n += int64(n)
 	return n, w.noSpace(err)
 }
@@ -436,7 +455,9 @@ func (w *BlobWriter) Reset() error {
 	if _, err := w.f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	w.h.Reset()
+	if w.h != nil {
+		w.h.Reset()
+	}
 	w.n = 0
 	return nil
 }
@@ -460,8 +481,10 @@ func (w *BlobWriter) commit() error {
 	if w.size >= 0 && w.n != w.size {
 		return fmt.Errorf("blob %s: %w: got %d bytes, want %d", w.want, ErrSizeMismatch, w.n, w.size)
 	}
-	if got := hex.EncodeToString(w.h.Sum(nil)); got != w.want.Hex {
-		return fmt.Errorf("blob %s: %w: content hashes to sha256:%s", w.want, ErrDigestMismatch, got)
+	if w.h != nil {
+		if got := hex.EncodeToString(w.h.Sum(nil)); got != w.want.Hex {
+			return fmt.Errorf("blob %s: %w: content hashes to sha256:%s", w.want, ErrDigestMismatch, got)
+		}
 	}
 	if err := w.f.Sync(); err != nil {
 		return fmt.Errorf("syncing blob %s: %w", w.want, w.noSpace(err))

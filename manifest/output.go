@@ -3,6 +3,7 @@ package manifest
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -119,15 +120,48 @@ func (l *Layout) putLayer(ctx context.Context, layer v1.Layer) error {
 	if l.HasBlob(h, size) {
 		return nil
 	}
-	rc, err := layer.Compressed()
+	if f := checkedBlob(ctx, layer); f != nil {
+		defer f.Close()
+		if err := l.putChecked(ctx, h, size, f); err != nil {
+			return fmt.Errorf("writing layer %s: %w", h, err)
+		}
+		return nil
+	}
+	rc, err := compressedStream(layer)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	if _, err := l.WriteBlob(ctx, h, size, rc); err != nil {
+	if err := l.putCompressed(ctx, h, size, rc); err != nil {
 		return fmt.Errorf("writing layer %s: %w", h, err)
 	}
 	return nil
+}
+
+// putCompressed stores blob h from rc, a layer's compressed stream. A
+// verified layer's stream is checked by its reader, so the writer does not
+// hash it again; one read from another layout's blob file on this
+// filesystem (a warm cache's) is linked rather than copied (linkVerified).
+func (l *Layout) putCompressed(ctx context.Context, h v1.Hash, size int64, rc io.Reader) error {
+	vr, ok := rc.(*verifyReader)
+	if !ok || vr.want != h || vr.size != size {
+		_, err := l.WriteBlob(ctx, h, size, rc)
+		return err
+	}
+	f, ok := vr.r.(*os.File)
+	if !ok || !linkable(f, filepath.Dir(l.BlobPath(h))) {
+		_, err := l.writeChecked(ctx, h, size, vr)
+		return err
+	}
+	if linked, err := l.linkVerified(ctx, h, vr, f); linked || err != nil {
+		return err
+	}
+	// Checked, but the link was refused: a copy, hashed as it is written.
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	_, err := l.WriteBlob(ctx, h, size, f)
+	return err
 }
 
 // fileEntry puts desc into index.json under refName, then the platform

@@ -1,10 +1,13 @@
 package manifest
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -135,5 +138,135 @@ func TestPushToEveryDestination(t *testing.T) {
 		if d, _ := got.Digest(); d != h {
 			t.Errorf("%s has %s, want %s", r, d, h)
 		}
+	}
+}
+
+// cachedImage writes a random image into a layout of its own, as a warm
+// cache holds it, and returns that layout and the image read back from it
+// as a build reads a cached base: verified.
+func cachedImage(t *testing.T, dir string) (*Layout, v1.Image) {
+	t.Helper()
+	cache, err := OpenLayout(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := cache.WriteImage(context.Background(), randomImage(t), "example.com/base:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := cache.ImageByDigest(desc.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vimg, err := VerifiedImage(img, "base")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cache, vimg
+}
+
+func layerDigests(t *testing.T, img v1.Image) []v1.Hash {
+	t.Helper()
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hs []v1.Hash
+	for _, d := range m.Layers {
+		hs = append(hs, d.Digest)
+	}
+	return hs
+}
+
+func sameFile(t *testing.T, a, b string) bool {
+	t.Helper()
+	fa, err := os.Stat(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb, err := os.Stat(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return os.SameFile(fa, fb)
+}
+
+func TestWriteImageLinksCachedBlobs(t *testing.T) {
+	root := t.TempDir()
+	cache, img := cachedImage(t, filepath.Join(root, "cache"))
+	out, err := OpenLayout(filepath.Join(root, "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := out.WriteImage(context.Background(), img, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range layerDigests(t, img) {
+		if !sameFile(t, cache.BlobPath(h), out.BlobPath(h)) {
+			t.Errorf("layer %s was copied, want a link to the cache's blob", h)
+		}
+	}
+	p, _ := layout.FromPath(out.Dir())
+	got, err := p.Image(desc.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate.Image(got); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWriteImageCopiesWhatItMayNotLink(t *testing.T) {
+	root := t.TempDir()
+	cache, img := cachedImage(t, filepath.Join(root, "cache"))
+	h := layerDigests(t, img)[0]
+	if err := os.Chmod(cache.BlobPath(h), 0o644); err != nil { // not a committed blob's mode
+		t.Fatal(err)
+	}
+	out, err := OpenLayout(filepath.Join(root, "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := out.WriteImage(context.Background(), img, "app"); err != nil {
+		t.Fatal(err)
+	}
+	if sameFile(t, cache.BlobPath(h), out.BlobPath(h)) {
+		t.Errorf("a writable blob was linked, want a copy")
+	}
+	if !bytes.Equal(readBytes(t, cache.BlobPath(h)), readBytes(t, out.BlobPath(h))) {
+		t.Errorf("the copy differs from the cache's blob")
+	}
+}
+
+func TestWriteImageRefusesADamagedCachedBlob(t *testing.T) {
+	for _, mode := range []os.FileMode{0o444, 0o644} { // linked, copied
+		t.Run(mode.String(), func(t *testing.T) {
+			root := t.TempDir()
+			cache, img := cachedImage(t, filepath.Join(root, "cache"))
+			h := layerDigests(t, img)[1]
+			p := cache.BlobPath(h)
+			data := readBytes(t, p)
+			data[len(data)/2] ^= 0xff // same size, other bytes: bit rot
+			if err := os.Chmod(p, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, p, data)
+			if err := os.Chmod(p, mode); err != nil {
+				t.Fatal(err)
+			}
+			out, err := OpenLayout(filepath.Join(root, "out"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = out.WriteImage(context.Background(), img, "app")
+			if !errors.Is(err, ErrIntegrity) {
+				t.Fatalf("writing an image with a damaged cached layer: %v, want ErrIntegrity", err)
+			}
+			if out.HasBlob(h, -1) {
+				t.Errorf("the damaged layer is in the output")
+			}
+			assertNoTemps(t, out)
+		})
 	}
 }

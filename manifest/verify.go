@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"os"
+	"sync/atomic"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -121,8 +123,9 @@ func VerifiedImage(img v1.Image, name string) (v1.Image, error) {
 		if err := checkHash(diffID); err != nil {
 			return nil, fmt.Errorf("%s: %w: layer %d: diff_id %q: %v", name, ErrIntegrity, i, diffID, err)
 		}
-		var vl v1.Layer = &verifiedLayer{Layer: l, desc: m.Layers[i], diffID: diffID, what: fmt.Sprintf("%s: layer %d", name, i)}
-		if ml, ok := l.(*remote.MountableLayer); ok {
+		ml, fromRegistry := l.(*remote.MountableLayer)
+		var vl v1.Layer = &verifiedLayer{Layer: l, desc: m.Layers[i], diffID: diffID, what: fmt.Sprintf("%s: layer %d", name, i), remote: fromRegistry}
+		if fromRegistry {
 			// Keep the registry's cross-repository mount of base layers.
 			vl = &remote.MountableLayer{Layer: vl, Reference: ml.Reference}
 		}
@@ -175,6 +178,8 @@ type verifiedLayer struct {
 	desc   v1.Descriptor
 	diffID v1.Hash
 	what   string
+	remote bool                     // a registry's layer
+	kept   atomic.Pointer[keptBlob] // see KeepBlobs
 }
 
 func (l *verifiedLayer) Digest() (v1.Hash, error) { return l.desc.Digest, nil }
@@ -189,12 +194,31 @@ func (l *verifiedLayer) MediaType() (types.MediaType, error) {
 }
 
 // Compressed is the layer's blob, checked against its digest and size.
-func (l *verifiedLayer) Compressed() (io.ReadCloser, error) {
+func (l *verifiedLayer) Compressed() (io.ReadCloser, error) { return l.compressed(true) }
+
+// compressed is Compressed; spool: a registry's blob may be copied as it is
+// read (KeepBlobs), which an output's own read has no use for.
+func (l *verifiedLayer) compressed(spool bool) (io.ReadCloser, error) {
+	k := l.kept.Load()
+	if k != nil {
+		k.mu.Lock()
+		spooled := k.spooled
+		k.mu.Unlock()
+		if spooled != "" {
+			if f, err := os.Open(spooled); err == nil {
+				return f, nil // copied from the registry and checked by this process
+			}
+		}
+	}
 	rc, err := l.Layer.Compressed()
 	if err != nil {
 		return nil, err
 	}
-	return newVerifyReader(rc, l.desc.Digest, l.desc.Size, l.what+" ("+l.desc.Digest.String()+")"), nil
+	vr := newVerifyReader(rc, l.desc.Digest, l.desc.Size, l.what+" ("+l.desc.Digest.String()+")")
+	if _, isFile := rc.(*os.File); spool && k != nil && !isFile {
+		return k.spool(vr), nil
+	}
+	return vr, nil
 }
 
 // Uncompressed is the layer's tar, decompressed from the checked blob and

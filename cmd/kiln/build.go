@@ -219,7 +219,8 @@ func runBuild(c *cli.Context) error {
 		}
 		runOpts = append(runOpts, builder.WithAllowEmulation(true))
 	}
-	opts := append([]builder.Option{builder.WithBaseImages(bases), builder.WithLogger(out.log), builder.WithWorkDir(c.String("work-dir"))}, runOpts...)
+	opts := append([]builder.Option{builder.WithBaseImages(bases), builder.WithLogger(out.log), builder.WithWorkDir(c.String("work-dir")),
+		builder.WithKeepBaseBlobs(plan.ociDir != "" || plan.tarPath != "")}, runOpts...)
 	opts = append(opts, kanikoBuilderOptions(c)...)
 	if lc := plan.layerCache.open(client, plan.cacheDir, out.log); lc != nil {
 		defer closeCache(lc)

@@ -39,7 +39,9 @@ func main() {
 		os.Setenv("DOCKER_CONFIG", dir) // kaniko's credentials, read by every registry client
 	}
 	app := newApp()
+	stopProfiles := startProfiles(os.Getenv, os.Stderr)
 	err := app.RunContext(ctx, reorderArgs(app, kanikoArgs(os.Args, buildFlags())))
+	stopProfiles()
 	if err == nil {
 		return
 	}
