@@ -39,26 +39,9 @@ func TestRunRootless(t *testing.T) {
 
 func rootlessBuild(t *testing.T, subRange bool) {
 	busybox := needBusybox(t)
-	dir := t.TempDir()
-	// Let nobody reach its folder: t.TempDir's parent is private to root.
-	for p := dir; p != os.TempDir() && p != "/"; p = filepath.Dir(p) {
-		if err := os.Chmod(p, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctxDir := filepath.Join(dir, "ctx")
-	work := filepath.Join(dir, "work")
-	for _, d := range []string{ctxDir, work} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Chmod(work, 0o777); err != nil {
-		t.Fatal(err)
-	}
+	u := newRootlessUser(t, subRange)
+	ctxDir, work := u.mkdir("ctx"), u.mkdir("work")
 	copyFile(t, busybox, filepath.Join(ctxDir, "busybox"), 0o755)
-	kiln := filepath.Join(dir, "kiln") // the test binary's folder is private to root
-	copyFile(t, kilnBin, kiln, 0o755)
 	writeContext(t, ctxDir, map[string]string{"Dockerfile": `FROM scratch
 COPY busybox /bin/busybox
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
@@ -77,37 +60,8 @@ RUN grep -E '^Seccomp:[[:space:]]+2$' /proc/self/status && ! awk '$4 != "/null" 
 		owned = map[string][2]int{"/home/app": {1000, 1000}, "/home/app/f": {7, 50}}
 	}
 	out := filepath.Join(work, "out")
-	args := []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-		kiln, "build", "--progress", "plain", "--context", ctxDir, "--output", "oci:" + out,
-		"--cache-dir", filepath.Join(work, "cache"), "--work-dir", work, "--reproducible"}
-	if subRange {
-		for _, p := range []string{"/etc/subuid", "/etc/subgid"} {
-			if _, err := os.Stat(p); err != nil {
-				t.Skipf("%s missing (nothing to bind the test's range over): %v", p, err)
-			}
-		}
-		if _, err := exec.LookPath("newuidmap"); err != nil {
-			t.Skip("newuidmap not installed (Debian: uidmap)")
-		}
-		if _, err := exec.LookPath("unshare"); err != nil {
-			t.Skip("unshare (util-linux) not installed")
-		}
-		sub := filepath.Join(dir, "subid")
-		if err := os.WriteFile(sub, []byte("nobody:300000:65536\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		script := `mount --bind "$1" /etc/subuid && mount --bind "$1" /etc/subgid && shift && exec "$@"`
-		args = append([]string{"unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh", sub}, args...)
-	}
-	cmd := exec.CommandContext(t.Context(), args[0], args[1:]...)
-	cmd.Env = append(baseEnv(), "HOME="+work, "TMPDIR="+work, "DOCKER_CONFIG="+work)
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := result{stdout: stdout.String(), stderr: stderr.String(), code: exitCode(err)}
-	if r.code != 0 && (strings.Contains(r.stderr, "namespaces are not permitted") || strings.Contains(r.stderr, "may not create namespaces")) {
-		t.Skipf("user namespaces are not permitted here:\n%s", r)
-	}
+	r := u.run("build", "--progress", "plain", "--context", ctxDir, "--output", "oci:"+out,
+		"--cache-dir", filepath.Join(work, "cache"), "--work-dir", work, "--reproducible")
 	mustExit(t, r, 0)
 	if !strings.Contains(r.stderr, "isolation=rootless") {
 		t.Errorf("kiln should pick rootless isolation as uid 65534:\n%s", r)
@@ -150,10 +104,8 @@ func newRootlessUser(t *testing.T, subRange bool) *rootlessUser {
 	if os.Geteuid() != 0 {
 		t.Skip("switching to another user needs root")
 	}
-	for _, tool := range []string{"setpriv", "unshare"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s (util-linux) not installed", tool)
-		}
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("setpriv (util-linux) not installed")
 	}
 	u := &rootlessUser{t: t, dir: t.TempDir(), subRange: subRange}
 	for p := u.dir; p != os.TempDir() && p != "/"; p = filepath.Dir(p) {
@@ -171,6 +123,9 @@ func newRootlessUser(t *testing.T, subRange bool) *rootlessUser {
 		}
 		if _, err := exec.LookPath("newuidmap"); err != nil {
 			t.Skip("newuidmap not installed (Debian: uidmap)")
+		}
+		if _, err := exec.LookPath("unshare"); err != nil {
+			t.Skip("unshare (util-linux) not installed")
 		}
 		u.sub = filepath.Join(u.dir, "subid")
 		if err := os.WriteFile(u.sub, []byte("nobody:300000:65536\n"), 0o644); err != nil {
