@@ -334,7 +334,7 @@ func TestRunRootlessSignals(t *testing.T) {
 		f.Close()
 		log := func() string { b, _ := os.ReadFile(logFile); return string(b) }
 		deadline := time.Now().Add(30 * time.Second)
-		for !strings.Contains(log(), "mounted the stage's filesystem") && time.Now().Before(deadline) {
+		for !strings.Contains(log(), `msg="RUN steps"`) && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		time.Sleep(300 * time.Millisecond) // into the step
