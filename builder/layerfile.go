@@ -7,6 +7,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -23,6 +24,11 @@ type layerFile struct {
 	gz   *gzip.Writer
 	blob *hashingWriter // the file's bytes: digest and size
 	tar  *hashingWriter // the tar's bytes: diff_id
+
+	// A layer written behind (writeBehind): done is closed once it is
+	// written, or err says why it is not.
+	done chan struct{}
+	err  error
 }
 
 func newLayerFile(path string, o *options) (*layerFile, error) {
@@ -58,8 +64,38 @@ func (lf *layerFile) abort() {
 	_ = os.Remove(lf.path)
 }
 
-// layer is the closed file as a layer of media type mt (gzipped).
+// writeBehind writes the layer's tar with write in a goroutine of its own
+// (counted by pending), and closes the file. The layer (layer) can be
+// handed on at once: what needs its bytes or digests waits for the write.
+func (lf *layerFile) writeBehind(pending *sync.WaitGroup, write func(io.Writer) error) {
+	lf.done = make(chan struct{})
+	pending.Add(1)
+	go func() {
+		defer pending.Done()
+		defer close(lf.done)
+		if err := write(lf); err != nil {
+			lf.abort()
+			lf.err = fmt.Errorf("writing the layer of a RUN step: %w", err)
+			return
+		}
+		lf.err = lf.close()
+	}()
+}
+
+// wait waits for a layer written behind, and says whether it was.
+func (lf *layerFile) wait() error {
+	if lf.done != nil {
+		<-lf.done
+	}
+	return lf.err
+}
+
+// layer is the closed file (or the file written behind) as a layer of
+// media type mt (gzipped).
 func (lf *layerFile) layer(mt types.MediaType) v1.Layer {
+	if lf.done != nil {
+		return &fileLayer{path: lf.path, mt: mt, behind: lf}
+	}
 	return &fileLayer{path: lf.path, digest: lf.blob.sum(), size: lf.blob.n, diffID: lf.tar.sum(), mt: mt}
 }
 
@@ -92,16 +128,54 @@ type fileLayer struct {
 	digest, diffID v1.Hash
 	size           int64
 	mt             types.MediaType
+
+	behind *layerFile // a layer still being written: its digests come from it once done
+	once   sync.Once
+	err    error
 }
 
-func (l *fileLayer) Digest() (v1.Hash, error)            { return l.digest, nil }
-func (l *fileLayer) DiffID() (v1.Hash, error)            { return l.diffID, nil }
-func (l *fileLayer) Size() (int64, error)                { return l.size, nil }
+// written waits for a layer written behind and takes its digests.
+func (l *fileLayer) written() error {
+	if l.behind == nil {
+		return nil
+	}
+	l.once.Do(func() {
+		if l.err = l.behind.wait(); l.err == nil {
+			l.digest, l.size, l.diffID = l.behind.blob.sum(), l.behind.blob.n, l.behind.tar.sum()
+		}
+	})
+	return l.err
+}
+
+func (l *fileLayer) Digest() (v1.Hash, error) {
+	err := l.written()
+	return l.digest, err
+}
+
+func (l *fileLayer) DiffID() (v1.Hash, error) {
+	err := l.written()
+	return l.diffID, err
+}
+
+func (l *fileLayer) Size() (int64, error) {
+	err := l.written()
+	return l.size, err
+}
+
 func (l *fileLayer) MediaType() (types.MediaType, error) { return l.mt, nil }
-func (l *fileLayer) Compressed() (io.ReadCloser, error)  { return os.Open(l.path) }
+
+func (l *fileLayer) Compressed() (io.ReadCloser, error) {
+	if err := l.written(); err != nil {
+		return nil, err
+	}
+	return os.Open(l.path)
+}
 
 // Uncompressed is the layer's tar, decompressed from the file.
 func (l *fileLayer) Uncompressed() (io.ReadCloser, error) {
+	if err := l.written(); err != nil {
+		return nil, err
+	}
 	f, err := os.Open(l.path)
 	if err != nil {
 		return nil, err

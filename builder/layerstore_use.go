@@ -112,6 +112,7 @@ func (b *builder) mountStored(ctx context.Context, s *stageState, img v1.Image, 
 		return false, err
 	}
 	b.mounts = append(b.mounts, dir)
+	s.stack = &layerstore.Stack{Lowers: lowers, Upper: upper, Work: work}
 	b.o.log.Info("mounted the stage's filesystem from the layer store", "stage", s.name, "layers", len(layers),
 		"unpacked_now", unpacked, "whole", len(lowers) == 1 && len(layers) > 1, "seconds", roundSeconds(time.Since(start)))
 	if len(own) == 0 {

@@ -18,9 +18,11 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 
 	"kiln/builder/dockerfile"
 	"kiln/builder/layercache"
+	"kiln/builder/layerstore"
 	"kiln/builder/rootfs"
 	"kiln/builder/run"
 	"kiln/builder/snapshot"
@@ -311,7 +313,7 @@ func (b *builder) runCmd(ctx context.Context, s *stageState, c *instructions.Run
 	layerPath := b.layerPath()
 	var stepTime time.Duration
 	start := time.Now()
-	stats, lf, err := b.snapshotStep(ctx, env, root.Dir(), layerPath, exclude, func(dir string) error {
+	stats, lf, err := b.snapshotStep(ctx, env, s, layerPath, exclude, func(dir string) error {
 		spec.Root = dir
 		t0 := time.Now()
 		err := env.runner.Run(ctx, spec)
@@ -332,7 +334,7 @@ func (b *builder) runCmd(ctx context.Context, s *stageState, c *instructions.Run
 	}
 	b.o.log.Info("RUN done", "stage", s.name, "seconds", roundSeconds(time.Since(start)), "step_seconds", roundSeconds(stepTime),
 		"snapshot_seconds", roundSeconds(time.Since(start)-stepTime), "files", stats.Files, "dirs", stats.Dirs,
-		"whiteouts", stats.Whiteouts+stats.Opaque, "bytes", stats.Bytes, "scanned", stats.Scanned)
+		"whiteouts", stats.Whiteouts+stats.Opaque, "bytes", stats.Bytes, "scanned", stats.Scanned, "layer_behind", lf.done != nil)
 	createdBy := "RUN " + runHistory(spec.Args, s.buildArgs, s.vars) + " # buildkit"
 	if stats.Files+stats.Dirs+stats.Symlinks+stats.Hardlinks+stats.Devices+stats.Whiteouts+stats.Opaque == 0 {
 		_ = os.Remove(layerPath)
@@ -372,23 +374,30 @@ func runHistory(args, buildArgs []string, env *vars) string {
 	return strings.Join(append(parts, args...), " ")
 }
 
-// snapshotStep runs step on the root (or on an overlay of it) and writes
-// the change as a gzipped layer at layerPath.
-func (b *builder) snapshotStep(ctx context.Context, env *runEnvironment, root, layerPath string, exclude []string, step func(dir string) error) (*snapshot.Stats, *layerFile, error) {
+// snapshotStep runs step on the stage's root (or on an overlay of it) and
+// writes the change as a gzipped layer at layerPath; when the change is
+// stacked on the root (stackChange) the layer is written behind, while the
+// build goes on.
+func (b *builder) snapshotStep(ctx context.Context, env *runEnvironment, s *stageState, layerPath string, exclude []string, step func(dir string) error) (*snapshot.Stats, *layerFile, error) {
 	lf, err := newLayerFile(layerPath, b.o)
 	if err != nil {
 		return nil, nil, err
 	}
+	root := s.root.Dir()
 	opts := snapshot.Options{Exclude: exclude, SourceDateEpoch: b.epoch, MapIDs: env.mapIDs}
 	var stats *snapshot.Stats
+	behind := false
 	if env.overlay {
-		stats, err = b.overlayStep(ctx, root, opts, lf, step)
+		stats, behind, err = b.overlayStep(ctx, s, opts, lf, step)
 	} else {
 		stats, err = walkStep(ctx, root, opts, lf, step)
 	}
 	if err != nil {
 		lf.abort()
 		return nil, nil, err
+	}
+	if behind {
+		return stats, lf, nil
 	}
 	if err := lf.close(); err != nil {
 		return nil, nil, err
@@ -411,33 +420,177 @@ func walkStep(ctx context.Context, root string, opts snapshot.Options, out io.Wr
 	return stats, nil
 }
 
-func (b *builder) overlayStep(ctx context.Context, root string, opts snapshot.Options, out io.Writer, step func(string) error) (*snapshot.Stats, error) {
+// overlayStep runs step on an overlay of the stage's root. Its change is
+// stacked on the root when the root is a stack of layer folders and the
+// change can be (see stackChange): then behind is true and the layer is
+// being written to lf behind the build; else it is applied to the root and
+// written to lf (still open) before overlayStep returns.
+func (b *builder) overlayStep(ctx context.Context, s *stageState, opts snapshot.Options, lf *layerFile, step func(string) error) (stats *snapshot.Stats, behind bool, err error) {
+	root := s.root.Dir()
 	scratch, err := os.MkdirTemp(b.work, "overlay-")
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	defer os.RemoveAll(scratch)
+	defer os.RemoveAll(scratch) // a stacked change is moved out of it first
 	o, err := snapshot.NewOverlay(root, scratch, opts)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer o.Close()
 	merged, err := o.Mount(ctx)
 	if err != nil {
 		if errors.Is(err, snapshot.ErrOverlayUnsupported) && (b.o.snapshot == "" || b.o.snapshot == SnapshotAuto) {
 			b.o.log.Warn("overlay snapshot refused here; walking the filesystem instead", "err", err)
-			return walkStep(ctx, root, opts, out, step)
+			stats, err := walkStep(ctx, root, opts, lf, step)
+			return stats, false, err
 		}
-		return nil, fmt.Errorf("mounting the overlay for RUN: %w", err)
+		return nil, false, fmt.Errorf("mounting the overlay for RUN: %w", err)
 	}
 	if err := step(merged); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	stats, err := o.Diff(ctx, out)
+	c, err := o.Detach(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("snapshotting the change (overlay): %w", err)
+		return nil, false, fmt.Errorf("snapshotting the change (overlay): %w", err)
 	}
-	return stats, nil
+	stats, stacked, err := b.stackChange(ctx, s, c, lf)
+	if stacked || err != nil {
+		return stats, stacked && lf.done != nil, err
+	}
+	stats, err = c.Apply(ctx, lf)
+	if err != nil {
+		return nil, false, fmt.Errorf("snapshotting the change (overlay): %w", err)
+	}
+	return stats, false, nil
+}
+
+// stackChange lays a RUN step's change over the stage's root instead of
+// applying it, where the root is an overlay of layer folders (a stage
+// mounted from the layer store): the root is mounted again with the step's
+// change as its top lower, above what the stage's upper folder held (a
+// lower too, when it holds anything: a COPY, a layer cache hit), under a
+// fresh upper folder. The change is then read-only, and its layer is
+// written behind the build (lf.writeBehind) while the next steps run: a
+// step costs its run and a scan of what it changed, not the compression
+// of its layer nor a copy of its files into the root. (A change of sockets
+// alone, which makes no layer, is written at once.) false: the change is
+// for Apply (the root is not a stack, the change is empty or has
+// hardlinked names only a layer holds, the stack would not fit one mount,
+// the root is busy); the root then shows what it showed before.
+//
+// Every folder of the new mount is new (the changes are moved into new
+// folders, entry by entry): one that was an overlay's upper may still be
+// "in use" by a copy of that mount in a mount namespace made meanwhile
+// (another build's step, before it detached its copy of the host's
+// mounts), and overlay (index=on) refuses such a folder as a lower or
+// upper.
+func (b *builder) stackChange(ctx context.Context, s *stageState, c *snapshot.Change, lf *layerFile) (*snapshot.Stats, bool, error) {
+	if s.stack == nil || c.Empty() || !c.Stackable() {
+		return nil, false, nil
+	}
+	root := s.root.Dir()
+	old := *s.stack
+	var dirs [4]string // the change, the stage's earlier upper, the new upper, its work folder
+	for i, prefix := range []string{"layer-", "stage-lower-", "stage-upper-", "stage-work-"} {
+		d, err := os.MkdirTemp(b.work, prefix)
+		if err != nil {
+			return nil, false, err
+		}
+		b.roots = append(b.roots, d)
+		dirs[i] = d
+	}
+	step, prev := dirs[0], dirs[1]
+	// The merged root shows its upper folder's owner, mode and times.
+	if err := layerstore.CopyRootAttrs(root, dirs[2]); err != nil {
+		return nil, false, err
+	}
+	to := layerstore.Stack{Lowers: append([]string{step, prev}, old.Lowers...), Upper: dirs[2], Work: dirs[3]}
+	if err := layerstore.CanMount(to.Lowers, to.Upper, to.Work); err != nil {
+		b.o.log.Debug("RUN step's change applied, not stacked", "stage", s.name, "reason", err.Error())
+		return nil, false, nil
+	}
+	if err := unix.Unmount(root, 0); err != nil {
+		b.o.log.Debug("RUN step's change applied, not stacked", "stage", s.name, "reason", "unmounting the stage: "+err.Error())
+		return nil, false, nil
+	}
+	// The stage is unmounted: it is mounted again below, stacked or as it
+	// was (less the folders' identities), or the build fails.
+	if err := moveEntries(old.Upper, prev); err != nil {
+		return nil, false, fmt.Errorf("stage %s: stacking a RUN step's change: %w (the stage is left unmounted)", s.name, err)
+	}
+	if empty, err := emptyDir(prev); err != nil {
+		return nil, false, err
+	} else if empty {
+		to.Lowers = append(to.Lowers[:1], old.Lowers...)
+	}
+	err := moveEntries(c.Dir(), step)
+	if err == nil {
+		err = layerstore.Mount(to.Lowers, to.Upper, to.Work, root)
+	}
+	if err != nil {
+		if merr := moveEntries(step, c.Dir()); merr != nil {
+			return nil, false, fmt.Errorf("stage %s: stacking a RUN step's change: %w; and moving it back: %v", s.name, err, merr)
+		}
+		back := layerstore.Stack{Lowers: to.Lowers[1:], Upper: to.Upper, Work: to.Work}
+		if merr := layerstore.Mount(back.Lowers, back.Upper, back.Work, root); merr != nil {
+			return nil, false, fmt.Errorf("stage %s: stacking a RUN step's change: %w; and mounting the stage back: %v", s.name, err, merr)
+		}
+		s.stack = &back
+		_ = os.RemoveAll(old.Upper)
+		_ = os.RemoveAll(old.Work)
+		b.o.log.Debug("RUN step's change applied, not stacked", "stage", s.name, "reason", err.Error())
+		return nil, false, nil
+	}
+	s.stack = &to
+	_ = os.RemoveAll(old.Upper)
+	_ = os.RemoveAll(old.Work)
+	stats, err := c.Keep(step)
+	if err != nil {
+		return nil, true, err
+	}
+	if stats.Files+stats.Dirs+stats.Symlinks+stats.Hardlinks+stats.Devices+stats.Whiteouts+stats.Opaque == 0 {
+		// Sockets alone: runCmd drops the layer, which must be done by then.
+		if err := c.Write(ctx, lf); err != nil {
+			return nil, true, err
+		}
+		return stats, true, nil
+	}
+	lf.writeBehind(&b.pending, func(w io.Writer) error { return c.Write(ctx, w) })
+	return stats, true, nil
+}
+
+// moveEntries moves the entries of folder from into folder to (on the
+// same filesystem), which must not hold the same names.
+func moveEntries(from, to string) error {
+	f, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", from, err)
+	}
+	for _, n := range names {
+		if err := unix.Renameat2(unix.AT_FDCWD, filepath.Join(from, n), unix.AT_FDCWD, filepath.Join(to, n), unix.RENAME_NOREPLACE); err != nil {
+			return fmt.Errorf("moving %s into %s: %w", filepath.Join(from, n), to, err)
+		}
+	}
+	return nil
+}
+
+// emptyDir tells a folder with no entries.
+func emptyDir(dir string) (bool, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if errors.Is(err, io.EOF) {
+		return true, nil
+	}
+	return len(names) == 0, err
 }
 
 // runSpec assembles the step: argv through SHELL, ENV and in-scope ARGs,

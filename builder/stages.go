@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -60,6 +61,7 @@ type builder struct {
 	mounts   []string               // stage filesystems mounted from the layer store
 	images   map[string]*stageState // COPY --from=<image>, unpacked once
 	roots    []string
+	pending  sync.WaitGroup // layers written behind the build (stackChange)
 	// mismatches: bases used for another platform than theirs
 	// (Request.AllowPlatformMismatch).
 	mismatches []string
@@ -89,9 +91,10 @@ func newBuilder(req Request, o *options, plan *dockerfile.Plan, bc *buildcontext
 	return b
 }
 
-// cleanup ends the RUN init started ahead and removes the stage
-// filesystems; layer files stay for the result.
+// cleanup waits for the layers written behind, ends the RUN init started
+// ahead and removes the stage filesystems; layer files stay for the result.
 func (b *builder) cleanup() {
+	b.pending.Wait() // they read folders removed below
 	if b.runState.runner != nil {
 		b.runState.runner.Close()
 	}

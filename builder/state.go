@@ -11,6 +11,7 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"kiln/builder/layercache"
+	"kiln/builder/layerstore"
 	"kiln/builder/rootfs"
 )
 
@@ -34,6 +35,7 @@ type stageState struct {
 	key layercache.Key
 
 	root   *rootfs.Root            // nil until an instruction needs the files
+	stack  *layerstore.Stack       // root's folders when it is an overlay of stored layers (mountStored)
 	index  *rootfs.Index           // the files as the layers' headers tell, while there is no root
 	owners map[string]rootfs.Owner // ownership the root could not apply, by container path
 }

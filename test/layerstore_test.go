@@ -462,3 +462,60 @@ func TestLayerStoreOwnLayers(t *testing.T) {
 		t.Fatalf("store holds %v (%v), want the base alone, stored whole", stored, err)
 	}
 }
+
+// TestLayerStoreStackedSteps: on a stage mounted from the layer store,
+// each RUN's change is stacked on the stage (its upper folder becomes the
+// top lower of the stage's overlay) and its layer written behind the
+// build. Later steps see every earlier step's files, deletions, replaced
+// and removed folders, renames, a COPY between RUNs and a write to a
+// hardlinked base file (applied, not stacked) as the unpacked stage has
+// them; other stages read the stacked stage (FROM it, COPY --from): the
+// image is the unpacked build's byte for byte.
+func TestLayerStoreStackedSteps(t *testing.T) {
+	needStore(t)
+	reg := harness.NewRegistry(t)
+	base := storeBase(t, reg)
+	dir := t.TempDir()
+	sh := func(script string) string {
+		return fmt.Sprintf("RUN [\"/bin/busybox\", \"sh\", \"-c\", %q]\n", script)
+	}
+	tree := treeDockerfile(base)
+	treeRun := strings.SplitN(tree, "\n", 3)[1] + "\n" // the RUN recording the tree in /tree.txt
+	df := "FROM " + base + " AS one\n" +
+		sh("mkdir -p /s/d/e /s/r && echo a > /s/a && echo b > /s/d/b && echo f > /s/d/e/f && echo r > /s/r/x && /bin/busybox ln /s/a /s/a2 && /bin/busybox ln -s a /s/l && rm /etc/b && echo gone > /s/gone") +
+		"COPY app.txt /s/app.txt\n" +
+		sh("rm /s/gone && echo c >> /s/d/b && rm -rf /s/d/e && mkdir /s/d/e && echo g > /s/d/e/g && chmod 700 /s/d && rm -rf /opq/sub") +
+		sh("true") +
+		sh("rm -rf /s/d && mv /s/app.txt /s/app2.txt && mv /s/r /s/r2 && cat /s/a2 /s/app2.txt > /s/seen") +
+		sh("echo linked3 >> /h2 && mkdir /s/d && echo again > /s/d/b") +
+		sh("echo y >> /s/a2 && rm /s/l && /bin/busybox ln -s r2 /s/l") +
+		treeRun +
+		"FROM one AS two\n" +
+		sh("echo two >> /s/a && rm -rf /s/r2") +
+		treeRun +
+		"FROM " + base + "\n" +
+		"COPY --from=one /s /from-one\n" +
+		"COPY --from=two /s /from-two\n" +
+		"COPY --from=two /tree.txt /tree-two.txt\n" +
+		treeRun
+	writeContext(t, dir, map[string]string{"Dockerfile": df, "app.txt": "app\n"})
+	build := func(cache string, extra ...string) (string, result) {
+		md := filepath.Join(t.TempDir(), "md.json")
+		args := append([]string{"build", "--context", dir, "--reproducible", "--insecure-registry", reg.Addr, "--cache-dir", cache,
+			"--work-dir", t.TempDir(), "--output", "oci:" + filepath.Join(t.TempDir(), "out"), "--metadata-file", md, "--progress", "plain"}, extra...)
+		r := runKiln(t, args...)
+		mustExit(t, r, 0)
+		return readBuildMeta(t, md).Digest, r
+	}
+	plain, _ := build(t.TempDir(), "--layer-store=false")
+	cache := t.TempDir()
+	for i := 1; i <= 2; i++ {
+		got, r := build(cache)
+		if n := strings.Count(r.stderr, "layer_behind=true"); n != 5 {
+			t.Errorf("build %d: %d RUN layers written behind, want 5 (all on stages mounted from the store but the empty step and the writes to hardlinked files):\n%s", i, n, r.stderr)
+		}
+		if got != plain {
+			t.Fatalf("build %d: %s with stacked steps, %s unpacked: want the same image\n%s", i, got, plain, r.stderr)
+		}
+	}
+}

@@ -31,17 +31,11 @@ func Mount(lowers []string, upper, work, target string) error {
 // durable upper needs; an exported one can be the lower of an index=on
 // overlay.
 func mountLayers(lowers []string, upper, work, target string, volatile, exported bool) error {
-	for _, p := range append([]string{upper, work}, lowers...) {
-		if strings.ContainsAny(p, ",:") {
-			return fmt.Errorf("%w: path %q holds ',' or ':'", ErrCannotMount, p)
-		}
-	}
-	base := "lowerdir=" + strings.Join(lowers, ":") + ",upperdir=" + upper + ",workdir=" + work
-	if len(base) > maxMountData {
-		return fmt.Errorf("%w: %d layers make %d bytes of mount options", ErrCannotMount, len(lowers), len(base))
+	base, err := mountData(lowers, upper, work)
+	if err != nil {
+		return err
 	}
 	plain := ",metacopy=off,redirect_dir=off,index=off"
-	var err error
 	extras := []string{plain, ""}
 	if volatile {
 		extras = []string{plain + ",volatile", ",volatile", plain, ""}
@@ -65,6 +59,57 @@ func mountLayers(lowers []string, upper, work, target string, volatile, exported
 		}
 	}
 	return fmt.Errorf("%w: mounting %d stored layers on %s: %v", ErrCannotMount, len(lowers), target, err)
+}
+
+// mountData is the overlay's folders as mount options, or ErrCannotMount.
+func mountData(lowers []string, upper, work string) (string, error) {
+	for _, p := range append([]string{upper, work}, lowers...) {
+		if strings.ContainsAny(p, ",:") {
+			return "", fmt.Errorf("%w: path %q holds ',' or ':'", ErrCannotMount, p)
+		}
+	}
+	base := "lowerdir=" + strings.Join(lowers, ":") + ",upperdir=" + upper + ",workdir=" + work
+	if len(base) > maxMountData {
+		return "", fmt.Errorf("%w: %d layers make %d bytes of mount options", ErrCannotMount, len(lowers), len(base))
+	}
+	return base, nil
+}
+
+// CanMount says whether Mount can carry these folders (their number and
+// names); nil: it can try.
+func CanMount(lowers []string, upper, work string) error {
+	_, err := mountData(lowers, upper, work)
+	return err
+}
+
+// Stack is the folders of an overlay Mount makes: the lowers (the top
+// first), the writable upper and overlay's work folder.
+type Stack struct {
+	Lowers      []string
+	Upper, Work string
+}
+
+// Remount replaces the stack mounted on target (from, as given to Mount)
+// with another (to): it unmounts target, which must not be busy (then
+// nothing changed, and the error matches ErrCannotMount), and mounts to;
+// should that fail, it mounts from back. An error matching ErrCannotMount
+// leaves from mounted; any other leaves target unmounted.
+func Remount(target string, from, to Stack) error {
+	if err := CanMount(to.Lowers, to.Upper, to.Work); err != nil {
+		return err
+	}
+	if err := unix.Unmount(target, 0); err != nil {
+		return fmt.Errorf("%w: unmounting %s: %v", ErrCannotMount, target, err)
+	}
+	err := Mount(to.Lowers, to.Upper, to.Work, target)
+	if err == nil {
+		return nil
+	}
+	if rerr := Mount(from.Lowers, from.Upper, from.Work, target); rerr != nil {
+		// Not ErrCannotMount: target is left unmounted.
+		return fmt.Errorf("remounting %s: %v; and mounting it back as it was: %v", target, err, rerr)
+	}
+	return err // ErrCannotMount, with from mounted as before
 }
 
 // CopyRootAttrs gives dir the owner, mode and times of the folder from:

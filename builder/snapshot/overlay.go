@@ -24,6 +24,7 @@ type Overlay struct {
 	opts    Options
 	exclude excluder
 	mounted bool
+	kept    bool // the upper directory is the caller's (Change.Keep)
 }
 
 // NewOverlay returns an Overlay of the tree at root that keeps its upper,
@@ -136,6 +137,34 @@ func unsupported(err error) bool {
 // applies the same layer to root so that root holds the step's result, and
 // empties scratch. On error root may hold part of the step.
 func (o *Overlay) Diff(ctx context.Context, out io.Writer) (*Stats, error) {
+	c, err := o.Detach(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.Apply(ctx, out)
+}
+
+// Change is what a step changed, as the upper directory of its overlay
+// holds it once Detach has read it. It is either applied to root and
+// written as a layer at once (Apply, which is Diff), or kept: the upper
+// directory, left in place, is then the step's result as a folder of its
+// own, which a caller stacking layer folders in an overlay mount lays over
+// root instead of applying it, and whose layer it writes later (Write),
+// while the next steps run.
+type Change struct {
+	o       *Overlay
+	changes []change
+	stats   *Stats
+	// added: other names of copied-up hardlinks, which the layer holds but
+	// the upper directory does not (see links.go): only Apply gives them.
+	added bool
+	kept  bool
+	src   string // where a kept change is read from (Keep)
+}
+
+// Detach unmounts the overlay and reads the step's change from its upper
+// directory.
+func (o *Overlay) Detach(ctx context.Context) (*Change, error) {
 	if !o.mounted {
 		return nil, ErrNotMounted
 	}
@@ -156,13 +185,64 @@ func (o *Overlay) Diff(ctx context.Context, out io.Writer) (*Stats, error) {
 	if added {
 		o.parentsFromLower(set)
 	}
-	if err := o.writeAndApply(ctx, set.sorted(), out, stats); err != nil {
+	return &Change{o: o, changes: set.sorted(), stats: stats, added: added}, nil
+}
+
+// Apply writes the layer to out and applies it to root, then empties the
+// scratch directory.
+func (c *Change) Apply(ctx context.Context, out io.Writer) (*Stats, error) {
+	if c.kept {
+		return nil, errors.New("internal error: a kept change applied")
+	}
+	if err := c.o.writeAndApply(ctx, c.changes, out, c.stats); err != nil {
 		return nil, err
 	}
-	if err := o.clean(); err != nil {
+	if err := c.o.clean(); err != nil {
 		return nil, err
 	}
-	return stats, nil
+	return c.stats, nil
+}
+
+// Empty tells a step that changed nothing (no entry to write).
+func (c *Change) Empty() bool { return len(c.changes) == 0 }
+
+// Stackable tells whether the upper directory alone, laid over root, shows
+// what the step left: not when the layer must add other names of a
+// hardlinked file the step wrote, which only Apply makes.
+func (c *Change) Stackable() bool { return !c.added }
+
+// Keep empties the scratch directory but for the upper directory, whose
+// entries the caller moved (or will move) to dir, a folder of its own:
+// the change is read from there (Write), and nothing may write to it. It
+// returns the layer's counts as Write will find them, and the scan's
+// warnings.
+func (c *Change) Keep(dir string) (*Stats, error) {
+	if !c.Stackable() {
+		return nil, errors.New("internal error: a change with hardlinks only the layer holds was kept")
+	}
+	c.kept, c.o.kept, c.src = true, true, dir
+	for _, d := range []string{c.o.work(), c.o.merged()} {
+		if err := os.RemoveAll(d); err != nil {
+			return nil, fmt.Errorf("cleaning overlay scratch: %w", err)
+		}
+	}
+	if err := countChanges(dir, c.changes, c.stats); err != nil {
+		return nil, err
+	}
+	return c.stats, nil
+}
+
+// Dir is the upper directory: the step's change as a folder.
+func (c *Change) Dir() string { return c.o.upper() }
+
+// Write writes the layer of a kept change to out, reading the upper
+// directory, which must not change until it returns; its counts are
+// Keep's.
+func (c *Change) Write(ctx context.Context, out io.Writer) error {
+	if !c.kept {
+		return errors.New("internal error: a change written but not kept")
+	}
+	return newLayerWriter(c.src, c.o.opts, out, &Stats{}).write(ctx, c.changes)
 }
 
 // Close unmounts the overlay if it is still mounted and empties scratch,
@@ -192,7 +272,11 @@ func (o *Overlay) unmount() error {
 }
 
 func (o *Overlay) clean() error {
-	for _, d := range []string{o.upper(), o.work(), o.merged()} {
+	dirs := []string{o.upper(), o.work(), o.merged()}
+	if o.kept {
+		dirs = dirs[1:] // the caller's now (Change.Keep)
+	}
+	for _, d := range dirs {
 		if err := os.RemoveAll(d); err != nil {
 			return fmt.Errorf("cleaning overlay scratch: %w", err)
 		}

@@ -146,27 +146,72 @@ func (w *layerWriter) header(rel, host string, st *unix.Stat_t) (*tar.Header, er
 // describe fills in the type and what comes with it; a type a layer cannot
 // carry leaves Typeflag 0.
 func (w *layerWriter) describe(hdr *tar.Header, host string, st *unix.Stat_t) error {
+	count(w.stats, st)
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
 		hdr.Typeflag, hdr.Size = tar.TypeReg, st.Size
-		w.stats.Files++
-		w.stats.Bytes += st.Size
 	case unix.S_IFDIR:
 		hdr.Typeflag, hdr.Name = tar.TypeDir, hdr.Name+"/"
-		w.stats.Dirs++
 	case unix.S_IFLNK:
 		target, err := readlinkAt(unix.AT_FDCWD, host, host)
 		if err != nil {
 			return err
 		}
 		hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, target
-		w.stats.Symlinks++
 	case unix.S_IFCHR, unix.S_IFBLK, unix.S_IFIFO:
 		hdr.Typeflag = deviceType(st.Mode)
 		hdr.Devmajor, hdr.Devminor = int64(unix.Major(st.Rdev)), int64(unix.Minor(st.Rdev))
-		w.stats.Devices++
+	}
+	return nil
+}
+
+// count adds an entry of the type st gives (its first name) to stats.
+func count(stats *Stats, st *unix.Stat_t) {
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		stats.Files++
+		stats.Bytes += st.Size
+	case unix.S_IFDIR:
+		stats.Dirs++
+	case unix.S_IFLNK:
+		stats.Symlinks++
+	case unix.S_IFCHR, unix.S_IFBLK, unix.S_IFIFO:
+		stats.Devices++
 	default:
-		w.stats.Skipped++
+		stats.Skipped++
+	}
+}
+
+// countChanges adds to stats what writing changes from src would count,
+// from an lstat of each entry: the counts of a layer written later.
+func countChanges(src string, changes []change, stats *Stats) error {
+	seen := map[inode]bool{}
+	for _, c := range changes {
+		switch c.kind {
+		case kindWhiteout:
+			stats.Whiteouts++
+			continue
+		case kindOpaque:
+			stats.Opaque++
+			continue
+		}
+		host := c.from
+		if host == "" {
+			host = filepath.Join(src, filepath.FromSlash(c.rel))
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(host, &st); err != nil {
+			return &os.PathError{Op: "lstat", Path: host, Err: err}
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR && st.Nlink > 1 {
+			id := inode{dev: st.Dev, ino: st.Ino}
+			if seen[id] {
+				stats.Hardlinks++
+				continue
+			}
+			seen[id] = true
+		}
+		count(stats, &st)
 	}
 	return nil
 }
