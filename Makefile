@@ -18,8 +18,11 @@ export CGO_ENABLED ?= 0
 
 all: build
 
+# kiln embeds its small RUN step init, built first (builder/run/initbin/build.sh
+# prints its stamp, which kiln must carry to use it).
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kiln ./cmd/kiln
+	stamp=$$(GO=$(GO) sh builder/run/initbin/build.sh $$($(GO) env GOARCH)) && \
+	$(GO) build -trimpath -ldflags "$(LDFLAGS) -X kiln/builder/run.initStamp=$$stamp" -o bin/kiln ./cmd/kiln
 
 lint:
 	$(GO) vet ./...
@@ -33,7 +36,7 @@ unit:
 e2e: deps build
 	$(GO) test -count=1 -timeout 40m ./test/...
 
-test: deps lint
+test: deps lint build
 	$(GO) test -count=1 -timeout 60m ./...
 
 bench: deps build
@@ -58,8 +61,10 @@ demo: build hello
 
 # kiln's own image (the binary on scratch, for pods), built by kiln: out/kiln, and out/kiln-debug with busybox.
 image: build
-	GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o deploy/image/bin/kiln-amd64 ./cmd/kiln
-	GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o deploy/image/bin/kiln-arm64 ./cmd/kiln
+	for a in amd64 arm64; do \
+		stamp=$$(GO=$(GO) sh builder/run/initbin/build.sh $$a) && \
+		GOOS=linux GOARCH=$$a $(GO) build -trimpath -ldflags "$(LDFLAGS) -X kiln/builder/run.initStamp=$$stamp" -o deploy/image/bin/kiln-$$a ./cmd/kiln || exit 1; \
+	done
 	cp /etc/ssl/certs/ca-certificates.crt deploy/image/bin/ca-certificates.crt
 	sh deploy/image/busybox.sh amd64 deploy/image/bin/busybox-amd64
 	sh deploy/image/busybox.sh arm64 deploy/image/bin/busybox-arm64
@@ -69,4 +74,4 @@ demo-warm: deps build
 	$(GO) run ./test/demo
 
 clean:
-	rm -rf bin out .cache examples/hello/bin deploy/image/bin
+	rm -rf bin out .cache examples/hello/bin deploy/image/bin builder/run/initbin/*/kiln-init*

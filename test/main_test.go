@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -53,7 +54,15 @@ func runTests(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	build := exec.Command("go", "build", "-o", kilnBin, "kiln/cmd/kiln")
+	// As the Makefile builds it: with its small RUN step init embedded.
+	initBuild := exec.Command("sh", "../builder/run/initbin/build.sh", runtime.GOARCH)
+	initBuild.Stderr = os.Stderr
+	stamp, err := initBuild.Output()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: building kiln's RUN step init:", err)
+		return 1
+	}
+	build := exec.Command("go", "build", "-ldflags", "-X kiln/builder/run.initStamp="+strings.TrimSpace(string(stamp)), "-o", kilnBin, "kiln/cmd/kiln")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	build.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as shipped: it also runs chrooted onto an empty tmpfs
 	if err := build.Run(); err != nil {

@@ -63,7 +63,8 @@ func inContainer() (bool, string) {
 // probeNamespaces starts this program in the namespaces Run needs, where
 // MaybeInit tries to mount a proc and exits.
 func probeNamespaces(user bool) error {
-	cmd := exec.Command("/proc/self/exe")
+	prog, _ := InitProgram()
+	cmd := exec.Command(prog)
 	cmd.Args = []string{"kiln-run-probe"}
 	cmd.Env = []string{envMarker + "=" + stageProbeChroot}
 	attr := &syscall.SysProcAttr{

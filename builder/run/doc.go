@@ -23,8 +23,11 @@
 // cgroup (DefaultPidsLimit) where one can be made; Rlimits are set. In
 // container mode all of this is the container runtime's to do.
 //
-// Because the init is this program re-executed, main (and TestMain) must
-// call MaybeInit first thing:
+// The init is the small program of builder/run/initexe where the binary
+// embeds one of its own build (the Makefile builds it first: see
+// InitProgram), started from a sealed memory file; else this program
+// re-executed. Either way main (and TestMain) must call MaybeInit first
+// thing:
 //
 //	func main() {
 //		run.MaybeInit() // never returns in the re-executed init

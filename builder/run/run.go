@@ -181,12 +181,13 @@ func startInit(iso Isolation, network string, stdin io.Reader, stdout, stderr io
 	return &startedInit{cmd: cmd, cfgW: cfgW, statusR: statusR}, nil
 }
 
-// initCommand is this program re-executed as the init, in the namespaces
-// the isolation asks for. In chroot mode the init is started in new PID,
-// UTS and IPC namespaces and makes its mount namespace (and network
-// namespace, for Network "none") itself once it has its step, so that an
-// init can be started before the step's root is mounted (Runner); a
-// rootless init gets all of them, its user namespace first, from clone.
+// initCommand is the init (InitProgram: the embedded one, or this program
+// re-executed), in the namespaces the isolation asks for. In chroot mode
+// the init is started in new PID, UTS and IPC namespaces and makes its
+// mount namespace (and network namespace, for Network "none") itself once
+// it has its step, so that an init can be started before the step's root
+// is mounted (Runner); a rootless init gets all of them, its user
+// namespace first, from clone.
 func initCommand(iso Isolation, network string) *exec.Cmd {
 	flags := uintptr(unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
 	stage := stageChroot
@@ -197,7 +198,8 @@ func initCommand(iso Isolation, network string) *exec.Cmd {
 		}
 		stage = stageMap
 	}
-	cmd := exec.Command("/proc/self/exe")
+	prog, _ := InitProgram()
+	cmd := exec.Command(prog)
 	cmd.Args = []string{"kiln-run-init"}
 	cmd.Env = []string{envMarker + "=" + stage}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
