@@ -151,7 +151,8 @@ func (b *builder) runEnv() (*runEnvironment, error) {
 			snap, swhy = SnapshotWalk, "container isolation: the step runs on / itself"
 		}
 		e.overlay = snap == SnapshotOverlay
-		b.o.log.Info("RUN steps", "isolation", string(iso), "why", why, "snapshot", snap, "snapshot_why", swhy)
+		_, initWhy := run.InitProgram()
+		b.o.log.Info("RUN steps", "isolation", string(iso), "why", why, "snapshot", snap, "snapshot_why", swhy, "init", initWhy)
 		e.security, e.err = b.runSecurity(iso)
 		if e.err == nil {
 			e.runner = run.NewRunner(iso)

@@ -517,5 +517,9 @@ func TestLayerStoreStackedSteps(t *testing.T) {
 		if got != plain {
 			t.Fatalf("build %d: %s with stacked steps, %s unpacked: want the same image\n%s", i, got, plain, r.stderr)
 		}
+		// The e2e binary is built as the Makefile builds it (main_test.go).
+		if !strings.Contains(r.stderr, `init="the embedded init"`) {
+			t.Errorf("build %d: the steps' init should be the one embedded in kiln:\n%s", i, r.stderr)
+		}
 	}
 }
