@@ -54,6 +54,20 @@ RUN ["/bin/busybox", "sh", "-c", "echo more >> /keep/x && echo linked2 >> /h1 &&
 `, base)
 }
 
+// storeBuild returns a reproducible build of the context dir (images
+// from reg) with a cache folder and flags of the caller's: the image's
+// digest and the run.
+func storeBuild(t *testing.T, reg *harness.Registry, dir string) func(cache string, extra ...string) (string, result) {
+	return func(cache string, extra ...string) (string, result) {
+		md := filepath.Join(t.TempDir(), "md.json")
+		args := append([]string{"build", "--context", dir, "--reproducible", "--insecure-registry", reg.Addr, "--cache-dir", cache,
+			"--work-dir", t.TempDir(), "--output", "oci:" + filepath.Join(t.TempDir(), "out"), "--metadata-file", md, "--progress", "plain"}, extra...)
+		r := runKiln(t, args...)
+		mustExit(t, r, 0)
+		return readBuildMeta(t, md).Digest, r
+	}
+}
+
 func needStore(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -74,14 +88,7 @@ func TestLayerStoreSameImage(t *testing.T) {
 	base := storeBase(t, reg)
 	dir := t.TempDir()
 	writeContext(t, dir, map[string]string{"Dockerfile": treeDockerfile(base)})
-	build := func(cache string, extra ...string) (string, result) {
-		md := filepath.Join(t.TempDir(), "md.json")
-		args := append([]string{"build", "--context", dir, "--reproducible", "--insecure-registry", reg.Addr, "--cache-dir", cache,
-			"--work-dir", t.TempDir(), "--output", "oci:" + filepath.Join(t.TempDir(), "out"), "--metadata-file", md, "--progress", "plain"}, extra...)
-		r := runKiln(t, args...)
-		mustExit(t, r, 0)
-		return readBuildMeta(t, md).Digest, r
-	}
+	build := storeBuild(t, reg, dir)
 	plain, _ := build(t.TempDir(), "--layer-store=false")
 	cache := t.TempDir()
 	cold, r1 := build(cache)
@@ -203,14 +210,7 @@ func TestLayerStoreTars(t *testing.T) {
 	base := storeBase(t, reg)
 	dir := t.TempDir()
 	writeContext(t, dir, map[string]string{"Dockerfile": treeDockerfile(base)})
-	build := func(cache string, extra ...string) (string, result) {
-		md := filepath.Join(t.TempDir(), "md.json")
-		args := append([]string{"build", "--context", dir, "--reproducible", "--insecure-registry", reg.Addr, "--cache-dir", cache,
-			"--work-dir", t.TempDir(), "--output", "oci:" + filepath.Join(t.TempDir(), "out"), "--metadata-file", md, "--progress", "plain"}, extra...)
-		r := runKiln(t, args...)
-		mustExit(t, r, 0)
-		return readBuildMeta(t, md).Digest, r
-	}
+	build := storeBuild(t, reg, dir)
 	plain, _ := build(t.TempDir(), "--layer-store=false", "--snapshot", "walk")
 	cache := t.TempDir()
 	first, r1 := build(cache, "--snapshot", "walk")
@@ -435,15 +435,11 @@ func TestLayerStoreOwnLayers(t *testing.T) {
 	base := storeBase(t, reg)
 	dir := t.TempDir()
 	cache := t.TempDir()
+	buildContext := storeBuild(t, reg, dir)
 	build := func(content string, extra ...string) (string, result) {
 		writeContext(t, dir, map[string]string{"app.txt": content, "Dockerfile": "FROM " + base + "\nCOPY app.txt /keep/app.txt\n" +
 			"RUN [\"/bin/busybox\", \"sh\", \"-c\", \"cat /keep/app.txt /keep/x /keep/secret > /seen && echo more >> /keep/app.txt\"]\n"})
-		md := filepath.Join(t.TempDir(), "md.json")
-		args := append([]string{"build", "--context", dir, "--reproducible", "--insecure-registry", reg.Addr, "--cache-dir", cache,
-			"--work-dir", t.TempDir(), "--output", "oci:" + filepath.Join(t.TempDir(), "out"), "--metadata-file", md, "--progress", "plain"}, extra...)
-		r := runKiln(t, args...)
-		mustExit(t, r, 0)
-		return readBuildMeta(t, md).Digest, r
+		return buildContext(cache, extra...)
 	}
 	for i, content := range []string{"one\n", "two\n"} {
 		got, r := build(content)
@@ -499,14 +495,7 @@ func TestLayerStoreStackedSteps(t *testing.T) {
 		"COPY --from=two /tree.txt /tree-two.txt\n" +
 		treeRun
 	writeContext(t, dir, map[string]string{"Dockerfile": df, "app.txt": "app\n"})
-	build := func(cache string, extra ...string) (string, result) {
-		md := filepath.Join(t.TempDir(), "md.json")
-		args := append([]string{"build", "--context", dir, "--reproducible", "--insecure-registry", reg.Addr, "--cache-dir", cache,
-			"--work-dir", t.TempDir(), "--output", "oci:" + filepath.Join(t.TempDir(), "out"), "--metadata-file", md, "--progress", "plain"}, extra...)
-		r := runKiln(t, args...)
-		mustExit(t, r, 0)
-		return readBuildMeta(t, md).Digest, r
-	}
+	build := storeBuild(t, reg, dir)
 	plain, _ := build(t.TempDir(), "--layer-store=false")
 	cache := t.TempDir()
 	for i := 1; i <= 2; i++ {

@@ -15,6 +15,15 @@
 //	stats, err := o.Diff(ctx, layerFile) // unmounts; root now holds the step's result
 //	// or, when the step failed: o.Close() // root unchanged
 //
+// Diff is Detach (unmount, read the change) and Change.Apply. A caller that
+// mounts root itself as an overlay of layer folders can instead keep the
+// change as a folder of its own and stack it on root (Change.Keep, after
+// moving the upper directory's entries there), then write its layer later
+// (Change.Write), while the next step runs:
+//
+//	c, err := o.Detach(ctx)
+//	if c.Stackable() { /* move c.Dir()'s entries to dir, remount root over dir */ stats, err = c.Keep(dir); go c.Write(ctx, layerFile) }
+//
 // Walk compares the tree with a stat record taken before the step (size,
 // mode, owner, mtime, ctime, inode, link count, link target, and the xattrs
 // of entries changed in the second before it) and works everywhere:
