@@ -491,8 +491,8 @@ func (b *builder) stackChange(ctx context.Context, s *stageState, c *snapshot.Ch
 	}
 	root := s.root.Dir()
 	old := *s.stack
-	var dirs [4]string // the change, the stage's earlier upper, the new upper, its work folder
-	for i, prefix := range []string{"layer-", "stage-lower-", "stage-upper-", "stage-work-"} {
+	var dirs [2]string // the change, what the stage's upper held
+	for i, prefix := range []string{"layer-", "stage-lower-"} {
 		d, err := os.MkdirTemp(b.work, prefix)
 		if err != nil {
 			return nil, false, err
@@ -501,11 +501,10 @@ func (b *builder) stackChange(ctx context.Context, s *stageState, c *snapshot.Ch
 		dirs[i] = d
 	}
 	step, prev := dirs[0], dirs[1]
-	// The merged root shows its upper folder's owner, mode and times.
-	if err := layerstore.CopyRootAttrs(root, dirs[2]); err != nil {
+	to := layerstore.Stack{Lowers: append([]string{step, prev}, old.Lowers...)}
+	if err := b.freshUpper(&to, root); err != nil {
 		return nil, false, err
 	}
-	to := layerstore.Stack{Lowers: append([]string{step, prev}, old.Lowers...), Upper: dirs[2], Work: dirs[3]}
 	if err := layerstore.CanMount(to.Lowers, to.Upper, to.Work); err != nil {
 		b.o.log.Debug("RUN step's change applied, not stacked", "stage", s.name, "reason", err.Error())
 		return nil, false, nil
@@ -532,8 +531,13 @@ func (b *builder) stackChange(ctx context.Context, s *stageState, c *snapshot.Ch
 		if merr := moveEntries(step, c.Dir()); merr != nil {
 			return nil, false, fmt.Errorf("stage %s: stacking a RUN step's change: %w; and moving it back: %v", s.name, err, merr)
 		}
-		back := layerstore.Stack{Lowers: to.Lowers[1:], Upper: to.Upper, Work: to.Work}
-		if merr := layerstore.Mount(back.Lowers, back.Upper, back.Work, root); merr != nil {
+		// Fresh folders again: the failed mount may have marked its own.
+		back := layerstore.Stack{Lowers: to.Lowers[1:]}
+		merr := b.freshUpper(&back, to.Upper)
+		if merr == nil {
+			merr = layerstore.Mount(back.Lowers, back.Upper, back.Work, root)
+		}
+		if merr != nil {
 			return nil, false, fmt.Errorf("stage %s: stacking a RUN step's change: %w; and mounting the stage back: %v", s.name, err, merr)
 		}
 		s.stack = &back
@@ -558,6 +562,21 @@ func (b *builder) stackChange(ctx context.Context, s *stageState, c *snapshot.Ch
 	}
 	lf.writeBehind(&b.pending, func(w io.Writer) error { return c.Write(ctx, w) })
 	return stats, true, nil
+}
+
+// freshUpper gives st a new upper folder, with the root attributes of the
+// folder like (the merged root shows its upper folder's owner, mode and
+// times), and a new work folder.
+func (b *builder) freshUpper(st *layerstore.Stack, like string) error {
+	for _, d := range []*string{&st.Upper, &st.Work} {
+		dir, err := os.MkdirTemp(b.work, "stage-")
+		if err != nil {
+			return err
+		}
+		b.roots = append(b.roots, dir)
+		*d = dir
+	}
+	return layerstore.CopyRootAttrs(like, st.Upper)
 }
 
 // moveEntries moves the entries of folder from into folder to (on the

@@ -512,3 +512,32 @@ func TestLayerStoreStackedSteps(t *testing.T) {
 		}
 	}
 }
+
+// TestLayerStoreTallStack: a stage with more RUN steps than one overlay
+// mount can stack (its options carry one page of folder names) stacks what
+// fits, then applies each further step to the stage: the image is the
+// unpacked build's.
+func TestLayerStoreTallStack(t *testing.T) {
+	needStore(t)
+	reg := harness.NewRegistry(t)
+	base := storeBase(t, reg)
+	dir := t.TempDir()
+	df := "FROM " + base + "\n"
+	const steps = 80
+	for i := range steps {
+		df += fmt.Sprintf("RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo %d >> /keep/log && echo %d > /keep/f%d && rm -f /keep/f%d\"]\n", i, i, i, i-1)
+	}
+	df += strings.SplitN(treeDockerfile(base), "\n", 3)[1] + "\n"
+	writeContext(t, dir, map[string]string{"Dockerfile": df})
+	build := storeBuild(t, reg, dir)
+	plain, _ := build(t.TempDir(), "--layer-store=false")
+	got, r := build(t.TempDir())
+	behind, applied := strings.Count(r.stderr, "layer_behind=true"), strings.Count(r.stderr, "layer_behind=false")
+	t.Logf("%d steps stacked, %d applied", behind, applied)
+	if behind < 10 || applied < 1 || behind+applied != steps+1 {
+		t.Errorf("%d steps stacked and %d applied, want some of each (%d in all)", behind, applied, steps+1)
+	}
+	if got != plain {
+		t.Fatalf("%s with a stack taller than one mount, %s unpacked: want the same image\n%s", got, plain, r.stderr)
+	}
+}
