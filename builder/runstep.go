@@ -337,7 +337,7 @@ func (b *builder) runCmd(ctx context.Context, s *stageState, c *instructions.Run
 		"snapshot_seconds", roundSeconds(time.Since(start)-stepTime), "files", stats.Files, "dirs", stats.Dirs,
 		"whiteouts", stats.Whiteouts+stats.Opaque, "bytes", stats.Bytes, "scanned", stats.Scanned, "layer_behind", lf.done != nil)
 	createdBy := "RUN " + runHistory(spec.Args, s.buildArgs, s.vars) + " # buildkit"
-	if stats.Files+stats.Dirs+stats.Symlinks+stats.Hardlinks+stats.Devices+stats.Whiteouts+stats.Opaque == 0 {
+	if stats.Empty() {
 		_ = os.Remove(layerPath)
 		s.history(b.created, createdBy, true)
 		switch {
@@ -387,9 +387,8 @@ func (b *builder) snapshotStep(ctx context.Context, env *runEnvironment, s *stag
 	root := s.root.Dir()
 	opts := snapshot.Options{Exclude: exclude, SourceDateEpoch: b.epoch, MapIDs: env.mapIDs}
 	var stats *snapshot.Stats
-	behind := false
 	if env.overlay {
-		stats, behind, err = b.overlayStep(ctx, s, opts, lf, step)
+		stats, err = b.overlayStep(ctx, s, opts, lf, step)
 	} else {
 		stats, err = walkStep(ctx, root, opts, lf, step)
 	}
@@ -397,7 +396,7 @@ func (b *builder) snapshotStep(ctx context.Context, env *runEnvironment, s *stag
 		lf.abort()
 		return nil, nil, err
 	}
-	if behind {
+	if lf.done != nil { // written behind (stackChange)
 		return stats, lf, nil
 	}
 	if err := lf.close(); err != nil {
@@ -423,46 +422,45 @@ func walkStep(ctx context.Context, root string, opts snapshot.Options, out io.Wr
 
 // overlayStep runs step on an overlay of the stage's root. Its change is
 // stacked on the root when the root is a stack of layer folders and the
-// change can be (see stackChange): then behind is true and the layer is
-// being written to lf behind the build; else it is applied to the root and
+// change can be (see stackChange): then the layer may be being written to
+// lf behind the build (lf.done is set); else it is applied to the root and
 // written to lf (still open) before overlayStep returns.
-func (b *builder) overlayStep(ctx context.Context, s *stageState, opts snapshot.Options, lf *layerFile, step func(string) error) (stats *snapshot.Stats, behind bool, err error) {
+func (b *builder) overlayStep(ctx context.Context, s *stageState, opts snapshot.Options, lf *layerFile, step func(string) error) (*snapshot.Stats, error) {
 	root := s.root.Dir()
 	scratch, err := os.MkdirTemp(b.work, "overlay-")
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	defer os.RemoveAll(scratch) // a stacked change is moved out of it first
 	o, err := snapshot.NewOverlay(root, scratch, opts)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	defer o.Close()
 	merged, err := o.Mount(ctx)
 	if err != nil {
 		if errors.Is(err, snapshot.ErrOverlayUnsupported) && (b.o.snapshot == "" || b.o.snapshot == SnapshotAuto) {
 			b.o.log.Warn("overlay snapshot refused here; walking the filesystem instead", "err", err)
-			stats, err := walkStep(ctx, root, opts, lf, step)
-			return stats, false, err
+			return walkStep(ctx, root, opts, lf, step)
 		}
-		return nil, false, fmt.Errorf("mounting the overlay for RUN: %w", err)
+		return nil, fmt.Errorf("mounting the overlay for RUN: %w", err)
 	}
 	if err := step(merged); err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	c, err := o.Detach(ctx)
 	if err != nil {
-		return nil, false, fmt.Errorf("snapshotting the change (overlay): %w", err)
+		return nil, fmt.Errorf("snapshotting the change (overlay): %w", err)
 	}
 	stats, stacked, err := b.stackChange(ctx, s, c, lf)
 	if stacked || err != nil {
-		return stats, stacked && lf.done != nil, err
+		return stats, err
 	}
 	stats, err = c.Apply(ctx, lf)
 	if err != nil {
-		return nil, false, fmt.Errorf("snapshotting the change (overlay): %w", err)
+		return nil, fmt.Errorf("snapshotting the change (overlay): %w", err)
 	}
-	return stats, false, nil
+	return stats, nil
 }
 
 // stackChange lays a RUN step's change over the stage's root instead of
@@ -553,7 +551,7 @@ func (b *builder) stackChange(ctx context.Context, s *stageState, c *snapshot.Ch
 	if err != nil {
 		return nil, true, err
 	}
-	if stats.Files+stats.Dirs+stats.Symlinks+stats.Hardlinks+stats.Devices+stats.Whiteouts+stats.Opaque == 0 {
+	if stats.Empty() {
 		// Sockets alone: runCmd drops the layer, which must be done by then.
 		if err := c.Write(ctx, lf); err != nil {
 			return nil, true, err

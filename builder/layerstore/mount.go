@@ -89,29 +89,6 @@ type Stack struct {
 	Upper, Work string
 }
 
-// Remount replaces the stack mounted on target (from, as given to Mount)
-// with another (to): it unmounts target, which must not be busy (then
-// nothing changed, and the error matches ErrCannotMount), and mounts to;
-// should that fail, it mounts from back. An error matching ErrCannotMount
-// leaves from mounted; any other leaves target unmounted.
-func Remount(target string, from, to Stack) error {
-	if err := CanMount(to.Lowers, to.Upper, to.Work); err != nil {
-		return err
-	}
-	if err := unix.Unmount(target, 0); err != nil {
-		return fmt.Errorf("%w: unmounting %s: %v", ErrCannotMount, target, err)
-	}
-	err := Mount(to.Lowers, to.Upper, to.Work, target)
-	if err == nil {
-		return nil
-	}
-	if rerr := Mount(from.Lowers, from.Upper, from.Work, target); rerr != nil {
-		// Not ErrCannotMount: target is left unmounted.
-		return fmt.Errorf("remounting %s: %v; and mounting it back as it was: %v", target, err, rerr)
-	}
-	return err // ErrCannotMount, with from mounted as before
-}
-
 // CopyRootAttrs gives dir the owner, mode and times of the folder from:
 // an overlay's merged root shows its upper folder's attributes, which must
 // be those of the image's root, not of a folder kiln made.

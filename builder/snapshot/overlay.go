@@ -24,7 +24,6 @@ type Overlay struct {
 	opts    Options
 	exclude excluder
 	mounted bool
-	kept    bool // the upper directory is the caller's (Change.Keep)
 }
 
 // NewOverlay returns an Overlay of the tree at root that keeps its upper,
@@ -146,11 +145,11 @@ func (o *Overlay) Diff(ctx context.Context, out io.Writer) (*Stats, error) {
 
 // Change is what a step changed, as the upper directory of its overlay
 // holds it once Detach has read it. It is either applied to root and
-// written as a layer at once (Apply, which is Diff), or kept: the upper
-// directory, left in place, is then the step's result as a folder of its
-// own, which a caller stacking layer folders in an overlay mount lays over
-// root instead of applying it, and whose layer it writes later (Write),
-// while the next steps run.
+// written as a layer at once (Apply, which is Diff), or kept: the caller
+// moves the upper directory's entries into a folder of its own (Keep),
+// which is then the step's result as a folder, laid over root by a caller
+// stacking layer folders in an overlay mount instead of applying it, and
+// whose layer it writes later (Write), while the next steps run.
 type Change struct {
 	o       *Overlay
 	changes []change
@@ -158,8 +157,7 @@ type Change struct {
 	// added: other names of copied-up hardlinks, which the layer holds but
 	// the upper directory does not (see links.go): only Apply gives them.
 	added bool
-	kept  bool
-	src   string // where a kept change is read from (Keep)
+	src   string // where a kept change is read from (Keep); "" until kept
 }
 
 // Detach unmounts the overlay and reads the step's change from its upper
@@ -191,7 +189,7 @@ func (o *Overlay) Detach(ctx context.Context) (*Change, error) {
 // Apply writes the layer to out and applies it to root, then empties the
 // scratch directory.
 func (c *Change) Apply(ctx context.Context, out io.Writer) (*Stats, error) {
-	if c.kept {
+	if c.src != "" {
 		return nil, errors.New("internal error: a kept change applied")
 	}
 	if err := c.o.writeAndApply(ctx, c.changes, out, c.stats); err != nil {
@@ -211,21 +209,16 @@ func (c *Change) Empty() bool { return len(c.changes) == 0 }
 // hardlinked file the step wrote, which only Apply makes.
 func (c *Change) Stackable() bool { return !c.added }
 
-// Keep empties the scratch directory but for the upper directory, whose
-// entries the caller moved (or will move) to dir, a folder of its own:
-// the change is read from there (Write), and nothing may write to it. It
-// returns the layer's counts as Write will find them, and the scan's
+// Keep takes the change as the caller moved it: the upper directory's
+// entries are in dir, a folder of its own, which nothing may write to; the
+// change is read from there (Write), and the Overlay is closed as usual.
+// It returns the layer's counts as Write will find them, and the scan's
 // warnings.
 func (c *Change) Keep(dir string) (*Stats, error) {
 	if !c.Stackable() {
 		return nil, errors.New("internal error: a change with hardlinks only the layer holds was kept")
 	}
-	c.kept, c.o.kept, c.src = true, true, dir
-	for _, d := range []string{c.o.work(), c.o.merged()} {
-		if err := os.RemoveAll(d); err != nil {
-			return nil, fmt.Errorf("cleaning overlay scratch: %w", err)
-		}
-	}
+	c.src = dir
 	if err := countChanges(dir, c.changes, c.stats); err != nil {
 		return nil, err
 	}
@@ -239,7 +232,7 @@ func (c *Change) Dir() string { return c.o.upper() }
 // directory, which must not change until it returns; its counts are
 // Keep's.
 func (c *Change) Write(ctx context.Context, out io.Writer) error {
-	if !c.kept {
+	if c.src == "" {
 		return errors.New("internal error: a change written but not kept")
 	}
 	return newLayerWriter(c.src, c.o.opts, out, &Stats{}).write(ctx, c.changes)
@@ -272,11 +265,7 @@ func (o *Overlay) unmount() error {
 }
 
 func (o *Overlay) clean() error {
-	dirs := []string{o.upper(), o.work(), o.merged()}
-	if o.kept {
-		dirs = dirs[1:] // the caller's now (Change.Keep)
-	}
-	for _, d := range dirs {
+	for _, d := range []string{o.upper(), o.work(), o.merged()} {
 		if err := os.RemoveAll(d); err != nil {
 			return fmt.Errorf("cleaning overlay scratch: %w", err)
 		}

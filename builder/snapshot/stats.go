@@ -17,3 +17,8 @@ type Stats struct {
 	// the hardlinks overlay split (see Overlay.scan).
 	Warnings []string
 }
+
+// Empty tells a snapshot that wrote no entry: no layer is needed.
+func (s *Stats) Empty() bool {
+	return s.Files+s.Dirs+s.Symlinks+s.Hardlinks+s.Devices+s.Whiteouts+s.Opaque == 0
+}
