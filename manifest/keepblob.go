@@ -20,7 +20,9 @@ import (
 //
 //   - A layer whose blob is a file (a layout's, the warm cache's) is read
 //     and hashed now, in the background, while the build goes on; its open
-//     file is kept for the output.
+//     file is kept for the output, and marked as checked (markXattr). A
+//     file that carries the mark of this blob for its size and mtime now
+//     is kept at once, unread.
 //   - A layer read from a registry is copied into dir (a private folder
 //     that outlives the output: the build's work folder) as it is read
 //     whole for the first time, the build unpacking it, and kept there if
@@ -57,7 +59,12 @@ func KeepBlobs(ctx context.Context, img v1.Image, dir string) {
 			close(k.ahead) // spooled when read
 			continue
 		}
-		go k.checkAhead(ctx, newVerifyReader(f, vl.desc.Digest, vl.desc.Size, vl.what+" ("+vl.desc.Digest.String()+")"), f)
+		if markedVerified(f, vl.desc.Digest, vl.desc.Size) {
+			k.file = f // read whole and checked before, unchanged since (markXattr)
+			close(k.ahead)
+			continue
+		}
+		go k.checkAhead(ctx, newVerifyReader(f, vl.desc.Digest, vl.desc.Size, vl.what+" ("+vl.desc.Digest.String()+")"), f, vl.desc.Digest)
 	}
 }
 
@@ -80,15 +87,16 @@ type keptBlob struct {
 	spooling bool     // a read is copying it now
 }
 
-// checkAhead reads the blob file f whole through vr, keeping f if it
-// matches. A mismatch is left for the output to find and report, reading
+// checkAhead reads the blob file f whole through vr, keeping (and
+// marking) f if it matches blob h. A mismatch is left for the output to find and report, reading
 // the blob again as it would have without KeepBlobs.
-func (k *keptBlob) checkAhead(ctx context.Context, vr *verifyReader, f *os.File) {
+func (k *keptBlob) checkAhead(ctx context.Context, vr *verifyReader, f *os.File, h v1.Hash) {
 	defer close(k.ahead)
 	if err := drain(ctx, vr); err != nil {
 		f.Close()
 		return
 	}
+	markVerified(f, h, false)
 	k.mu.Lock()
 	k.file = f
 	k.mu.Unlock()

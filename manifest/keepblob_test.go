@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sys/unix"
 )
 
 // counted is a layer that counts the reads of its blob, as a registry
@@ -153,5 +154,74 @@ func TestKeepBlobsChecksCachedBlobsAhead(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A blob kiln committed carries the mark of its check: its output link
+// then needs no second read. One written in place since (same inode, new
+// mtime) is hashed again and refused.
+func TestKeepBlobsTrustsMarkedBlobs(t *testing.T) {
+	root := t.TempDir()
+	cache, img := cachedImage(t, filepath.Join(root, "cache"))
+	h := layerDigests(t, img)[0]
+	p := cache.BlobPath(h)
+	if _, err := unix.Getxattr(p, markXattr, make([]byte, 256)); errors.Is(err, unix.ENOTSUP) {
+		t.Skip("no user xattrs on this filesystem: blobs are hashed on every use")
+	} else if err != nil {
+		t.Fatalf("a committed blob carries no mark: %v", err)
+	}
+	kept := func(img v1.Image) *keptBlob {
+		layers, _ := img.Layers()
+		for _, l := range layers {
+			if d, _ := l.Digest(); d == h {
+				return unwrapVerified(l).kept.Load()
+			}
+		}
+		t.Fatalf("no layer %s", h)
+		return nil
+	}
+	KeepBlobs(context.Background(), img, filepath.Join(root, "work"))
+	select {
+	case <-kept(img).ahead:
+	default:
+		t.Fatal("a marked blob is being read ahead, want it kept at once")
+	}
+	if kept(img).file == nil {
+		t.Fatal("a marked blob was not kept")
+	}
+
+	// Damaged in place: the inode keeps its mark, but its mtime moves on.
+	if err := os.Chmod(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{'!'}, 10); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := os.Chmod(p, blobMode); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := cache.ImageByDigest(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img, err = VerifiedImage(raw, "base"); err != nil {
+		t.Fatal(err)
+	}
+	KeepBlobs(context.Background(), img, filepath.Join(root, "work"))
+	out, err := OpenLayout(filepath.Join(root, "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := out.WriteImage(context.Background(), img, "app"); !errors.Is(err, ErrIntegrity) {
+		t.Fatalf("writing an image with a blob damaged in place: %v, want ErrIntegrity", err)
 	}
 }

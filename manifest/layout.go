@@ -486,6 +486,7 @@ func (w *BlobWriter) commit() error {
 			return fmt.Errorf("blob %s: %w: content hashes to sha256:%s", w.want, ErrDigestMismatch, got)
 		}
 	}
+	markVerified(w.f, w.want, true) // checked whole on the way in, by w.h or by its source
 	if err := w.f.Sync(); err != nil {
 		return fmt.Errorf("syncing blob %s: %w", w.want, w.noSpace(err))
 	}

@@ -208,8 +208,10 @@ func rehash(b manifest.StoredBlob) (msg string, fi os.FileInfo, bad bool) {
 		return "reading: " + err.Error(), fi, false
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != b.Hash.Hex {
+		manifest.UnmarkVerified(f) // builds hash it again, and refuse it
 		return "content hashes to sha256:" + got, fi, true
 	}
+	manifest.MarkVerified(f, b.Hash)
 	return "", fi, false
 }
 

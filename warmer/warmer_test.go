@@ -2,6 +2,7 @@ package warmer
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sys/unix"
 
 	"kiln/manifest"
 	"kiln/platform"
@@ -459,5 +461,68 @@ func TestRefreshKeepsCacheWhenRegistryIsDown(t *testing.T) {
 	r := rep.Results[0]
 	if !rep.OK() || r.Status != StatusFresh || !strings.Contains(r.Warning, "could not revalidate") {
 		t.Fatalf("want fresh with a warning, got %+v", r)
+	}
+}
+
+// Damage a stat cannot see (same size, mtime put back, as bit rot) is
+// found by --verify, which drops the blob's mark so that builds hash the
+// blob again and refuse it; a good blob keeps its mark.
+func TestVerifyDropsTheMarkOfADamagedBlob(t *testing.T) {
+	reg := newTestRegistry(t)
+	ref := reg.ref("rot:1")
+	pushIndex(t, ref, layer(t), "linux/amd64")
+	dir := t.TempDir()
+	w := newWarmer(t, dir)
+	if rep, err := w.Warm(context.Background(), items(ref, "linux/amd64")); err != nil || !rep.OK() {
+		t.Fatal(err)
+	}
+	l, _ := manifest.OpenLayout(dir)
+	img, _, err := l.Image(mustRef(t, ref), platform.MustParse("linux/amd64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := img.Layers()
+	d, _ := layers[0].Digest()
+	p := l.BlobPath(d)
+	const mark = "user.kiln.verified"
+	if _, err := unix.Getxattr(p, mark, make([]byte, 256)); errors.Is(err, unix.ENOTSUP) {
+		t.Skip("no user xattrs on this filesystem")
+	} else if err != nil {
+		t.Fatalf("a warmed blob carries no mark: %v", err)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{0}, fi.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := os.Chtimes(p, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	vr, err := w.Verify(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vr.OK() {
+		t.Fatalf("verify missed damage of the same size and mtime")
+	}
+	if _, err := unix.Getxattr(p, mark, make([]byte, 256)); !errors.Is(err, unix.ENODATA) {
+		t.Errorf("the damaged blob's mark: %v, want it dropped", err)
+	}
+	m, _ := img.Manifest()
+	if _, err := unix.Getxattr(l.BlobPath(m.Config.Digest), mark, make([]byte, 256)); err != nil {
+		t.Errorf("a good blob's mark after verify: %v", err)
 	}
 }
