@@ -432,12 +432,30 @@ func (b *builder) overlayStep(ctx context.Context, s *stageState, opts snapshot.
 		return nil, err
 	}
 	defer os.RemoveAll(scratch) // a stacked change is moved out of it first
+	if s.stack != nil {
+		// The stage's folders, if its upper holds nothing: the step's
+		// overlay is then one overlay, not one on the stage's.
+		if empty, err := emptyDir(s.stack.Upper); err == nil && empty {
+			opts.Lowers, opts.UserXattr = s.stack.Lowers, layerstore.UserXattr()
+		}
+	}
 	o, err := snapshot.NewOverlay(root, scratch, opts)
 	if err != nil {
 		return nil, err
 	}
-	defer o.Close()
+	defer func() { _ = o.Close() }()
 	merged, err := o.Mount(ctx)
+	if err != nil && len(opts.Lowers) > 0 {
+		b.o.log.Debug("RUN step's overlay mounted on the stage, not on its folders", "stage", s.name, "reason", err.Error())
+		opts.Lowers = nil
+		if err := o.Close(); err != nil {
+			return nil, err
+		}
+		if o, err = snapshot.NewOverlay(root, scratch, opts); err != nil {
+			return nil, err
+		}
+		merged, err = o.Mount(ctx)
+	}
 	if err != nil {
 		if errors.Is(err, snapshot.ErrOverlayUnsupported) && (b.o.snapshot == "" || b.o.snapshot == SnapshotAuto) {
 			b.o.log.Warn("overlay snapshot refused here; walking the filesystem instead", "err", err)

@@ -36,6 +36,11 @@ var userNS = sync.OnceValue(func() string {
 	return "userns-" + hex.EncodeToString(sum[:8])
 })
 
+// UserXattr tells whether this process's store keeps overlay's whiteout
+// and opaque marks in user.overlay.* xattrs (a user namespace other than
+// the initial): an overlay mounted on its folders must say userxattr.
+func UserXattr() bool { return userNS() != "" }
+
 // mountExtras adapts overlay option sets to this user namespace: in one
 // other than the initial, overlay keeps its whiteout and opaque marks in
 // user.overlay.* xattrs (userxattr), and a store made there must never be

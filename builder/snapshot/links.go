@@ -190,6 +190,9 @@ func (o *Overlay) findLowerNames(ctx context.Context, sets map[fileHandle]*linkS
 			}
 			mu.Lock()
 			ls := sets[fileHandle{typ: h.Type(), fid: string(h.Bytes())}]
+			if inner, ok := innerHandle(h.Bytes()); ok && ls == nil {
+				ls = sets[inner]
+			}
 			if ls != nil {
 				ls.names = append(ls.names, child)
 				ls.nlink = uint64(st.Nlink)
@@ -207,6 +210,19 @@ func (o *Overlay) findLowerNames(ctx context.Context, sets map[fileHandle]*linkS
 		err = nil
 	}
 	return err
+}
+
+// innerHandle is the handle of the real file an overlay's file handle
+// (struct ovl_fh: 3 bytes of padding, then an ovl_fb) stands for. The
+// index of an overlay mounted on the folders of a stage (Options.Lowers)
+// names lower files by their real handles, while root, the stage's own
+// overlay, gives its files overlay handles wrapping those.
+func innerHandle(b []byte) (fileHandle, bool) {
+	if len(b) < 3+21 || b[3+1] != 0xfb || int(b[3+2]) > len(b)-3 || int(b[3+2]) < 21 {
+		return fileHandle{}, false
+	}
+	fb := b[3 : 3+int(b[3+2])]
+	return fileHandle{typ: int32(fb[4]), fid: string(fb[21:])}, true
 }
 
 // lowerVisible tells whether the merged tree showed rel from the lower

@@ -18,6 +18,18 @@ type Options struct {
 	// the layer records: a rootless step's files belong to host ids that
 	// stand for the user namespace's (run.ContainerIDs).
 	MapIDs func(uid, gid int) (int, int)
+	// Lowers, when set, are the folders (the top first) an Overlay mounts
+	// the step's overlay on instead of root: together they must show
+	// exactly what root shows (a stage that is itself an overlay of these
+	// folders, with nothing in its upper folder), and none of them may be
+	// another mount's upper folder. A step's file operations then cross
+	// one overlay, not an overlay on an overlay, which costs them two to
+	// three times as much. root is still what the change is read against.
+	Lowers []string
+	// UserXattr says that Lowers keep overlay's whiteout and opaque marks
+	// in user.overlay.* xattrs (a store made in a user namespace): the
+	// overlay is then mounted with userxattr, and only then.
+	UserXattr bool
 }
 
 // excluder answers whether a path relative to the root is excluded.

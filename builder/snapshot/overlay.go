@@ -40,7 +40,7 @@ func NewOverlay(root, scratch string, opts Options) (*Overlay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("overlay scratch %s: %w", scratch, err)
 	}
-	for _, p := range []string{absRoot, absScratch} {
+	for _, p := range append([]string{absRoot, absScratch}, opts.Lowers...) {
 		if strings.ContainsAny(p, ",:") {
 			return nil, fmt.Errorf("overlay path %q holds ',' or ':': %w", p, ErrOverlayUnsupported)
 		}
@@ -62,7 +62,7 @@ func (o *Overlay) upper() string  { return filepath.Join(o.scratch, "upper") }
 func (o *Overlay) work() string   { return filepath.Join(o.scratch, "work") }
 func (o *Overlay) merged() string { return filepath.Join(o.scratch, "merged") }
 
-// Mount mounts the overlay (lower: root) and returns the merged directory
+// Mount mounts the overlay (lower: root, or Options.Lowers) and returns the merged directory
 // the step must run in. Until Diff, root must not be written. A refused
 // mount returns an error matching ErrOverlayUnsupported.
 func (o *Overlay) Mount(ctx context.Context) (string, error) {
@@ -80,7 +80,12 @@ func (o *Overlay) Mount(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("preparing overlay scratch: %w", err)
 		}
 	}
-	if err := mountOverlay(o.root, o.upper(), o.work(), o.merged()); err != nil {
+	lower, opts := o.root, mountOptions()
+	if len(o.opts.Lowers) > 0 {
+		lower = strings.Join(o.opts.Lowers, ":")
+		opts = withUserXattr(opts, o.opts.UserXattr)
+	}
+	if err := mountOverlay(lower, o.upper(), o.work(), o.merged(), opts); err != nil {
 		return "", err
 	}
 	o.mounted = true
@@ -111,11 +116,25 @@ func mountOptions() []string {
 	return opts
 }
 
-// mountOverlay mounts lower+upper on merged.
-func mountOverlay(lower, upper, work, merged string) error {
+// withUserXattr keeps the option sets that say userxattr, or those that
+// do not: folders made by another overlay must be read with the xattrs it
+// wrote.
+func withUserXattr(opts []string, user bool) []string {
+	var out []string
+	for _, o := range opts {
+		if strings.Contains(o, ",userxattr") == user {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// mountOverlay mounts lower+upper on merged, with the first of the option
+// sets opts the kernel takes.
+func mountOverlay(lower, upper, work, merged string, opts []string) error {
 	base := "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work
 	var err error
-	for _, extra := range mountOptions() {
+	for _, extra := range opts {
 		err = unix.Mount("overlay", merged, "overlay", unix.MS_NODEV, base+extra)
 		if err == nil {
 			return nil

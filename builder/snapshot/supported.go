@@ -29,7 +29,7 @@ func probeOverlay() (bool, string) {
 			return false, fmt.Sprintf("preparing the probe: %v", err)
 		}
 	}
-	if err := mountOverlay(paths[0], paths[1], paths[2], paths[3]); err != nil {
+	if err := mountOverlay(paths[0], paths[1], paths[2], paths[3], mountOptions()); err != nil {
 		return false, err.Error()
 	}
 	if err := unix.Unmount(paths[3], 0); err != nil {
