@@ -54,7 +54,7 @@ func (b *builder) useLayerStore() bool {
 	}
 	iso := b.o.isolation
 	if iso == "" {
-		iso, _ = b.detected.get()
+		iso, _ = run.Detected()
 	}
 	return iso == run.Chroot || (iso == run.Rootless && run.InOwnUserNamespace())
 }

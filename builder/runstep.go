@@ -76,23 +76,10 @@ type runEnvironment struct {
 	err       error
 }
 
-// detectedIsolation is run.Detect's answer, asked at most once per build:
-// it starts a process, and both the layer store's choice and the first RUN
-// want it.
-type detectedIsolation struct {
-	once sync.Once
-	iso  run.Isolation
-	why  string
-}
-
-func (d *detectedIsolation) get() (run.Isolation, string) {
-	d.once.Do(func() { d.iso, d.why = run.Detect() })
-	return d.iso, d.why
-}
-
-// detectAhead starts run.Detect in the background when the isolation was
-// not asked for and a stage has a RUN step: its probe process then starts
-// while the bases are fetched and mounted, not in front of the first RUN.
+// detectAhead starts run.Detect in the background (run.DetectAhead) when
+// the isolation was not asked for and a stage has a RUN step: its probe
+// process, and the first step's init, then start while the bases are
+// fetched and mounted, not in front of the first RUN.
 func (b *builder) detectAhead() {
 	if b.o.isolation != "" {
 		return
@@ -100,7 +87,7 @@ func (b *builder) detectAhead() {
 	for _, st := range b.plan.Stages {
 		for _, cmd := range st.Commands {
 			if _, ok := cmd.(*instructions.RunCommand); ok {
-				go b.detected.get()
+				run.DetectAhead()
 				return
 			}
 		}
@@ -113,7 +100,7 @@ func (b *builder) runEnv() (*runEnvironment, error) {
 	e.once.Do(func() {
 		iso, why := b.o.isolation, "asked for"
 		if iso == "" {
-			iso, why = b.detected.get()
+			iso, why = run.Detected()
 		}
 		switch iso {
 		case run.Chroot, run.Rootless:

@@ -37,7 +37,6 @@ var errStageCycle = errors.New("stage needs itself")
 // builder is one Build: the plan, the context and the stages built so far.
 type builder struct {
 	runState runEnvironment    // isolation and snapshot strategy, chosen at the first RUN
-	detected detectedIsolation // run.Detect's answer, asked once
 
 	// Container isolation: the paths replacing "/" keeps, kiln's folder,
 	// and the stage whose filesystem "/" is.

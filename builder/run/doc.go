@@ -70,5 +70,8 @@
 // paths a snapshot should ignore while a step runs. In container mode,
 // ContainerMountPoints lists what the snapshot must leave alone instead.
 //
-// Detect starts a probe process: call it once per build.
+// Detect starts a probe process: call it once per build, or call
+// DetectAhead as soon as a build knows it has RUN steps and Detected when
+// the first one runs: the probe, and (as root) the first step's init, then
+// start while the build does other work, once per process.
 package run

@@ -31,6 +31,13 @@ type Runner struct {
 // starts the first step's init at once.
 func NewRunner(iso Isolation) *Runner {
 	r := &Runner{iso: effective(iso)}
+	if r.iso == Chroot {
+		if p := takeSpare(); p != nil && p.waiting() {
+			r.spare = p // started by DetectAhead
+		} else {
+			p.discardIfAny()
+		}
+	}
 	r.prestart()
 	return r
 }
