@@ -49,9 +49,14 @@ func newLayerFile(path string, o *options) (*layerFile, error) {
 // Write adds bytes of the layer's tar.
 func (lf *layerFile) Write(p []byte) (int, error) { return lf.tar.Write(p) }
 
-// close ends the compressed stream and the file.
+// close ends the compressed stream and the file, read-only from then on:
+// an output layout on its filesystem links it (manifest.CheckedFile).
 func (lf *layerFile) close() error {
 	if err := lf.gz.Close(); err != nil {
+		lf.f.Close()
+		return fmt.Errorf("writing the layer: %w", err)
+	}
+	if err := lf.f.Chmod(0o444); err != nil {
 		lf.f.Close()
 		return fmt.Errorf("writing the layer: %w", err)
 	}
@@ -165,6 +170,16 @@ func (l *fileLayer) Size() (int64, error) {
 func (l *fileLayer) MediaType() (types.MediaType, error) { return l.mt, nil }
 
 func (l *fileLayer) Compressed() (io.ReadCloser, error) {
+	if err := l.written(); err != nil {
+		return nil, err
+	}
+	return os.Open(l.path)
+}
+
+// CheckedFile is the layer's file, whose digest was taken as it was
+// written (manifest.CheckedFile): an output stores it without hashing it
+// again, by a link where it can.
+func (l *fileLayer) CheckedFile() (*os.File, error) {
 	if err := l.written(); err != nil {
 		return nil, err
 	}

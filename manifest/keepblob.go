@@ -217,8 +217,23 @@ func (s *spoolReader) finish(ok bool) {
 	os.Remove(f.Name())
 }
 
-// checkedBlob is layer's kept blob, if it has one (see KeepBlobs).
+// CheckedFile is a layer whose blob is a whole file this process wrote and
+// hashed as it wrote it (a build's own layer): an output stores it from
+// that file without hashing it again, linked where it can (putChecked).
+// A layer that cannot give it returns an error, and is read as any other.
+type CheckedFile interface {
+	CheckedFile() (*os.File, error)
+}
+
+// checkedBlob is layer's kept blob, if it has one (see KeepBlobs), or its
+// CheckedFile.
 func checkedBlob(ctx context.Context, layer v1.Layer) *os.File {
+	if cf, ok := layer.(CheckedFile); ok {
+		if f, err := cf.CheckedFile(); err == nil {
+			return f
+		}
+		return nil
+	}
 	vl := unwrapVerified(layer)
 	if vl == nil {
 		return nil

@@ -33,9 +33,12 @@ func (l *Layout) linkVerified(ctx context.Context, h v1.Hash, vr *verifyReader, 
 }
 
 // link makes f, a checked blob, blob h of the layout: false if the link is
-// refused.
+// refused. f's data is synced first, as a blob written here would be.
 func (l *Layout) link(h v1.Hash, f *os.File) (bool, error) {
 	final := l.BlobPath(h)
+	if err := f.Sync(); err != nil {
+		return false, noSpace(l.dir, "blob "+h.String(), err)
+	}
 	err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), unix.AT_FDCWD, final, unix.AT_SYMLINK_FOLLOW)
 	switch {
 	case errors.Is(err, unix.EEXIST):
