@@ -240,6 +240,7 @@ func (b *builder) canExecute(stage string, p specs.Platform) error {
 // runCmd executes a RUN instruction in the stage's filesystem and turns
 // what it changed into a layer.
 func (b *builder) runCmd(ctx context.Context, s *stageState, c *instructions.RunCommand) error {
+	b.runsLeft--
 	if err := b.canExecute(s.name, s.platform); err != nil {
 		return err // a RUN from a base image's ONBUILD triggers
 	}
@@ -301,6 +302,7 @@ func (b *builder) runCmd(ctx context.Context, s *stageState, c *instructions.Run
 	layerPath := b.layerPath()
 	var stepTime time.Duration
 	start := time.Now()
+	env.runner.SetLast(b.runsLeft <= 0) // an init started ahead for no step is waste
 	stats, lf, err := b.snapshotStep(ctx, env, s, layerPath, exclude, func(dir string) error {
 		spec.Root = dir
 		t0 := time.Now()

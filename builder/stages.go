@@ -36,7 +36,7 @@ var errStageCycle = errors.New("stage needs itself")
 
 // builder is one Build: the plan, the context and the stages built so far.
 type builder struct {
-	runState runEnvironment    // isolation and snapshot strategy, chosen at the first RUN
+	runState runEnvironment // isolation and snapshot strategy, chosen at the first RUN
 
 	// Container isolation: the paths replacing "/" keeps, kiln's folder,
 	// and the stage whose filesystem "/" is.
@@ -65,6 +65,7 @@ type builder struct {
 	// (Request.AllowPlatformMismatch).
 	mismatches []string
 	layers     int
+	runsLeft   int // RUN instructions of the plan not dispatched yet (ONBUILD ones aside)
 
 	line       int          // the Dockerfile line being dispatched
 	step       *stepTracker // the step running, for RUN output
@@ -79,6 +80,13 @@ func newBuilder(req Request, o *options, plan *dockerfile.Plan, bc *buildcontext
 		stages:   make([]*stageState, len(plan.Stages)),
 		building: make([]bool, len(plan.Stages)),
 		images:   map[string]*stageState{},
+	}
+	for _, st := range plan.Stages {
+		for _, cmd := range st.Commands {
+			if _, ok := cmd.(*instructions.RunCommand); ok {
+				b.runsLeft++
+			}
+		}
 	}
 	if req.Reproducible {
 		e := time.Unix(0, 0).UTC()

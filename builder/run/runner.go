@@ -25,6 +25,16 @@ type Runner struct {
 	mu     sync.Mutex
 	spare  *startedInit // started, waiting for a step
 	closed bool
+	last   bool // no step follows the one running (SetLast)
+}
+
+// SetLast says whether the next step Run runs is the last the caller
+// expects: no init is then started ahead for a step after it, which would
+// only be ended unused. A step that comes all the same starts its own.
+func (r *Runner) SetLast(last bool) {
+	r.mu.Lock()
+	r.last = last
+	r.mu.Unlock()
 }
 
 // NewRunner returns a Runner for the isolation; in chroot isolation it
@@ -67,7 +77,7 @@ func (r *Runner) prestart() {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.closed || r.spare != nil {
+	if r.closed || r.spare != nil || r.last {
 		return
 	}
 	out := &laterWriter{}
