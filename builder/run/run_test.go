@@ -3,9 +3,11 @@ package run
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -230,4 +232,29 @@ func tailMatches(got, want string) bool {
 		return strings.HasPrefix(got, want) && strings.Count(got, "\n") == tailLines-1
 	}
 	return got == want
+}
+
+// The seccomp filter crosses to the init packed: every field of every
+// instruction arrives as it left.
+func TestSeccompFilterInConfig(t *testing.T) {
+	prog, err := DefaultSeccomp()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog = append(prog, unix.SockFilter{Code: 0xffff, Jt: 0xfe, Jf: 0x01, K: 0xdeadbeef})
+	data, err := json.Marshal(initConfig{Seccomp: prog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got initConfig
+	if err := json.Unmarshal(data, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual([]unix.SockFilter(got.Seccomp), prog) {
+		t.Fatalf("the filter changed on its way: %d instructions in, %d out", len(prog), len(got.Seccomp))
+	}
+	if err := json.Unmarshal([]byte(`{"Seccomp":"AAAA"}`), &got); err == nil {
+		t.Error("a filter of 3 bytes was taken")
+	}
+	t.Logf("%d instructions: %d bytes of config", len(prog), len(data))
 }
