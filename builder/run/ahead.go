@@ -19,14 +19,15 @@ var ahead struct {
 
 // DetectAhead starts Detect in the background, once per process: its
 // probe is a process, and so is a step's init, which a build's first RUN
-// step waits for otherwise. As root outside a user namespace of kiln's
-// own, where Detect will almost surely say chroot, a chroot step's init is
-// started alongside the probe, and the first NewRunner(Chroot) takes it;
-// if Detect says otherwise it is ended. Detected returns the answer.
+// step waits for otherwise. As root, where Detect will almost surely say
+// chroot (or rootless, in a user namespace of kiln's own, whose steps run
+// as chroot steps there), a chroot step's init is started alongside the
+// probe, and the first NewRunner that runs chroot steps takes it; if
+// Detect says otherwise it is ended. Detected returns the answer.
 func DetectAhead() {
 	ahead.once.Do(func() {
 		ahead.done = make(chan struct{})
-		guess := os.Geteuid() == 0 && !InOwnUserNamespace()
+		guess := os.Geteuid() == 0
 		go func() {
 			InitProgram() // both processes start from it
 			if guess {
@@ -34,7 +35,7 @@ func DetectAhead() {
 			}
 			ahead.iso, ahead.why = Detect()
 			close(ahead.done)
-			if ahead.iso != Chroot {
+			if effective(ahead.iso) != Chroot {
 				takeSpare().discardIfAny()
 			}
 		}()
@@ -62,7 +63,7 @@ func startSpare() {
 	ahead.mu.Unlock()
 	select {
 	case <-ahead.done:
-		if ahead.iso != Chroot {
+		if effective(ahead.iso) != Chroot {
 			takeSpare().discardIfAny()
 		}
 	default:
