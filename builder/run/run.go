@@ -51,11 +51,11 @@ type initConfig struct {
 	Groups    []uint32
 	SetGroups bool // false when setgroups is denied (single-id rootless)
 	Hostname  string
-	Loopback  bool              // the step has its own network namespace (made by a stageChroot init): bring lo up
-	DropCaps  bool              // keep only Docker's default capabilities
-	MaskPaths bool              // mask and make read-only runc's system paths
-	Seccomp   bpfProgram        `json:",omitempty"`
-	Rlimits   []Rlimit          `json:",omitempty"`
+	Loopback  bool       // the step has its own network namespace (made by a stageChroot init): bring lo up
+	DropCaps  bool       // keep only Docker's default capabilities
+	MaskPaths bool       // mask and make read-only runc's system paths
+	Seccomp   bpfProgram `json:",omitempty"`
+	Rlimits   []Rlimit   `json:",omitempty"`
 }
 
 // Run executes spec.Args inside spec.Root with the isolation. A command that

@@ -82,7 +82,7 @@ func buildSpecs(ctx context.Context, cfg *config.Config, buildID string, img con
 func newKubeRunner(c *cli.Context, out *output, s *buildAllSetup, workDir string) (*kube.Runner, error) {
 	k := s.cfg.Runner.Kubernetes
 	conn := kube.Connection{Kubeconfig: k.Kubeconfig, Context: k.Context}
-	cs, err := conn.Clientset()
+	api, err := conn.API()
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +99,7 @@ func newKubeRunner(c *cli.Context, out *output, s *buildAllSetup, workDir string
 		_, _ = rand.Read(b)
 		id = hex.EncodeToString(b)
 	}
-	r := kube.NewRunner(cs, s.client, o, kube.RunnerConfig{
+	r := kube.NewRunner(api, s.client, o, kube.RunnerConfig{
 		BuildID: id, ContextRepository: k.ContextRepository,
 		PendingTimeout: k.PendingTimeout, KeepFailed: k.KeepFailed, WorkDir: workDir,
 	}, out.log)

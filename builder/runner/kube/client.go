@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -56,15 +55,11 @@ func (c Connection) Namespace() string {
 	return ns
 }
 
-// Clientset connects to the cluster c names.
-func (c Connection) Clientset() (kubernetes.Interface, error) {
+// API connects to the cluster c names.
+func (c Connection) API() (API, error) {
 	cfg, err := c.RESTConfig()
 	if err != nil {
 		return nil, err
 	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
-	}
-	return cs, nil
+	return newRESTAPI(cfg)
 }

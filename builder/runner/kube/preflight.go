@@ -11,7 +11,6 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
 	authv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"kiln/builder/runner"
 	"kiln/platform"
@@ -55,7 +54,7 @@ func (r *Runner) Decide(ctx context.Context, p specs.Platform) (runner.Execution
 
 func (r *Runner) listNodes(ctx context.Context) ([]corev1.Node, error) {
 	r.nodes.once.Do(func() {
-		list, err := r.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		list, err := r.api.ListNodes(ctx)
 		if err != nil {
 			r.nodes.err = fmt.Errorf("listing the cluster's nodes: %w", err)
 			return
@@ -88,7 +87,7 @@ func (r *Runner) Preflight(ctx context.Context) error {
 			a.Namespace = r.o.namespace()
 		}
 		rev := &authv1.SelfSubjectAccessReview{Spec: authv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &a}}
-		res, err := r.cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, rev, metav1.CreateOptions{})
+		res, err := r.api.ReviewAccess(ctx, rev)
 		if err != nil {
 			return fmt.Errorf("checking permissions: %w", err)
 		}

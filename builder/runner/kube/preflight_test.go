@@ -43,7 +43,7 @@ func TestDecide(t *testing.T) {
 	cordoned.(*corev1.Node).Spec.Unschedulable = true
 	_ = cs.Tracker().Update(corev1.SchemeGroupVersion.WithResource("nodes"), cordoned, "")
 
-	r := NewRunner(cs, nil, Options{Image: "kiln", NodeSelector: map[string]string{"node-pool": "builders"}}, RunnerConfig{BuildID: "t"}, nil)
+	r := NewRunner(clientsetAPI{cs}, nil, Options{Image: "kiln", NodeSelector: map[string]string{"node-pool": "builders"}}, RunnerConfig{BuildID: "t"}, nil)
 	ex, err := r.Decide(t.Context(), specs.Platform{OS: "linux", Architecture: "amd64"})
 	if err != nil || ex.Mode != runner.Native || !strings.Contains(ex.Where, "2 Ready") {
 		t.Errorf("amd64: %+v, %v; want native on 2 Ready nodes", ex, err)
@@ -54,7 +54,7 @@ func TestDecide(t *testing.T) {
 			t.Errorf("%s: %v; want ErrNoNode naming the labels", arch, err)
 		}
 	}
-	tolerant := NewRunner(cs, nil, Options{Image: "kiln", Tolerations: []Toleration{{Key: "spot", Operator: "Exists"}}}, RunnerConfig{BuildID: "t"}, nil)
+	tolerant := NewRunner(clientsetAPI{cs}, nil, Options{Image: "kiln", Tolerations: []Toleration{{Key: "spot", Operator: "Exists"}}}, RunnerConfig{BuildID: "t"}, nil)
 	if ex, err := tolerant.Decide(t.Context(), specs.Platform{OS: "linux", Architecture: "arm64"}); err != nil || !strings.Contains(ex.Where, "1 Ready") {
 		t.Errorf("arm64 with the spot taint tolerated: %+v, %v", ex, err)
 	}
@@ -70,7 +70,7 @@ func TestPreflightForbidden(t *testing.T) {
 		rev.Status.Allowed = allow[ra.Verb+"/"+ra.Resource+"/"+ra.Subresource]
 		return true, rev, nil
 	})
-	r := NewRunner(cs, nil, Options{Namespace: "ci"}, RunnerConfig{BuildID: "t"}, nil)
+	r := NewRunner(clientsetAPI{cs}, nil, Options{Namespace: "ci"}, RunnerConfig{BuildID: "t"}, nil)
 	err := r.Preflight(t.Context())
 	if !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "create jobs in namespace ci") ||
 		strings.Contains(err.Error(), "pods/log") || !strings.Contains(err.Error(), "kiln render rbac") {

@@ -20,7 +20,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
 	"kiln/builder/dockerfile"
@@ -32,7 +31,7 @@ import (
 // Runner builds each (image, platform) as a Job on a node of that
 // platform's os and architecture.
 type Runner struct {
-	cs      kubernetes.Interface
+	api     API
 	client  *manifest.Client
 	o       Options
 	cfg     RunnerConfig
@@ -57,16 +56,16 @@ type RunnerConfig struct {
 	WorkDir           string        // where contexts are packed
 }
 
-// NewRunner makes a Runner over cs; client pushes contexts and reads the
-// pushed images back.
-func NewRunner(cs kubernetes.Interface, client *manifest.Client, o Options, cfg RunnerConfig, log *slog.Logger) *Runner {
+// NewRunner makes a Runner over the cluster's api; client pushes contexts
+// and reads the pushed images back.
+func NewRunner(api API, client *manifest.Client, o Options, cfg RunnerConfig, log *slog.Logger) *Runner {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.PendingTimeout <= 0 {
 		cfg.PendingTimeout = 5 * time.Minute
 	}
-	return &Runner{cs: cs, client: client, o: o, cfg: cfg, log: log, packed: map[string]packed{}, created: map[string]bool{}}
+	return &Runner{api: api, client: client, o: o, cfg: cfg, log: log, packed: map[string]packed{}, created: map[string]bool{}}
 }
 
 // Name is "kubernetes".
@@ -95,7 +94,7 @@ func (r *Runner) Run(ctx context.Context, job runner.Job) (*runner.Outcome, erro
 	if err != nil {
 		return nil, err
 	}
-	created, err := r.cs.BatchV1().Jobs(obj.Namespace).Create(ctx, obj, metav1.CreateOptions{})
+	created, err := r.api.CreateJob(ctx, obj)
 	if err != nil {
 		return nil, fmt.Errorf("creating Job %s/%s: %w", obj.Namespace, obj.Name, err)
 	}
@@ -225,9 +224,8 @@ func (r *Runner) wait(ctx context.Context, job *batchv1.Job, rj runner.Job) (*Re
 	f := &follower{r: r, job: job, rj: rj, tail: &tailBuffer{}, pending: time.NewTimer(r.cfg.PendingTimeout), created: time.Now()}
 	defer f.pending.Stop()
 	defer f.stopLog()
-	pods := r.cs.CoreV1().Pods(job.Namespace)
 	for {
-		w, err := pods.Watch(ctx, metav1.ListOptions{LabelSelector: "job-name=" + job.Name})
+		w, err := r.api.WatchPods(ctx, job.Namespace, metav1.ListOptions{LabelSelector: "job-name=" + job.Name})
 		if err != nil {
 			return nil, "", fmt.Errorf("watching the pods of Job %s: %w", job.Name, err)
 		}
@@ -335,7 +333,7 @@ func (f *follower) stopLog() {
 // yet (behind an init container) is asked for again, a few times.
 func (r *Runner) copyLog(ctx context.Context, pod *corev1.Pod, container string, out io.Writer) {
 	for attempt := 0; attempt < 10; attempt++ {
-		rc, err := r.cs.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{Container: container, Follow: true}).Stream(ctx)
+		rc, err := r.api.PodLog(ctx, pod.Namespace, pod.Name, &corev1.PodLogOptions{Container: container, Follow: true})
 		if err == nil {
 			_, _ = io.Copy(out, rc)
 			rc.Close()
@@ -354,7 +352,7 @@ func (r *Runner) copyLog(ctx context.Context, pod *corev1.Pod, container string,
 func (r *Runner) remove(ns, nm string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := r.cs.BatchV1().Jobs(ns).Delete(ctx, nm, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)})
+	err := r.api.DeleteJob(ctx, ns, nm, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)})
 	if err != nil && !apierrors.IsNotFound(err) {
 		r.log.Warn("deleting a Job", "job", ns+"/"+nm, "error", err.Error())
 		return
