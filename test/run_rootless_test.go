@@ -339,8 +339,8 @@ func TestRunRootlessSignals(t *testing.T) {
 		}
 		time.Sleep(300 * time.Millisecond) // into the step
 		inner := descendants(cmd.Process.Pid)
-		if len(inner) < 3 {
-			t.Fatalf("%v: want kiln in its namespace, the step's init and the step below kiln %d, have %v:\n%s", sig, cmd.Process.Pid, inner, log())
+		if len(inner) < 2 { // the step's init execs the step: one process (and no init is started ahead of a last RUN)
+			t.Fatalf("%v: want kiln in its namespace and the step below kiln %d, have %v:\n%s", sig, cmd.Process.Pid, inner, log())
 		}
 		start := time.Now()
 		_ = cmd.Process.Signal(sig)

@@ -88,6 +88,24 @@ func TestRunnerReplacesADeadInit(t *testing.T) {
 	}
 }
 
+// A step said to be the last starts no init ahead; the next one, if one
+// comes all the same, starts its own.
+func TestRunnerLastStep(t *testing.T) {
+	requireChroot(t)
+	r := NewRunner(Chroot)
+	defer r.Close()
+	r.SetLast(true)
+	for i := range 2 {
+		var out bytes.Buffer
+		if err := r.Run(context.Background(), Spec{Root: makeRoot(t), Args: sh("echo fine"), Stdout: &out, Stderr: &out}); err != nil || out.String() != "fine\n" {
+			t.Fatalf("step %d: %v, output %q", i+1, err, out.String())
+		}
+		if r.spare != nil {
+			t.Fatalf("step %d, the last: an init was started ahead", i+1)
+		}
+	}
+}
+
 func TestRunnerClose(t *testing.T) {
 	requireChroot(t)
 	r := NewRunner(Chroot)

@@ -33,9 +33,14 @@ const envUserNS = "_KILN_USERNS"
 // re-executed program can tell whether it still waits.
 const envUserNSParent = "_KILN_USERNS_PARENT"
 
-// stageUserNS (an envMarker value) is the re-executed program before its
-// id maps are written: it waits for them, then execs itself again.
+// stageUserNS (an envMarker value) is the process ReexecInUserNamespace
+// starts before its id maps are written: it waits for them, then execs the
+// program (fdProgram) again. It is the small embedded init where there is
+// one (InitProgram): a start of the whole program costs more than waiting.
 const stageUserNS = "userns"
+
+// fdProgram is the program's own executable, open, in a stageUserNS process.
+const fdProgram = 4
 
 // ErrNoUserNamespace: the build cannot run in a user namespace of its own
 // here (no subordinate id range, no newuidmap, namespaces refused); the
@@ -104,17 +109,23 @@ func ReexecInUserNamespace(log *slog.Logger) (int, error) {
 	desc := fmt.Sprintf("uid %d is 0, %d-%d are 1-%d; gid %d is 0, %d-%d are 1-%d",
 		uid, uids.start, uids.start+uids.count-1, uids.count, gid, gids.start, gids.start+gids.count-1, gids.count)
 
+	self, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrNoUserNamespace, err)
+	}
+	defer self.Close()
 	gateR, gateW, err := os.Pipe()
 	if err != nil {
 		return 0, err
 	}
 	defer gateW.Close()
-	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
+	waiter, _ := InitProgram()
+	cmd := exec.Command(waiter, os.Args[1:]...)
 	cmd.Args[0] = os.Args[0]
 	cmd.Env = append(withoutEnv(os.Environ(), envMarker, envUserNS, envUserNSParent),
 		envMarker+"="+stageUserNS, envUserNS+"="+desc, envUserNSParent+"="+strconv.Itoa(os.Getpid()))
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.ExtraFiles = []*os.File{gateR} // fdConfig
+	cmd.ExtraFiles = []*os.File{gateR, self} // fdConfig, fdProgram
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWUSER | unix.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
 	// Pdeathsig follows the thread that started the process: keep it.
 	runtime.LockOSThread()
@@ -183,8 +194,9 @@ func ReexecInUserNamespace(log *slog.Logger) (int, error) {
 	return 0, err
 }
 
-// reexecInUserNS is the re-executed program before its id maps exist: it
-// waits for them and execs itself again, with the same arguments, now as
+// reexecInUserNS is the process started in the namespace before its id
+// maps exist: it waits for them and execs the program (fdProgram), with
+// the same arguments, now as
 // uid 0 of the namespace (exec grants the namespace's capabilities only to
 // uid 0, which it was not when it started).
 func reexecInUserNS() {
@@ -195,8 +207,9 @@ func reexecInUserNS() {
 		os.Exit(125)
 	}
 	f.Close()
+	unix.CloseOnExec(fdProgram) // resolved by the exec before it closes
 	env := withoutEnv(os.Environ(), envMarker)
-	err := syscall.Exec("/proc/self/exe", os.Args, env)
+	err := syscall.Exec("/proc/self/fd/"+strconv.Itoa(fdProgram), os.Args, env)
 	fmt.Fprintf(os.Stderr, "kiln: re-executing in the user namespace: %v\n", err)
 	os.Exit(125)
 }
