@@ -88,8 +88,9 @@ type keptBlob struct {
 }
 
 // checkAhead reads the blob file f whole through vr, keeping (and
-// marking) f if it matches blob h. A mismatch is left for the output to find and report, reading
-// the blob again as it would have without KeepBlobs.
+// marking) f if it matches blob h. A mismatch is left for the output to
+// find and report, reading the blob again as it would have without
+// KeepBlobs.
 func (k *keptBlob) checkAhead(ctx context.Context, vr *verifyReader, f *os.File, h v1.Hash) {
 	defer close(k.ahead)
 	if err := drain(ctx, vr); err != nil {

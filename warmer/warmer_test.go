@@ -325,14 +325,17 @@ func TestPruneKeepsWhatIsReferenced(t *testing.T) {
 	}
 }
 
-func TestVerifyFindsDamage(t *testing.T) {
+// warmedOne pushes a one-layer linux/amd64 image as repo:1, warms it
+// into a cache folder of its own and returns the warmer, the reference,
+// the cache and the image as cached.
+func warmedOne(t *testing.T, repo string) (*Warmer, string, *manifest.Layout, v1.Image) {
+	t.Helper()
 	reg := newTestRegistry(t)
-	ref := reg.ref("damaged:1")
+	ref := reg.ref(repo + ":1")
 	pushIndex(t, ref, layer(t), "linux/amd64")
 	dir := t.TempDir()
 	w := newWarmer(t, dir)
-	rep, err := w.Warm(context.Background(), items(ref, "linux/amd64"))
-	if err != nil || !rep.OK() {
+	if rep, err := w.Warm(context.Background(), items(ref, "linux/amd64")); err != nil || !rep.OK() {
 		t.Fatal(err)
 	}
 	l, _ := manifest.OpenLayout(dir)
@@ -340,6 +343,11 @@ func TestVerifyFindsDamage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return w, ref, l, img
+}
+
+func TestVerifyFindsDamage(t *testing.T) {
+	w, ref, l, img := warmedOne(t, "damaged")
 	layers, _ := img.Layers()
 	d, _ := layers[0].Digest()
 	os.Remove(l.BlobPath(d)) // read-only (0444): replaced, not written through
@@ -354,7 +362,7 @@ func TestVerifyFindsDamage(t *testing.T) {
 		t.Fatalf("verify missed damage: %+v", vr)
 	}
 	// The next warm notices the wrong size and fetches the blob again.
-	rep, err = w.Warm(context.Background(), items(ref, "linux/amd64"))
+	rep, err := w.Warm(context.Background(), items(ref, "linux/amd64"))
 	if err != nil || !rep.OK() {
 		t.Fatal(err)
 	}
@@ -468,19 +476,7 @@ func TestRefreshKeepsCacheWhenRegistryIsDown(t *testing.T) {
 // found by --verify, which drops the blob's mark so that builds hash the
 // blob again and refuse it; a good blob keeps its mark.
 func TestVerifyDropsTheMarkOfADamagedBlob(t *testing.T) {
-	reg := newTestRegistry(t)
-	ref := reg.ref("rot:1")
-	pushIndex(t, ref, layer(t), "linux/amd64")
-	dir := t.TempDir()
-	w := newWarmer(t, dir)
-	if rep, err := w.Warm(context.Background(), items(ref, "linux/amd64")); err != nil || !rep.OK() {
-		t.Fatal(err)
-	}
-	l, _ := manifest.OpenLayout(dir)
-	img, _, err := l.Image(mustRef(t, ref), platform.MustParse("linux/amd64"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, _, l, img := warmedOne(t, "rot")
 	layers, _ := img.Layers()
 	d, _ := layers[0].Digest()
 	p := l.BlobPath(d)

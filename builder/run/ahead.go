@@ -35,9 +35,7 @@ func DetectAhead() {
 			}
 			ahead.iso, ahead.why = Detect()
 			close(ahead.done)
-			if effective(ahead.iso) != Chroot {
-				takeSpare().discardIfAny()
-			}
+			dropWrongGuess()
 		}()
 	})
 }
@@ -61,12 +59,20 @@ func startSpare() {
 	ahead.mu.Lock()
 	ahead.spare = p
 	ahead.mu.Unlock()
+	dropWrongGuess() // Detect may have answered while the init started
+}
+
+// dropWrongGuess ends the init started on the guess once Detect has said
+// that the steps do not run as chroot steps; before its answer it does
+// nothing.
+func dropWrongGuess() {
 	select {
 	case <-ahead.done:
-		if effective(ahead.iso) != Chroot {
-			takeSpare().discardIfAny()
-		}
 	default:
+		return
+	}
+	if effective(ahead.iso) != Chroot {
+		takeSpare().discardIfAny()
 	}
 }
 

@@ -62,9 +62,10 @@ func (o *Overlay) upper() string  { return filepath.Join(o.scratch, "upper") }
 func (o *Overlay) work() string   { return filepath.Join(o.scratch, "work") }
 func (o *Overlay) merged() string { return filepath.Join(o.scratch, "merged") }
 
-// Mount mounts the overlay (lower: root, or Options.Lowers) and returns the merged directory
-// the step must run in. Until Diff, root must not be written. A refused
-// mount returns an error matching ErrOverlayUnsupported.
+// Mount mounts the overlay (lower: root, or Options.Lowers) and returns
+// the merged directory the step must run in. Until Detach (or Diff), root
+// must not be written. A refused mount returns an error matching
+// ErrOverlayUnsupported.
 func (o *Overlay) Mount(ctx context.Context) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err

@@ -1,10 +1,10 @@
 // Command initexe is kiln's RUN step init (and namespace probe) on its own:
 // package run and the little it imports, without the rest of kiln. The
 // Makefile builds it and embeds it in kiln (builder/run/initbin): kiln then
-// starts it for every RUN step instead of re-executing its own 55 MB, whose
-// packages (the Kubernetes client's type registries among them) take some
-// 40 ms of CPU to initialize before the step's init can do anything; this
-// program is ready in a few. See run.InitProgram.
+// starts it for every RUN step instead of re-executing its whole self,
+// whose packages (registry, git and Kubernetes clients, Dockerfile front
+// end) take some 30 ms of CPU to initialize before the step's init can do
+// anything; this program is ready in a few. See run.InitProgram.
 package main
 
 import (
